@@ -115,6 +115,11 @@ enum cm_status idx_verify(struct kv_store *s, struct cm_buf *report) CM_WUR;
 
 /* ---- Helpers shared with api/ ------------------------------------- */
 
+/* Number of scenes that carry entity (type, id) directly (performer, tag,
+ * studio, group, gallery), from its posting bitmap; 0 when none. */
+enum cm_status idx_entity_scene_count(struct kv_txn *t, uint8_t type,
+                                      uint64_t id, uint64_t *n) CM_WUR;
+
 /* Stash's random_<seed> key for a Stash id (stash-api.md §5.2, with
  * SQLite's double rounding). */
 double idx_random_key(uint64_t id, uint64_t seed);
