@@ -108,18 +108,18 @@ $(B)/fuzz-replay/%: $(B)/tests/fuzz/%.o $(B)/tests/fuzz/replay_main.o $(call lib
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SYSLIBS)
 
-build-tests: build/peekd $(UNIT_BINS) $(FUZZ_REPLAY_BINS)
+build-tests: $(B)/peekd $(UNIT_BINS) $(FUZZ_REPLAY_BINS)
 .PHONY: build-tests
 
 deps:
 	@sh tools/deps.sh
 
 test: deps
-	$(MAKE) build-tests
+	$(MAKE) build-tests all
 	sh tools/run_tests.sh $(B)
 
 asan: deps
-	$(MAKE) VARIANT=asan build-tests $(B:release=asan)/peekd
+	$(MAKE) VARIANT=asan build-tests
 	ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  sh tools/run_tests.sh build/asan

@@ -19,6 +19,6 @@ int cmd_backup(int argc, char **argv);
  * 1 with *exit_code = 2.  Returns 0 when the command should proceed; then
  * cfg must be released with cm_config_fini().  pos/npos: positional
  * arguments (NULL when none are accepted). */
-int cmd_setup(enum cm_cmd cmd, const char *name, const char *summary,
-              int argc, char **argv, struct cm_config *cfg, const char **pos,
-              int *npos, int *exit_code);
+int cmd_setup(enum cm_cmd cmd, const char *name, const char *summary, int argc,
+              char **argv, struct cm_config *cfg, const char **pos, int *npos,
+              int *exit_code);

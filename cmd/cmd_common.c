@@ -7,9 +7,9 @@
 #include "cmd/cmd.h"
 #include "common/cm_log.h"
 
-int cmd_setup(enum cm_cmd cmd, const char *name, const char *summary,
-              int argc, char **argv, struct cm_config *cfg, const char **pos,
-              int *npos, int *exit_code)
+int cmd_setup(enum cm_cmd cmd, const char *name, const char *summary, int argc,
+              char **argv, struct cm_config *cfg, const char **pos, int *npos,
+              int *exit_code)
 {
     char err[512];
 

@@ -9,8 +9,8 @@ int cmd_serve(int argc, char **argv)
 {
     struct cm_config cfg;
     int rc;
-    if (cmd_setup(CM_CMD_SERVE, "serve", "serve the REST API", argc, argv, &cfg, NULL, NULL,
-                  &rc))
+    if (cmd_setup(CM_CMD_SERVE, "serve", "serve the REST API", argc, argv, &cfg,
+                  NULL, NULL, &rc))
         return rc;
     fprintf(stderr, "peekd serve: not implemented yet\n");
     cm_config_fini(&cfg);

@@ -9,8 +9,8 @@ int cmd_sync(int argc, char **argv)
 {
     struct cm_config cfg;
     int rc;
-    if (cmd_setup(CM_CMD_SYNC, "sync", "mirror Stash into the store", argc, argv, &cfg, NULL, NULL,
-                  &rc))
+    if (cmd_setup(CM_CMD_SYNC, "sync", "mirror Stash into the store", argc,
+                  argv, &cfg, NULL, NULL, &rc))
         return rc;
     fprintf(stderr, "peekd sync: not implemented yet\n");
     cm_config_fini(&cfg);

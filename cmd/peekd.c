@@ -41,15 +41,17 @@ static const struct {
     int (*fn)(int argc, char **argv);
     const char *help;
 } cmds[] = {
-    {"serve", cmd_serve, "serve the REST API and video (and sync on a "
-                         "schedule when STASH_URL is set)"},
+    {"serve", cmd_serve,
+     "serve the REST API and video (and sync on a "
+     "schedule when STASH_URL is set)"},
     {"sync", cmd_sync, "mirror Stash into the store once and exit"},
     {"reindex", cmd_reindex, "rebuild every index from the stored records"},
     {"check", cmd_check, "verify the store and its indexes"},
     {"backup", cmd_backup, "write a consistent, compacted copy of the store"},
     {"version", cmd_version, "print the version"},
-    {"config-table", cmd_config_table, "print the settings as a Markdown "
-                                       "table"},
+    {"config-table", cmd_config_table,
+     "print the settings as a Markdown "
+     "table"},
 };
 
 static void usage(FILE *f)

@@ -25,23 +25,23 @@ enum kind {
     K_DURATION, /* seconds, with optional s/m/h/d suffix */
     K_LOGLEVEL,
     K_LOGFMT,
-    K_PATHMAP,  /* FROM=TO[;FROM=TO...] */
+    K_PATHMAP, /* FROM=TO[;FROM=TO...] */
 };
 
 struct setting {
-    const char *name;  /* flag, without "--" */
-    const char *env;   /* environment variable, NULL = flag only */
+    const char *name; /* flag, without "--" */
+    const char *env;  /* environment variable, NULL = flag only */
     enum kind kind;
-    size_t off;        /* offset in struct cm_config */
-    const char *def;   /* default, as text; NULL = unset */
-    unsigned cmds;     /* enum cm_cmd mask */
-    int64_t min, max;  /* for K_INT, K_SIZE, K_DURATION */
+    size_t off;       /* offset in struct cm_config */
+    const char *def;  /* default, as text; NULL = unset */
+    unsigned cmds;    /* enum cm_cmd mask */
+    int64_t min, max; /* for K_INT, K_SIZE, K_DURATION */
     const char *help;
 };
 
 #define OFF(f) offsetof(struct cm_config, f)
-#define ALL (CM_CMD_SERVE | CM_CMD_SYNC | CM_CMD_REINDEX | CM_CMD_CHECK | \
-             CM_CMD_BACKUP)
+#define ALL                                                                    \
+    (CM_CMD_SERVE | CM_CMD_SYNC | CM_CMD_REINDEX | CM_CMD_CHECK | CM_CMD_BACKUP)
 #define SRV CM_CMD_SERVE
 #define SYN (CM_CMD_SERVE | CM_CMD_SYNC)
 
@@ -53,8 +53,8 @@ static const struct setting settings[] = {
      "HOST:PORT to serve HTTP on"},
     {"stash-url", "STASH_URL", K_URL, OFF(stash_url), NULL, SYN, 0, 0,
      "base URL of Stash, e.g. http://stash:9999 (serve: enables sync)"},
-    {"api-key", "STASH_API_KEY", K_STR, OFF(stash_api_key), NULL,
-     SYN, 0, 0, "Stash API key; sent only to Stash, never shown"},
+    {"api-key", "STASH_API_KEY", K_STR, OFF(stash_api_key), NULL, SYN, 0, 0,
+     "Stash API key; sent only to Stash, never shown"},
     {"token", "PEEKD_TOKEN", K_STR, OFF(token), NULL, SRV, 0, 0,
      "access token required by every route (Bearer or sign-in cookie); "
      "unset = open"},
@@ -74,8 +74,8 @@ static const struct setting settings[] = {
      SYN, 1, CM_MAX_SYNC_PAGE, "items per GraphQL page during sync"},
     {"sync-timeout", "PEEKD_SYNC_TIMEOUT", K_DURATION, OFF(sync_timeout),
      "120s", SYN, 1, 3600, "timeout of one request to Stash"},
-    {"sync-retries", "PEEKD_SYNC_RETRIES", K_INT, OFF(sync_retries), "4",
-     SYN, 0, 20, "retries of a failed request to Stash (with backoff)"},
+    {"sync-retries", "PEEKD_SYNC_RETRIES", K_INT, OFF(sync_retries), "4", SYN,
+     0, 20, "retries of a failed request to Stash (with backoff)"},
     {"full", NULL, K_BOOL, OFF(full), "0", CM_CMD_SYNC, 0, 0,
      "force a full sync instead of an incremental one"},
     {"threads", "PEEKD_THREADS", K_INT, OFF(threads), "2", SRV, 1, 64,
@@ -83,20 +83,20 @@ static const struct setting settings[] = {
     {"map-size", "PEEKD_MAP_SIZE", K_SIZE, OFF(map_size), "64G", ALL,
      (int64_t)64 << 20, (int64_t)1 << 44,
      "initial LMDB map size (sparse; grows when full)"},
-    {"public-url", "PEEKD_PUBLIC_URL", K_URL, OFF(public_url), NULL, SRV, 0,
-     0, "external base URL for absolute links (default: from Host)"},
-    {"cors-origin", "PEEKD_CORS_ORIGIN", K_STR, OFF(cors_origin), NULL, SRV,
-     0, 0, "value of Access-Control-Allow-Origin (unset = no CORS)"},
+    {"public-url", "PEEKD_PUBLIC_URL", K_URL, OFF(public_url), NULL, SRV, 0, 0,
+     "external base URL for absolute links (default: from Host)"},
+    {"cors-origin", "PEEKD_CORS_ORIGIN", K_STR, OFF(cors_origin), NULL, SRV, 0,
+     0, "value of Access-Control-Allow-Origin (unset = no CORS)"},
     {"path-map", "PEEKD_PATH_MAP", K_PATHMAP, 0, NULL, SRV, 0, 0,
      "Stash path prefix = local prefix pairs, ';'-separated, for direct "
      "file access (e.g. /data/media=/media)"},
-    {"cache-dir", "PEEKD_CACHE_DIR", K_STR, OFF(cache_dir),
-     "/tmp/peekd-cache", SRV, 0, 0, "HLS segments and image cache"},
-    {"hls-cache-max", "PEEKD_HLS_CACHE_MAX", K_SIZE, OFF(hls_cache_max),
-     "2G", SRV, (int64_t)16 << 20, (int64_t)1 << 44,
+    {"cache-dir", "PEEKD_CACHE_DIR", K_STR, OFF(cache_dir), "/tmp/peekd-cache",
+     SRV, 0, 0, "HLS segments and image cache"},
+    {"hls-cache-max", "PEEKD_HLS_CACHE_MAX", K_SIZE, OFF(hls_cache_max), "2G",
+     SRV, (int64_t)16 << 20, (int64_t)1 << 44,
      "size cap of the HLS segment cache"},
-    {"image-cache-max", "PEEKD_IMAGE_CACHE_MAX", K_SIZE,
-     OFF(image_cache_max), "512M", SRV, (int64_t)1 << 20, (int64_t)1 << 44,
+    {"image-cache-max", "PEEKD_IMAGE_CACHE_MAX", K_SIZE, OFF(image_cache_max),
+     "512M", SRV, (int64_t)1 << 20, (int64_t)1 << 44,
      "size cap of the image cache"},
     {"transcode-limit", "PEEKD_TRANSCODE_LIMIT", K_INT, OFF(transcode_limit),
      "0", SRV, 0, 64, "concurrent ffmpeg transcodes (0 = number of cores)"},
@@ -160,20 +160,23 @@ static int parse_scaled(const char *s, int is_size, int64_t *out)
     if (parse_i64(s, &v, &e) || v < 0)
         return -1;
     if (*e) {
-        if (e[1] && !(is_size && (e[1] == 'B' || e[1] == 'b') && !e[2] &&
-                      e[0] != 'B'))
+        if (e[1] &&
+            !(is_size && (e[1] == 'B' || e[1] == 'b') && !e[2] && e[0] != 'B'))
             return -1;
         switch (*e) {
-        case 'K': case 'k': mul = is_size ? (int64_t)1 << 10 : -1; break;
-        case 'M': case 'm':
-            mul = is_size ? (int64_t)1 << 20 : 60;
-            break;
-        case 'G': case 'g': mul = is_size ? (int64_t)1 << 30 : -1; break;
-        case 'T': case 't': mul = is_size ? (int64_t)1 << 40 : -1; break;
+        case 'K':
+        case 'k': mul = is_size ? (int64_t)1 << 10 : -1; break;
+        case 'M':
+        case 'm': mul = is_size ? (int64_t)1 << 20 : 60; break;
+        case 'G':
+        case 'g': mul = is_size ? (int64_t)1 << 30 : -1; break;
+        case 'T':
+        case 't': mul = is_size ? (int64_t)1 << 40 : -1; break;
         case 's': mul = is_size ? -1 : 1; break;
         case 'h': mul = is_size ? -1 : 3600; break;
         case 'd': mul = is_size ? -1 : 86400; break;
-        case 'B': case 'b': mul = is_size && !e[1] ? 1 : -1; break;
+        case 'B':
+        case 'b': mul = is_size && !e[1] ? 1 : -1; break;
         default: mul = -1;
         }
         if (mul < 0)
@@ -210,8 +213,7 @@ static void clear_maps(struct cm_config *cfg)
 }
 
 static enum cm_status parse_pathmap(struct cm_config *cfg, const char *v,
-                                    const char *what, char *err,
-                                    size_t errlen)
+                                    const char *what, char *err, size_t errlen)
 {
     const char *p = v;
     clear_maps(cfg);
@@ -227,9 +229,8 @@ static enum cm_status parse_pathmap(struct cm_config *cfg, const char *v,
         }
         eq = memchr(p, '=', len);
         if (!eq || eq == p || eq == p + len - 1) {
-            errf(err, errlen,
-                 "%s: bad path mapping '%.*s' (expected FROM=TO)", what,
-                 (int)len, p);
+            errf(err, errlen, "%s: bad path mapping '%.*s' (expected FROM=TO)",
+                 what, (int)len, p);
             return CM_INVALID;
         }
         if (cfg->n_path_maps == CM_MAX_PATH_MAPS) {
@@ -271,8 +272,8 @@ static enum cm_status apply(struct cm_config *cfg, const struct setting *s,
         return set_str(str_slot(cfg, s), v, len);
     case K_URL:
         if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
-            errf(err, errlen,
-                 "%s: '%s' is not an http:// or https:// URL", what, v);
+            errf(err, errlen, "%s: '%s' is not an http:// or https:// URL",
+                 what, v);
             return CM_INVALID;
         }
         while (len > 8 && v[len - 1] == '/')
@@ -286,14 +287,13 @@ static enum cm_status apply(struct cm_config *cfg, const struct setting *s,
         const char *colon = strrchr(v, ':');
         if (!colon || colon == v || parse_i64(colon + 1, &n, &e) || *e ||
             n < 0 || n > 65535) {
-            errf(err, errlen,
-                 "%s: '%s' is not HOST:PORT (port 0-65535)", what, v);
+            errf(err, errlen, "%s: '%s' is not HOST:PORT (port 0-65535)", what,
+                 v);
             return CM_INVALID;
         }
         cfg->listen_port = (int)n;
         if (v[0] == '[' && colon[-1] == ']')
-            return set_str(&cfg->listen_host, v + 1,
-                           (size_t)(colon - v) - 2);
+            return set_str(&cfg->listen_host, v + 1, (size_t)(colon - v) - 2);
         return set_str(&cfg->listen_host, v, (size_t)(colon - v));
     }
     case K_BOOL:
@@ -306,9 +306,8 @@ static enum cm_status apply(struct cm_config *cfg, const struct setting *s,
         return CM_OK;
     case K_INT:
         if (parse_i64(v, &n, &e) || *e || n < s->min || n > s->max) {
-            errf(err, errlen,
-                 "%s: '%s' is not an integer from %lld to %lld", what, v,
-                 (long long)s->min, (long long)s->max);
+            errf(err, errlen, "%s: '%s' is not an integer from %lld to %lld",
+                 what, v, (long long)s->min, (long long)s->max);
             return CM_INVALID;
         }
         *(int64_t *)((char *)cfg + s->off) = n;
@@ -333,8 +332,8 @@ static enum cm_status apply(struct cm_config *cfg, const struct setting *s,
         return CM_OK;
     case K_LOGLEVEL:
         if (cm_log_level_parse(v, &cfg->log_level)) {
-            errf(err, errlen,
-                 "%s: '%s' is not one of debug, info, warn, error", what, v);
+            errf(err, errlen, "%s: '%s' is not one of debug, info, warn, error",
+                 what, v);
             return CM_INVALID;
         }
         return CM_OK;
@@ -344,8 +343,7 @@ static enum cm_status apply(struct cm_config *cfg, const struct setting *s,
             return CM_INVALID;
         }
         return CM_OK;
-    case K_PATHMAP:
-        return parse_pathmap(cfg, v, what, err, errlen);
+    case K_PATHMAP: return parse_pathmap(cfg, v, what, err, errlen);
     }
     return CM_INTERNAL;
 }
@@ -357,8 +355,8 @@ enum cm_status cm_config_init(struct cm_config *cfg)
         enum cm_status st;
         if (!settings[i].def)
             continue;
-        st = apply(cfg, &settings[i], settings[i].def, settings[i].name,
-                   NULL, 0);
+        st = apply(cfg, &settings[i], settings[i].def, settings[i].name, NULL,
+                   0);
         if (st != CM_OK) {
             cm_config_fini(cfg);
             return st;
@@ -405,9 +403,9 @@ enum cm_status cm_config_set(struct cm_config *cfg, const char *name,
     return apply(cfg, s, value, what, err, errlen);
 }
 
-enum cm_status cm_config_load(struct cm_config *cfg, enum cm_cmd cmd,
-                              int argc, char **argv, const char **pos,
-                              int *npos, char *err, size_t errlen)
+enum cm_status cm_config_load(struct cm_config *cfg, enum cm_cmd cmd, int argc,
+                              char **argv, const char **pos, int *npos,
+                              char *err, size_t errlen)
 {
     enum cm_status st;
     char what[96];
@@ -445,8 +443,8 @@ enum cm_status cm_config_load(struct cm_config *cfg, enum cm_cmd cmd,
         nlen = eq ? (size_t)(eq - a) : strlen(a);
         s = find_flag(a, nlen);
         if (!s || !(s->cmds & cmd)) {
-            errf(err, errlen, "unknown option '--%.*s' (see --help)",
-                 (int)nlen, a);
+            errf(err, errlen, "unknown option '--%.*s' (see --help)", (int)nlen,
+                 a);
             return CM_INVALID;
         }
         snprintf(what, sizeof what, "--%s", s->name);
@@ -513,8 +511,8 @@ void cm_config_table(int fd)
         cmds[strlen(cmds) - 1] = '\0';
         snprintf(line, sizeof line, "| `--%s` | %s%s%s | %s%s%s | %s | %s |\n",
                  s->name, s->env ? "`" : "", s->env ? s->env : "–",
-                 s->env ? "`" : "", s->def ? "`" : "",
-                 s->def ? s->def : "–", s->def ? "`" : "", cmds, s->help);
+                 s->env ? "`" : "", s->def ? "`" : "", s->def ? s->def : "–",
+                 s->def ? "`" : "", cmds, s->help);
         put(fd, line);
     }
 }

@@ -27,34 +27,34 @@ struct cm_path_map {
 };
 
 struct cm_config {
-    char *data_dir;           /* LMDB store directory */
-    char *listen_host;        /* bind address */
-    int listen_port;          /* bind port */
-    char *stash_url;          /* base URL of Stash, NULL when unset */
-    char *stash_api_key;      /* secret: never logged or returned */
-    char *token;              /* access token, NULL = open server */
-    char *user;               /* sign-in user name for Peek's client */
-    int allow_network_fs;     /* skip the filesystem guard */
+    char *data_dir;       /* LMDB store directory */
+    char *listen_host;    /* bind address */
+    int listen_port;      /* bind port */
+    char *stash_url;      /* base URL of Stash, NULL when unset */
+    char *stash_api_key;  /* secret: never logged or returned */
+    char *token;          /* access token, NULL = open server */
+    char *user;           /* sign-in user name for Peek's client */
+    int allow_network_fs; /* skip the filesystem guard */
     enum cm_log_level log_level;
     enum cm_log_format log_format;
-    int64_t sync_interval;    /* seconds between syncs, 0 = off */
-    int64_t sync_page_size;   /* items per GraphQL page */
-    int64_t sync_timeout;     /* seconds per HTTP request to Stash */
-    int64_t sync_retries;     /* retries per request */
-    int full;                 /* sync: force a full pass */
-    int64_t threads;          /* HTTP worker threads */
-    int64_t map_size;         /* initial LMDB map size in bytes */
-    char *public_url;         /* base for absolute URLs, NULL = from Host */
-    char *cors_origin;        /* Access-Control-Allow-Origin, NULL = none */
+    int64_t sync_interval;  /* seconds between syncs, 0 = off */
+    int64_t sync_page_size; /* items per GraphQL page */
+    int64_t sync_timeout;   /* seconds per HTTP request to Stash */
+    int64_t sync_retries;   /* retries per request */
+    int full;               /* sync: force a full pass */
+    int64_t threads;        /* HTTP worker threads */
+    int64_t map_size;       /* initial LMDB map size in bytes */
+    char *public_url;       /* base for absolute URLs, NULL = from Host */
+    char *cors_origin;      /* Access-Control-Allow-Origin, NULL = none */
     struct cm_path_map path_maps[CM_MAX_PATH_MAPS];
     int n_path_maps;
-    char *cache_dir;          /* HLS segments and image cache */
-    int64_t hls_cache_max;    /* bytes */
-    int64_t image_cache_max;  /* bytes */
-    int64_t transcode_limit;  /* concurrent ffmpeg jobs */
-    char *ffmpeg;             /* ffmpeg binary */
-    char *ffprobe;            /* ffprobe binary */
-    char *web_dir;            /* static files served at /, NULL = none */
+    char *cache_dir;         /* HLS segments and image cache */
+    int64_t hls_cache_max;   /* bytes */
+    int64_t image_cache_max; /* bytes */
+    int64_t transcode_limit; /* concurrent ffmpeg jobs */
+    char *ffmpeg;            /* ffmpeg binary */
+    char *ffprobe;           /* ffprobe binary */
+    char *web_dir;           /* static files served at /, NULL = none */
 };
 
 /* Which subcommand is being configured: it selects the flags accepted. */
@@ -79,9 +79,9 @@ void cm_config_fini(struct cm_config *cfg);
  * argv; pos must have room for argc entries; may be NULL when none are
  * accepted).  On error returns CM_INVALID (or CM_NOMEM) and writes a
  * message naming the setting to err[0..errlen). */
-enum cm_status cm_config_load(struct cm_config *cfg, enum cm_cmd cmd,
-                              int argc, char **argv, const char **pos,
-                              int *npos, char *err, size_t errlen) CM_WUR;
+enum cm_status cm_config_load(struct cm_config *cfg, enum cm_cmd cmd, int argc,
+                              char **argv, const char **pos, int *npos,
+                              char *err, size_t errlen) CM_WUR;
 
 /* Sets one setting by flag name (without "--") from a string, as if given
  * on the command line.  Used by tests.  CM_INVALID + message, CM_NOTFOUND

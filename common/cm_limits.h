@@ -11,26 +11,26 @@
 #define CM_GiB (1024 * CM_MiB)
 
 /* HTTP requests (api/). */
-#define CM_MAX_URL_LEN (8 * CM_KiB)        /* request target */
-#define CM_MAX_REQUEST_BODY (1 * CM_MiB)   /* POST bodies */
-#define CM_MAX_JSON_DEPTH 32               /* nesting of request JSON */
-#define CM_MAX_FILTER_DEPTH 16             /* AND/OR/NOT nesting */
-#define CM_MAX_FILTER_VALUES 10000         /* ids in one criterion */
-#define CM_MAX_IDS 10000                   /* ids in a lookup */
-#define CM_MAX_PER_PAGE 5000               /* page size (all = -1 capped) */
-#define CM_MAX_PAGE 100000000              /* page number */
-#define CM_MAX_RESPONSE (256 * CM_MiB)     /* one JSON response */
-#define CM_MAX_Q_LEN 1024                  /* free-text search */
-#define CM_MAX_REGEX_LEN 1024              /* MATCHES_REGEX pattern */
+#define CM_MAX_URL_LEN       (8 * CM_KiB)   /* request target */
+#define CM_MAX_REQUEST_BODY  (1 * CM_MiB)   /* POST bodies */
+#define CM_MAX_JSON_DEPTH    32             /* nesting of request JSON */
+#define CM_MAX_FILTER_DEPTH  16             /* AND/OR/NOT nesting */
+#define CM_MAX_FILTER_VALUES 10000          /* ids in one criterion */
+#define CM_MAX_IDS           10000          /* ids in a lookup */
+#define CM_MAX_PER_PAGE      5000           /* page size (all = -1 capped) */
+#define CM_MAX_PAGE          100000000      /* page number */
+#define CM_MAX_RESPONSE      (256 * CM_MiB) /* one JSON response */
+#define CM_MAX_Q_LEN         1024           /* free-text search */
+#define CM_MAX_REGEX_LEN     1024           /* MATCHES_REGEX pattern */
 
 /* Records (kv/). */
-#define CM_MAX_RECORD (4 * CM_MiB)         /* one encoded record */
-#define CM_MAX_STRING (1 * CM_MiB)         /* one string field */
-#define CM_MAX_ARRAY 65536                 /* elements of one array field */
+#define CM_MAX_RECORD (4 * CM_MiB) /* one encoded record */
+#define CM_MAX_STRING (1 * CM_MiB) /* one string field */
+#define CM_MAX_ARRAY  65536        /* elements of one array field */
 
 /* Sync (sync/). */
 #define CM_MAX_GRAPHQL_RESPONSE (512 * CM_MiB) /* one GraphQL response body */
-#define CM_MAX_SYNC_PAGE 5000              /* items per page */
+#define CM_MAX_SYNC_PAGE        5000           /* items per page */
 
 /* Config. */
-#define CM_MAX_CONFIG_VALUE 4096           /* one flag or env value */
+#define CM_MAX_CONFIG_VALUE 4096 /* one flag or env value */

@@ -2,7 +2,8 @@
  * cm_log.h - one line per event, as text or JSON lines.
  *
  * Text:  2026-11-27T02:41:07.123Z info  sync: page 3/40 scenes (1000 items)
- * JSON:  {"ts":"2026-11-27T02:41:07.123Z","level":"info","mod":"sync","msg":"..."}
+ * JSON:
+ * {"ts":"2026-11-27T02:41:07.123Z","level":"info","mod":"sync","msg":"..."}
  *
  * cm_log_setup() is called once at start, before threads exist; cm_log() is
  * thread-safe afterwards (one write(2) per line).  Never log secrets: the
@@ -29,8 +30,8 @@ void cm_vlog(enum cm_log_level level, const char *mod, const char *fmt,
              va_list ap);
 
 #define cm_debug(mod, ...) cm_log(CM_LOG_DEBUG, mod, __VA_ARGS__)
-#define cm_info(mod, ...) cm_log(CM_LOG_INFO, mod, __VA_ARGS__)
-#define cm_warn(mod, ...) cm_log(CM_LOG_WARN, mod, __VA_ARGS__)
+#define cm_info(mod, ...)  cm_log(CM_LOG_INFO, mod, __VA_ARGS__)
+#define cm_warn(mod, ...)  cm_log(CM_LOG_WARN, mod, __VA_ARGS__)
 #define cm_error(mod, ...) cm_log(CM_LOG_ERROR, mod, __VA_ARGS__)
 
 /* Parses "debug"/"info"/"warn"/"error" and "text"/"json".  Return 0 on

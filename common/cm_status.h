@@ -8,20 +8,20 @@
  */
 #pragma once
 
-#define CM_STATUS_LIST(X)                                                     \
-    X(CM_OK, "ok")                                                            \
-    X(CM_NOMEM, "out of memory")                                              \
-    X(CM_NOTFOUND, "not found")                                               \
-    X(CM_EXISTS, "already exists")                                            \
-    X(CM_INVALID, "invalid argument")                                         \
-    X(CM_TOOBIG, "too big")                                                   \
-    X(CM_IO, "i/o error")                                                     \
-    X(CM_CORRUPT, "corrupt data")                                             \
-    X(CM_BUSY, "busy")                                                        \
-    X(CM_UPSTREAM, "upstream error")                                          \
-    X(CM_INTERNAL, "internal error")                                          \
-    X(CM_UNSUPPORTED, "unsupported")                                          \
-    X(CM_ABORTED, "aborted")                                                  \
+#define CM_STATUS_LIST(X)                                                      \
+    X(CM_OK, "ok")                                                             \
+    X(CM_NOMEM, "out of memory")                                               \
+    X(CM_NOTFOUND, "not found")                                                \
+    X(CM_EXISTS, "already exists")                                             \
+    X(CM_INVALID, "invalid argument")                                          \
+    X(CM_TOOBIG, "too big")                                                    \
+    X(CM_IO, "i/o error")                                                      \
+    X(CM_CORRUPT, "corrupt data")                                              \
+    X(CM_BUSY, "busy")                                                         \
+    X(CM_UPSTREAM, "upstream error")                                           \
+    X(CM_INTERNAL, "internal error")                                           \
+    X(CM_UNSUPPORTED, "unsupported")                                           \
+    X(CM_ABORTED, "aborted")                                                   \
     X(CM_VERSION, "version mismatch")
 
 enum cm_status {

@@ -31,7 +31,7 @@
 
 /* An error in a query, for the API's 400 {error, field}. */
 struct idx_error {
-    char field[128];   /* dotted path, e.g. "scene_filter.tags.modifier" */
+    char field[128]; /* dotted path, e.g. "scene_filter.tags.modifier" */
     char message[256];
 };
 
@@ -45,8 +45,8 @@ struct idx_query;
  * default created_at DESC.  OUT *out: caller owns, free with
  * idx_query_free().  CM_INVALID (+ err), CM_NOMEM. */
 enum cm_status idx_query_parse(const cJSON *find_filter,
-                               const cJSON *scene_filter,
-                               int default_per_page, struct idx_query **out,
+                               const cJSON *scene_filter, int default_per_page,
+                               struct idx_query **out,
                                struct idx_error *err) CM_WUR;
 void idx_query_free(struct idx_query *q);
 
@@ -83,8 +83,7 @@ enum cm_status idx_scene_put(struct idx_writer *w, const struct kv_scene *sc,
 
 /* Deletes the scene with Stash id stash_id and all its index entries.
  * CM_NOTFOUND when absent. */
-enum cm_status idx_scene_delete(struct idx_writer *w,
-                                uint64_t stash_id) CM_WUR;
+enum cm_status idx_scene_delete(struct idx_writer *w, uint64_t stash_id) CM_WUR;
 
 /* Inserts/replaces or deletes an entity record, and updates the indexes
  * that depend on it (tag hierarchy, performer tags/favorite/birthdate,

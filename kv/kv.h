@@ -156,13 +156,13 @@ struct kv_str {
 
 /* A reference to an entity embedded in a scene (denormalized). */
 struct kv_ref {
-    uint64_t id;          /* Stash id */
-    struct kv_str name;   /* performer/tag/studio/group name, gallery title */
-    struct kv_str image;  /* image_path / front_image_path / cover */
-    struct kv_str aux;    /* performer disambiguation, group back image */
-    int32_t rating100;    /* -1 = null */
-    int32_t index;        /* group scene_index, -1 = null */
-    uint8_t gender;       /* performer: enum kv_gender */
+    uint64_t id;         /* Stash id */
+    struct kv_str name;  /* performer/tag/studio/group name, gallery title */
+    struct kv_str image; /* image_path / front_image_path / cover */
+    struct kv_str aux;   /* performer disambiguation, group back image */
+    int32_t rating100;   /* -1 = null */
+    int32_t index;       /* group scene_index, -1 = null */
+    uint8_t gender;      /* performer: enum kv_gender */
     bool favorite;
 };
 
@@ -209,58 +209,58 @@ struct kv_date {
 };
 
 struct kv_scene {
-    uint64_t id;                /* Stash id */
+    uint64_t id; /* Stash id */
     struct kv_str title, code, details, director;
     struct kv_date date;
-    int32_t rating100;          /* -1 = null */
+    int32_t rating100; /* -1 = null */
     bool organized, interactive;
-    int32_t interactive_speed;  /* -1 = null */
+    int32_t interactive_speed; /* -1 = null */
     int32_t o_counter, play_count;
-    double play_duration, resume_time; /* < 0 = null */
-    struct kv_str last_played_at;      /* Stash's text, null = never */
+    double play_duration, resume_time;    /* < 0 = null */
+    struct kv_str last_played_at;         /* Stash's text, null = never */
     struct kv_str created_at, updated_at; /* Stash's RFC3339 text */
     /* Stash asset URLs without any apikey (paths.*) */
-    struct kv_str p_screenshot, p_preview, p_webp, p_vtt, p_sprite,
-        p_funscript, p_caption;
+    struct kv_str p_screenshot, p_preview, p_webp, p_vtt, p_sprite, p_funscript,
+        p_caption;
     uint32_t n_urls, n_files, n_captions, n_stash_ids, n_markers;
     uint32_t n_performers, n_tags, n_groups, n_galleries;
     struct kv_str *urls;
-    struct kv_file *files;      /* files[0] is the primary file */
+    struct kv_file *files; /* files[0] is the primary file */
     struct kv_caption *captions;
     struct kv_stash_id *stash_ids;
     struct kv_marker *markers;
-    struct kv_ref studio;       /* id 0 = no studio */
+    struct kv_ref studio; /* id 0 = no studio */
     struct kv_ref *performers, *tags, *groups, *galleries;
 };
 
 /* Entities.  Fields a type does not have stay null/zero. */
 struct kv_entity {
-    uint8_t type;               /* enum kv_etype */
+    uint8_t type; /* enum kv_etype */
     uint64_t id;
-    struct kv_str name;         /* gallery: title */
-    struct kv_str sort_name;    /* tag */
+    struct kv_str name;           /* gallery: title */
+    struct kv_str sort_name;      /* tag */
     struct kv_str disambiguation; /* performer */
-    struct kv_str description;  /* tag description, studio details,
-                                   group synopsis */
-    struct kv_str image;        /* image_path, front_image_path, cover */
-    struct kv_str back_image;   /* group */
-    struct kv_str birthdate;    /* performer, as Stash sent it */
-    struct kv_str country;      /* performer */
-    struct kv_str director;     /* group */
-    struct kv_date date;        /* group, gallery */
+    struct kv_str description;    /* tag description, studio details,
+                                     group synopsis */
+    struct kv_str image;          /* image_path, front_image_path, cover */
+    struct kv_str back_image;     /* group */
+    struct kv_str birthdate;      /* performer, as Stash sent it */
+    struct kv_str country;        /* performer */
+    struct kv_str director;       /* group */
+    struct kv_date date;          /* group, gallery */
     struct kv_str created_at, updated_at;
-    uint8_t gender;             /* enum kv_gender */
+    uint8_t gender; /* enum kv_gender */
     bool favorite;
-    int32_t rating100;          /* -1 = null */
-    int32_t duration;           /* group, seconds, -1 = null */
-    int32_t image_count;        /* gallery, -1 = null */
-    uint64_t studio_id;         /* group, gallery; 0 = none */
+    int32_t rating100;   /* -1 = null */
+    int32_t duration;    /* group, seconds, -1 = null */
+    int32_t image_count; /* gallery, -1 = null */
+    uint64_t studio_id;  /* group, gallery; 0 = none */
     uint32_t n_aliases, n_parents, n_tags;
-    struct kv_str *aliases;     /* performer alias_list, tag/studio aliases,
-                                   group aliases (one string) */
-    uint64_t *parents;          /* tag parents, studio parent (n <= 1),
-                                   group containing groups */
-    uint64_t *tags;             /* performer/studio/group tag ids */
+    struct kv_str *aliases; /* performer alias_list, tag/studio aliases,
+                               group aliases (one string) */
+    uint64_t *parents;      /* tag parents, studio parent (n <= 1),
+                               group containing groups */
+    uint64_t *tags;         /* performer/studio/group tag ids */
 };
 
 /* Encodes a record into out (appends; caller owns out).  CM_TOOBIG past

@@ -1,7 +1,6 @@
 /*
  * testutil.c - helpers shared by the unit tests (see testutil.h).
  */
-#define _GNU_SOURCE
 #include "tests/lib/testutil.h"
 
 #include <ftw.h>
