@@ -111,6 +111,15 @@ $(B)/fuzz-replay/%: $(B)/tests/fuzz/%.o $(B)/tests/fuzz/replay_main.o $(call lib
 build-tests: $(B)/peekd $(UNIT_BINS) $(FUZZ_REPLAY_BINS)
 .PHONY: build-tests
 
+# Benchmark programs (make bench; not part of make test).
+BENCH_CFLAGS := $(filter-out -Werror,$(ALL_CFLAGS)) -Wno-format-truncation
+$(B)/bench/bench_peek: tests/bench/bench_peek.c tests/bench/bench_sqlite.c \
+		tests/bench/bench_sqlite.h $(call libs_for,common)
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -o $@ tests/bench/bench_peek.c \
+	  tests/bench/bench_sqlite.c $(call libs_for,common) -lsqlite3 -lcurl \
+	  -lcjson -lm -lpthread
+
 deps:
 	@sh tools/deps.sh
 
@@ -137,11 +146,11 @@ format:
 run: deps all
 	sh tools/run_demo.sh
 
-bench: deps all
-	sh tools/bench.sh
+bench: deps all $(B)/bench/bench_peek
+	sh tools/bench.sh $(B)
 
-bench-smoke: deps all
-	BENCH_SCENES=$${BENCH_SCENES:-20000} sh tools/bench.sh
+bench-smoke: deps all $(B)/bench/bench_peek
+	BENCH_SCENES=$${BENCH_SCENES:-20000} BENCH_ITERS=20 sh tools/bench.sh $(B)
 
 clean:
 	rm -rf build

@@ -7,7 +7,7 @@ set -eu
 PKGS="build-essential pkg-config clang clang-format liblmdb-dev lmdb-utils
 libmicrohttpd-dev libcjson-dev libcurl4-openssl-dev libroaring-dev
 libxxhash-dev check libsubunit-dev ffmpeg nodejs sqlite3 libsqlite3-dev
-chromium wrk"
+chromium wrk time curl"
 
 missing=""
 for p in $PKGS; do

@@ -1,0 +1,136 @@
+#!/bin/sh
+# make bench / make bench-smoke: peekd against SQLite with Peek's schema
+# and queries (and a tuned SQLite), on one generated library, in one run.
+#
+#   BENCH_SCENES (1000000)  library size     BENCH_SEED (42)
+#   BENCH_ITERS (200)       peekd repetitions per query
+#   BENCH_SQLITE_ITERS (3)  SQLite repetitions per query (slow at 1M)
+#
+# Steps: generate the library (NDJSON) and start the fake Stash on the same
+# seed; full sync (timed); 1,000 edits + incremental sync (timed); reindex
+# (timed); store size; cold start to first answer; the query mix through
+# HTTP and both SQLite variants with identical-answer checks (bench_peek);
+# wrk at 1 and 16 connections; peak RSS.  Results: build/bench/.
+set -eu
+B=${1:-build/release}
+N=${BENCH_SCENES:-1000000}
+SEED=${BENCH_SEED:-42}
+ITERS=${BENCH_ITERS:-200}
+SITERS=${BENCH_SQLITE_ITERS:-3}
+W=build/bench
+PEEKD=$PWD/$B/peekd
+mkdir -p "$W"
+rm -rf "$W/store" "$W/store-reindex" "$W/data"
+HEAP=--max-old-space-size=12288
+pids=""
+cleanup() {
+    for p in $pids; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+now() { date +%s.%N; }
+since() { echo "$(now) $1" | awk '{printf "%.2f", $1 - $2}'; }
+
+echo "== bench: $N scenes, seed $SEED ($(nproc) cores, $(date -u +%FT%TZ))"
+t=$(now)
+node $HEAP tests/gen/generate.mjs --seed "$SEED" --scenes "$N" --out "$W/data"
+echo "generate: $(since "$t") s"
+
+node $HEAP tests/fake-stash/server.mjs --port 0 --scenes "$N" --seed "$SEED" \
+    >"$W/fake.log" 2>&1 &
+pids="$pids $!"
+until grep -q 'listening on' "$W/fake.log"; do
+    kill -0 "$!" 2>/dev/null || { cat "$W/fake.log"; exit 1; }
+    sleep 0.2
+done
+STASH=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$W/fake.log" | head -1)
+echo "fake stash: $STASH"
+
+t=$(now)
+/usr/bin/time -f '%e %U %S %M' -o "$W/sync.time" \
+    "$PEEKD" sync --data "$W/store" --stash-url "$STASH" --full \
+    --log-level warn >"$W/sync.log" 2>&1
+full_wall=$(since "$t")
+read -r _ fu fs fm <"$W/sync.time"
+full_cpu=$(echo "$fu $fs" | awk '{printf "%.2f", $1 + $2}')
+echo "full sync: ${full_wall} s wall, ${full_cpu} s peekd CPU, ${fm} KB peak RSS"
+
+# 1,000 edited scenes, then an incremental sync.
+node -e '
+const url = process.argv[1] + "/__control";
+const n = Math.min(1000, Number(process.argv[2]));
+(async () => {
+  for (let i = 0; i < n; i++) {
+    const id = 1 + Math.floor(i * Number(process.argv[2]) / n);
+    const r = await fetch(url, {method: "POST",
+      headers: {"content-type": "application/json"},
+      body: JSON.stringify({op: "editScene", id: String(id),
+                            title: "Edited " + i})});
+    if (!r.ok) { console.error(await r.text()); process.exit(1); }
+  }
+})();' "$STASH" "$N"
+t=$(now)
+/usr/bin/time -f '%e %U %S %M' -o "$W/inc.time" \
+    "$PEEKD" sync --data "$W/store" --stash-url "$STASH" \
+    --log-level warn >"$W/inc.log" 2>&1
+inc_wall=$(since "$t")
+echo "incremental sync (1000 changed): ${inc_wall} s"
+
+t=$(now)
+"$PEEKD" reindex --data "$W/store" --log-level warn >"$W/reindex.log" 2>&1
+reindex=$(since "$t")
+echo "reindex: ${reindex} s"
+
+size=$(du -b "$W/store/data.mdb" | cut -f1)
+per=$(echo "$size $N" | awk '{printf "%.0f", $1 / $2}')
+echo "store: $size bytes, $per bytes/scene"
+
+# Cold start: spawn to first answered query.
+sync_drop() { sync; echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
+t=$(now)
+"$PEEKD" serve --data "$W/store" --listen 127.0.0.1:0 --log-level info \
+    >"$W/serve.log" 2>&1 &
+spid=$!
+pids="$pids $spid"
+until grep -q 'listening on' "$W/serve.log"; do
+    kill -0 "$spid" 2>/dev/null || { cat "$W/serve.log"; exit 1; }
+    sleep 0.005
+done
+URL=$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$W/serve.log" | head -1)
+until curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' \
+    --data '{"filter":{"per_page":24}}' "$URL/api/library/scenes"; do
+    sleep 0.002
+done
+cold=$(since "$t")
+echo "cold start to first answer: ${cold} s"
+
+"$B/bench/bench_peek" --data "$W/data" --url "$URL" --scenes "$N" \
+    --work "$W" --out "$W/results.json" --iters "$ITERS" \
+    --sqlite-iters "$SITERS"
+
+cat >"$W/grid.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"filter":{"page":1,"per_page":24,"sort":"created_at","direction":"DESC"}}'
+LUA
+wrk -t1 -c1 -d5s --latency -s "$W/grid.lua" "$URL/api/library/scenes" \
+    >"$W/wrk1.txt"
+wrk -t2 -c16 -d5s --latency -s "$W/grid.lua" "$URL/api/library/scenes" \
+    >"$W/wrk16.txt"
+rps1=$(awk '/Requests\/sec/ {print $2}' "$W/wrk1.txt")
+rps16=$(awk '/Requests\/sec/ {print $2}' "$W/wrk16.txt")
+p99_16=$(awk '/ 99%/ {print $2}' "$W/wrk16.txt")
+echo "wrk grid page 1: ${rps1} req/s (1 conn), ${rps16} req/s (16 conns, p99 ${p99_16})"
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$spid/status")
+echo "serve peak RSS: ${rss} KB"
+
+cat >"$W/summary.json" <<JSON
+{"scenes": $N, "seed": $SEED, "date": "$(date -u +%FT%TZ)",
+ "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
+ "full_sync_wall_s": $full_wall, "full_sync_cpu_s": $full_cpu,
+ "incremental_1000_s": $inc_wall, "reindex_s": $reindex,
+ "store_bytes": $size, "bytes_per_scene": $per, "cold_start_s": $cold,
+ "rps_1conn": $rps1, "rps_16conn": $rps16, "serve_peak_rss_kb": $rss}
+JSON
+echo "results: $W/results.json $W/summary.json"
