@@ -17,7 +17,14 @@
  * *borrowed, valid until the transaction ends* (kv_read_end/kv_commit/
  * kv_abort) or the next write in the same write transaction.
  *
- * Layout (named databases, see docs/ARCHITECTURE.md):
+ * Deadlock rule: map growth (kv_grow, kv_write_run's retry) waits until no
+ * transaction is open in the process, so never hold a read transaction
+ * while calling kv_write_run or kv_grow in the same thread (they return
+ * CM_BUSY instead of hanging); a read nested inside the same thread's write
+ * transaction is fine.  kv_close: every other thread must be done with
+ * the store.
+ *
+ * Layout (named databases, see docs/STORE.md):
  *   meta      string key -> value: schema version, counts, sync watermarks
  *   scenes    docid (u32, MDB_INTEGERKEY) -> scene record
  *   entities  type byte ‖ stash id (u64 BE) -> entity record
@@ -84,9 +91,13 @@ struct kv_txn;
  * directory, refuses network/FUSE filesystems unless allowed (CM_UNSUPPORTED
  * with a message naming the filesystem and the fix), clears stale reader
  * slots, opens every named database, checks the schema version
- * (CM_VERSION).  OUT *out: caller owns, free with kv_close().  OUT err: a
- * human-readable message on failure.  Statuses: CM_OK, CM_IO, CM_VERSION,
- * CM_UNSUPPORTED, CM_CORRUPT, CM_NOMEM. */
+ * (CM_VERSION; a new store gets KV_SCHEMA_VERSION and KV_INDEX_VERSION).
+ * opt may be NULL (defaults).  read_only opens MDB_RDONLY and writes no
+ * data (only LMDB's lock file is touched); it does not create anything
+ * and gives CM_NOTFOUND when there is no store.  OUT *out: caller owns,
+ * free with kv_close().  OUT err: a human-readable message on failure.
+ * Statuses: CM_OK, CM_IO, CM_VERSION, CM_UNSUPPORTED, CM_CORRUPT,
+ * CM_NOMEM, CM_NOTFOUND (read_only), CM_INVALID. */
 enum cm_status kv_open(const char *dir, const struct kv_options *opt,
                        struct kv_store **out, char *err, size_t errlen) CM_WUR;
 
@@ -97,17 +108,21 @@ void kv_close(struct kv_store *s);
  * CM_UNSUPPORTED + message otherwise. */
 enum cm_status kv_check_fs(const char *dir, char *err, size_t errlen) CM_WUR;
 
-/* Read transactions: one per thread at a time.  kv_read_begin reuses the
- * calling thread's handle (renew); kv_read_end resets it.  CM_IO on LMDB
- * failure. */
+/* Read transactions: one per thread at a time (a second begin before the
+ * end is CM_BUSY).  kv_read_begin reuses the calling thread's handle
+ * (renew); kv_read_end resets it (NULL-safe, idempotent).  A map grown by
+ * another process (MDB_MAP_RESIZED) is adopted transparently.  CM_IO,
+ * CM_BUSY (reader table full), CM_NOMEM on LMDB failure. */
 enum cm_status kv_read_begin(struct kv_store *s, struct kv_txn **out) CM_WUR;
 void kv_read_end(struct kv_txn *t);
 
-/* Write transactions (one at a time, blocking other writers).  kv_commit
- * grows the map and retries is NOT possible after a partial write, so a
- * write that hits a full map returns CM_TOOBIG from kv_put: the caller
- * aborts and calls kv_grow() then redoes the whole transaction.  Prefer
- * kv_write_run(), which does exactly that. */
+/* Write transactions (one at a time, blocking other writers; CM_INVALID
+ * on a read-only store).  Growing the map and retrying is NOT possible
+ * after a partial write, so a write that hits a full map returns
+ * CM_TOOBIG from kv_put: the caller aborts and calls kv_grow() (doubles
+ * the map) then redoes the whole transaction.  Prefer kv_write_run(),
+ * which does exactly that.  kv_commit/kv_abort free t (also on failure);
+ * given a read handle they act as kv_read_end. */
 enum cm_status kv_write_begin(struct kv_store *s, struct kv_txn **out) CM_WUR;
 enum cm_status kv_commit(struct kv_txn *t) CM_WUR;
 void kv_abort(struct kv_txn *t);
@@ -138,6 +153,41 @@ const char *kv_dir(struct kv_store *s);
 
 /* Translates an LMDB return code (logging the original). */
 enum cm_status kv_from_mdb(int rc, const char *what);
+
+/* Like kv_from_mdb for an rc of a raw mdb_* call made on t's txn (cursor
+ * puts in index/): also remembers MDB_MAP_FULL so kv_write_run() grows the
+ * map and retries.  t may be NULL. */
+enum cm_status kv_txn_from_mdb(struct kv_txn *t, int rc, const char *what);
+
+/* The filesystem guard's decision for a statfs() f_type: CM_OK for local
+ * filesystems, CM_UNSUPPORTED + message (what it is, why LMDB cannot use
+ * it, the fix, the override) for 9p, FUSE (virtiofs, gRPC-FUSE), NFS,
+ * CIFS, SMB2, SMB.  Pure; thread-safe. */
+enum cm_status kv_fs_verdict(unsigned long f_type, char *err,
+                             size_t errlen) CM_WUR;
+
+/* Clears reader slots of dead processes.  OUT *cleared (may be NULL).
+ * kv_open does this once; serve may call it periodically.  CM_IO. */
+enum cm_status kv_reader_check(struct kv_store *s, int *cleared) CM_WUR;
+/* How many stale reader slots kv_open cleared. */
+unsigned kv_stale_readers_cleared_at_open(struct kv_store *s);
+
+/* Writes a consistent, compacted copy of the store (mdb_env_copy2 with
+ * MDB_CP_COMPACT: a read txn, so it runs while another process serves or
+ * syncs) as dest_dir/data.mdb.  dest_dir must not exist or be empty
+ * (created 0700).  No transaction of the calling thread may be open.
+ * OUT err: message on failure.  CM_EXISTS (not empty), CM_IO, CM_BUSY. */
+enum cm_status kv_backup(struct kv_store *s, const char *dest_dir, char *err,
+                         size_t errlen) CM_WUR;
+
+/* Meta key of the derived-index version (u64). */
+#define KV_META_INDEX_VERSION "index_version"
+
+/* OUT *ok: the store's index version equals KV_INDEX_VERSION (false when
+ * it differs or is missing: run idx_rebuild, then kv_index_version_set in
+ * its last write txn).  CM_IO, CM_CORRUPT. */
+enum cm_status kv_index_version_ok(struct kv_txn *t, bool *ok) CM_WUR;
+enum cm_status kv_index_version_set(struct kv_txn *t) CM_WUR;
 
 /* Meta helpers: string keys, u64 values. */
 enum cm_status kv_meta_get_u64(struct kv_txn *t, const char *key,
@@ -314,20 +364,23 @@ enum cm_status kv_scene_get_raw(struct kv_txn *t, uint32_t docid,
 
 /* Stores a scene record (write txn): allocates a docid for a new Stash id
  * (OUT *docid, *created), updates idmap/docmap and the reverse index of
- * the entities it carries (removing stale reverse entries when old != NULL
- * is the previous version).  Does NOT touch index/ databases: callers go
- * through idx_scene_put(), which calls this.  CM_TOOBIG (map full), CM_IO,
- * CM_INVALID. */
+ * the entities it carries by diffing against the previous version: old
+ * when the caller has it decoded, else the stored record is read (so old
+ * may always be NULL).  Unchanged refs cost no write.  Entity id 0 means
+ * "none" and is not indexed.  sc->id must be non-zero.  Does NOT touch index/
+ * databases: callers go through idx_scene_put(), which calls this.  CM_TOOBIG
+ * (map full), CM_IO, CM_INVALID. */
 enum cm_status kv_scene_store(struct kv_txn *t, const struct kv_scene *sc,
                               const struct kv_scene *old, uint32_t *docid,
                               bool *created) CM_WUR;
 
 /* Removes the scene at docid and its idmap/docmap/reverse entries (write
- * txn).  old is its decoded record.  CM_NOTFOUND. */
+ * txn).  old is its decoded record, or NULL to read the stored one.  The
+ * docid is never reused.  CM_NOTFOUND. */
 enum cm_status kv_scene_remove(struct kv_txn *t, uint32_t docid,
                                const struct kv_scene *old) CM_WUR;
 
-/* Number of scenes stored. */
+/* Number of scenes stored (entries of the scenes database, O(1)). */
 enum cm_status kv_scene_count(struct kv_txn *t, uint64_t *n) CM_WUR;
 
 /* Entities: get (decoded, strings borrowed), put, delete. */

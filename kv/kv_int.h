@@ -1,0 +1,69 @@
+/*
+ * kv_int.h - declarations shared only inside kv/ (SQLite's btreeInt.h
+ * role): the definitions of struct kv_store and struct kv_txn, the record
+ * magic bytes and versions, and the meta keys.
+ *
+ * Locking model (see kv_store.c): every transaction, read or write, holds
+ * the store's grow_lock in shared mode for its whole life, so that kv_grow
+ * and the MDB_MAP_RESIZED handler, which take it exclusively, run
+ * mdb_env_set_mapsize() with no transaction active in the process.  A
+ * thread may nest holds (a read txn inside its write txn): a thread-local
+ * count makes the nested acquisition free instead of a deadlock.
+ */
+#pragma once
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#include "common/cm_buf.h"
+#include "kv/kv.h"
+
+/* Record headers: magic byte then record version byte. */
+#define KV_SCENE_MAGIC    0xD5 /* scene record */
+#define KV_ENTITY_MAGIC   0xE7 /* entity record */
+#define KV_SCENE_VERSION  1
+#define KV_ENTITY_VERSION 1
+
+/* Meta keys (bytes without the NUL; values u64 little-endian, 8 bytes). */
+#define KV_META_SCHEMA     "schema_version"
+#define KV_META_NEXT_DOCID "next_docid"
+
+/* Growth stops here (16 TiB, the config's upper bound). */
+#define KV_MAX_MAP_SIZE ((size_t)1 << 44)
+
+struct kv_txn {
+    struct kv_store *s;
+    MDB_txn *txn;
+    int write;           /* 1: write txn (heap, freed at end) */
+    int active;          /* read handle: 1 between begin and end */
+    int map_full;        /* saw MDB_MAP_FULL: growing the map helps */
+    size_t map_seen;     /* map size when the txn began */
+    struct cm_buf enc;   /* write txn: reusable record encode buffer */
+    struct kv_txn *next; /* read handles: store's list (reader_mu) */
+    struct kv_txn *prev;
+};
+
+struct kv_store {
+    MDB_env *env;
+    MDB_dbi dbi[KV_DB_COUNT];
+    char *dir;
+    int read_only;
+    unsigned stale_cleared; /* reader slots cleared at open */
+    uint64_t index_version; /* as stored at open */
+    pthread_key_t tls_key;  /* this thread's read handle */
+    int tls_key_ok;
+    pthread_rwlock_t grow_lock; /* shared: any txn; exclusive: resize */
+    int grow_lock_ok;
+    pthread_mutex_t reader_mu; /* guards the readers list */
+    int reader_mu_ok;
+    struct kv_txn *readers; /* every per-thread read handle */
+};
+
+/* Takes / releases this thread's shared hold on s->grow_lock (nested
+ * holds by one thread are counted, not re-locked). */
+void kv_hold(struct kv_store *s);
+void kv_unhold(struct kv_store *s);
+
+/* Current map size of the environment. */
+size_t kv_map_size(struct kv_store *s);

@@ -1,0 +1,495 @@
+/*
+ * kv_scenes.c - scenes and entities in the store: docid allocation
+ * (a never-reused counter in meta), the idmap/docmap pair, the reverse
+ * index of entity -> scenes maintained from the refs a record carries,
+ * and entity records.
+ *
+ * Key layouts (docs/STORE.md):
+ *   scenes   docid (u32, native, MDB_INTEGERKEY) -> scene record
+ *   docmap   docid (u32, native, MDB_INTEGERKEY) -> stash id (u64 LE)
+ *   idmap    'S' | stash id (u64 BE)              -> docid (u32 LE)
+ *   reverse  type | entity id (u64 BE) | docid (u32 BE) -> ""
+ *   entities type | id (u64 BE)                   -> entity record
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cm_alloc.h"
+#include "common/cm_log.h"
+#include "kv/kv_int.h"
+
+#define IDMAP_KEY 9
+#define REV_KEY   13
+#define ENT_KEY   9
+
+static void be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t rd_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+static uint32_t rd_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static void le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void idmap_key(uint8_t k[IDMAP_KEY], uint64_t stash_id)
+{
+    k[0] = 'S';
+    be64(k + 1, stash_id);
+}
+
+static void rev_key(uint8_t k[REV_KEY], uint8_t type, uint64_t id,
+                    uint32_t docid)
+{
+    k[0] = type;
+    be64(k + 1, id);
+    be32(k + 9, docid);
+}
+
+/* ---- Id maps --------------------------------------------------------- */
+
+enum cm_status kv_docid_of(struct kv_txn *t, uint64_t stash_id, uint32_t *docid)
+{
+    uint8_t k[IDMAP_KEY];
+    const void *v;
+    size_t n;
+    enum cm_status st;
+
+    if (!docid)
+        return CM_INVALID;
+    *docid = 0;
+    idmap_key(k, stash_id);
+    st = kv_get(t, KV_DB_IDMAP, k, sizeof k, &v, &n);
+    if (st != CM_OK)
+        return st;
+    if (n != 4)
+        return CM_CORRUPT;
+    *docid = rd_le32(v);
+    return CM_OK;
+}
+
+enum cm_status kv_stash_id_of(struct kv_txn *t, uint32_t docid,
+                              uint64_t *stash_id)
+{
+    const void *v;
+    size_t n;
+    enum cm_status st;
+    uint64_t x = 0;
+
+    if (!stash_id)
+        return CM_INVALID;
+    *stash_id = 0;
+    st = kv_get(t, KV_DB_DOCMAP, &docid, sizeof docid, &v, &n);
+    if (st != CM_OK)
+        return st;
+    if (n != 8)
+        return CM_CORRUPT;
+    for (int i = 0; i < 8; i++)
+        x |= (uint64_t)((const uint8_t *)v)[i] << (8 * i);
+    *stash_id = x;
+    return CM_OK;
+}
+
+/* Allocates the next docid and records the id maps for stash_id. */
+static enum cm_status alloc_docid(struct kv_txn *t, uint64_t stash_id,
+                                  uint32_t *docid)
+{
+    uint64_t next;
+    uint8_t k[IDMAP_KEY], v4[4], v8[8];
+    uint32_t d;
+    enum cm_status st = kv_meta_get_u64(t, KV_META_NEXT_DOCID, &next);
+
+    if (st == CM_NOTFOUND) {
+        next = 1;
+        st = CM_OK;
+    }
+    if (st != CM_OK)
+        return st;
+    if (next == 0 || next > UINT32_MAX) {
+        cm_error("kv", "docid space exhausted (next %llu)",
+                 (unsigned long long)next);
+        return CM_TOOBIG;
+    }
+    d = (uint32_t)next;
+    st = kv_meta_put_u64(t, KV_META_NEXT_DOCID, next + 1);
+    if (st != CM_OK)
+        return st;
+    idmap_key(k, stash_id);
+    le32(v4, d);
+    st = kv_put(t, KV_DB_IDMAP, k, sizeof k, v4, sizeof v4);
+    if (st != CM_OK)
+        return st;
+    for (int i = 0; i < 8; i++)
+        v8[i] = (uint8_t)(stash_id >> (8 * i));
+    st = kv_put(t, KV_DB_DOCMAP, &d, sizeof d, v8, sizeof v8);
+    if (st == CM_OK)
+        *docid = d;
+    return st;
+}
+
+/* ---- Scene records --------------------------------------------------- */
+
+enum cm_status kv_scene_get_raw(struct kv_txn *t, uint32_t docid,
+                                const void **rec, size_t *len)
+{
+    return kv_get(t, KV_DB_SCENES, &docid, sizeof docid, rec, len);
+}
+
+enum cm_status kv_scene_get(struct kv_txn *t, uint32_t docid,
+                            struct kv_scene *out)
+{
+    const void *rec;
+    size_t len;
+    enum cm_status st;
+
+    if (!out)
+        return CM_INVALID;
+    memset(out, 0, sizeof *out);
+    st = kv_scene_get_raw(t, docid, &rec, &len);
+    if (st != CM_OK)
+        return st;
+    st = kv_scene_decode(rec, len, out);
+    if (st == CM_CORRUPT || st == CM_VERSION)
+        cm_error("kv", "scene record of docid %u: %s", docid,
+                 cm_status_str(st));
+    return st;
+}
+
+enum cm_status kv_scene_count(struct kv_txn *t, uint64_t *n)
+{
+    MDB_stat ms;
+    int rc;
+
+    if (!n)
+        return CM_INVALID;
+    *n = 0;
+    if (!t || !t->txn || !t->active)
+        return CM_INVALID;
+    rc = mdb_stat(t->txn, t->s->dbi[KV_DB_SCENES], &ms);
+    if (rc != 0)
+        return kv_from_mdb(rc, "scene count");
+    *n = ms.ms_entries;
+    return CM_OK;
+}
+
+/* ---- Reverse index --------------------------------------------------- */
+
+struct eref {
+    uint64_t id;
+    uint8_t type;
+};
+
+static int eref_cmp(const void *a, const void *b)
+{
+    const struct eref *x = a, *y = b;
+    if (x->type != y->type)
+        return x->type < y->type ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+struct erefs {
+    struct eref *v;
+    size_t n;
+    struct eref small[32];
+};
+
+static void erefs_fini(struct erefs *r)
+{
+    if (r->v != r->small)
+        cm_free(r->v);
+    r->v = NULL;
+    r->n = 0;
+}
+
+/* The distinct (type, id) pairs a scene carries, sorted.  Id 0 means
+ * "none" (e.g. no studio) and is skipped. */
+static enum cm_status erefs_of(const struct kv_scene *sc, struct erefs *r)
+{
+    const struct kv_ref *arr[] = {sc->performers, sc->tags, sc->groups,
+                                  sc->galleries};
+    const uint32_t cnt[] = {sc->n_performers, sc->n_tags, sc->n_groups,
+                            sc->n_galleries};
+    const uint8_t type[] = {KV_PERFORMER, KV_TAG, KV_GROUP, KV_GALLERY};
+    size_t total = 1, k = 0;
+
+    r->v = r->small;
+    r->n = 0;
+    for (int i = 0; i < 4; i++) {
+        if (cnt[i] && !arr[i])
+            return CM_INVALID;
+        total += cnt[i];
+    }
+    if (total > sizeof r->small / sizeof r->small[0]) {
+        r->v = cm_malloc(total * sizeof *r->v);
+        if (!r->v)
+            return CM_NOMEM;
+    }
+    if (sc->studio.id)
+        r->v[k++] = (struct eref){sc->studio.id, KV_STUDIO};
+    for (int i = 0; i < 4; i++)
+        for (uint32_t j = 0; j < cnt[i]; j++)
+            if (arr[i][j].id)
+                r->v[k++] = (struct eref){arr[i][j].id, type[i]};
+    qsort(r->v, k, sizeof *r->v, eref_cmp);
+    r->n = 0;
+    for (size_t i = 0; i < k; i++)
+        if (r->n == 0 || eref_cmp(&r->v[r->n - 1], &r->v[i]) != 0)
+            r->v[r->n++] = r->v[i];
+    return CM_OK;
+}
+
+/* Applies old -> new to the reverse entries of docid: deletes what only
+ * old has, adds what only new has. */
+static enum cm_status rev_diff(struct kv_txn *t, uint32_t docid,
+                               const struct erefs *old, const struct erefs *cur)
+{
+    size_t i = 0, j = 0;
+    uint8_t k[REV_KEY];
+    enum cm_status st = CM_OK;
+
+    while (st == CM_OK && (i < old->n || j < cur->n)) {
+        int c;
+        if (i == old->n)
+            c = 1;
+        else if (j == cur->n)
+            c = -1;
+        else
+            c = eref_cmp(&old->v[i], &cur->v[j]);
+        if (c < 0) {
+            rev_key(k, old->v[i].type, old->v[i].id, docid);
+            st = kv_del(t, KV_DB_REVERSE, k, sizeof k);
+            if (st == CM_NOTFOUND)
+                st = CM_OK;
+            i++;
+        } else if (c > 0) {
+            rev_key(k, cur->v[j].type, cur->v[j].id, docid);
+            st = kv_put(t, KV_DB_REVERSE, k, sizeof k, "", 0);
+            j++;
+        } else {
+            i++;
+            j++;
+        }
+    }
+    return st;
+}
+
+/* The refs of the stored version of docid (when old is NULL). */
+static enum cm_status stored_erefs(struct kv_txn *t, uint32_t docid,
+                                   const struct kv_scene *old, struct erefs *r)
+{
+    struct kv_scene prev;
+    enum cm_status st;
+
+    r->v = r->small;
+    r->n = 0;
+    if (old)
+        return erefs_of(old, r);
+    st = kv_scene_get(t, docid, &prev);
+    if (st == CM_NOTFOUND)
+        return CM_OK;
+    if (st == CM_CORRUPT || st == CM_VERSION) {
+        cm_warn("kv",
+                "docid %u: unreadable previous record; its reverse "
+                "entries cannot be diffed",
+                docid);
+        return CM_OK;
+    }
+    if (st == CM_OK)
+        st = erefs_of(&prev, r);
+    kv_scene_fini(&prev);
+    return st;
+}
+
+enum cm_status kv_scene_store(struct kv_txn *t, const struct kv_scene *sc,
+                              const struct kv_scene *old, uint32_t *docid,
+                              bool *created)
+{
+    struct erefs before = {0}, after = {0};
+    uint32_t d = 0;
+    bool made = false;
+    enum cm_status st;
+
+    if (docid)
+        *docid = 0;
+    if (created)
+        *created = false;
+    if (!t || !t->write || !sc || sc->id == 0)
+        return CM_INVALID;
+    before.v = before.small;
+    after.v = after.small;
+    cm_buf_reset(&t->enc);
+    st = kv_scene_encode(sc, &t->enc);
+    if (st == CM_OK)
+        st = erefs_of(sc, &after);
+    if (st != CM_OK)
+        goto out;
+    st = kv_docid_of(t, sc->id, &d);
+    if (st == CM_NOTFOUND) {
+        st = alloc_docid(t, sc->id, &d);
+        made = true;
+    } else if (st == CM_OK) {
+        /* Collected before the put: a put invalidates borrowed data. */
+        st = stored_erefs(t, d, old, &before);
+    }
+    if (st != CM_OK)
+        goto out;
+    st = kv_put(t, KV_DB_SCENES, &d, sizeof d, t->enc.data, t->enc.len);
+    if (st == CM_OK)
+        st = rev_diff(t, d, &before, &after);
+    if (st == CM_OK) {
+        if (docid)
+            *docid = d;
+        if (created)
+            *created = made;
+    }
+out:
+    erefs_fini(&before);
+    erefs_fini(&after);
+    return st;
+}
+
+enum cm_status kv_scene_remove(struct kv_txn *t, uint32_t docid,
+                               const struct kv_scene *old)
+{
+    struct erefs before = {0}, none = {0};
+    uint64_t sid;
+    uint8_t k[IDMAP_KEY];
+    enum cm_status st;
+
+    if (!t || !t->write)
+        return CM_INVALID;
+    before.v = before.small;
+    none.v = none.small;
+    st = kv_stash_id_of(t, docid, &sid);
+    if (st == CM_OK)
+        st = stored_erefs(t, docid, old, &before);
+    if (st == CM_OK)
+        st = kv_del(t, KV_DB_SCENES, &docid, sizeof docid);
+    if (st == CM_NOTFOUND)
+        st = CM_OK; /* id maps without a record: still clean them */
+    if (st == CM_OK)
+        st = kv_del(t, KV_DB_DOCMAP, &docid, sizeof docid);
+    if (st == CM_OK) {
+        idmap_key(k, sid);
+        st = kv_del(t, KV_DB_IDMAP, k, sizeof k);
+        if (st == CM_NOTFOUND)
+            st = CM_OK;
+    }
+    if (st == CM_OK)
+        st = rev_diff(t, docid, &before, &none);
+    erefs_fini(&before);
+    return st;
+}
+
+enum cm_status kv_scenes_with(struct kv_txn *t, uint8_t type, uint64_t id,
+                              int (*fn)(uint32_t docid, void *ctx), void *ctx)
+{
+    MDB_cursor *cur = NULL;
+    uint8_t k[REV_KEY];
+    MDB_val key, val;
+    int rc;
+    enum cm_status st = CM_OK;
+
+    if (!t || !t->txn || !t->active || !fn)
+        return CM_INVALID;
+    rev_key(k, type, id, 0);
+    rc = mdb_cursor_open(t->txn, t->s->dbi[KV_DB_REVERSE], &cur);
+    if (rc != 0)
+        return kv_from_mdb(rc, "reverse cursor");
+    key.mv_data = k;
+    key.mv_size = sizeof k;
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    while (rc == 0) {
+        const uint8_t *p = key.mv_data;
+        uint32_t d;
+        if (key.mv_size != REV_KEY || p[0] != type || rd_be64(p + 1) != id)
+            break;
+        d = (uint32_t)p[9] << 24 | (uint32_t)p[10] << 16 |
+            (uint32_t)p[11] << 8 | p[12];
+        if (fn(d, ctx))
+            break;
+        rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        st = kv_from_mdb(rc, "reverse walk");
+    mdb_cursor_close(cur);
+    return st;
+}
+
+/* ---- Entities -------------------------------------------------------- */
+
+static void ent_key(uint8_t k[ENT_KEY], uint8_t type, uint64_t id)
+{
+    k[0] = type;
+    be64(k + 1, id);
+}
+
+enum cm_status kv_entity_get(struct kv_txn *t, uint8_t type, uint64_t id,
+                             struct kv_entity *out)
+{
+    uint8_t k[ENT_KEY];
+    const void *v;
+    size_t n;
+    enum cm_status st;
+
+    if (!out)
+        return CM_INVALID;
+    memset(out, 0, sizeof *out);
+    ent_key(k, type, id);
+    st = kv_get(t, KV_DB_ENTITIES, k, sizeof k, &v, &n);
+    if (st != CM_OK)
+        return st;
+    st = kv_entity_decode(v, n, out);
+    if (st == CM_OK && (out->type != type || out->id != id)) {
+        kv_entity_fini(out);
+        st = CM_CORRUPT;
+    }
+    if (st == CM_CORRUPT || st == CM_VERSION)
+        cm_error("kv", "entity %c%llu: %s", type, (unsigned long long)id,
+                 cm_status_str(st));
+    return st;
+}
+
+enum cm_status kv_entity_put(struct kv_txn *t, const struct kv_entity *e)
+{
+    uint8_t k[ENT_KEY];
+    enum cm_status st;
+
+    if (!t || !t->write || !e)
+        return CM_INVALID;
+    cm_buf_reset(&t->enc);
+    st = kv_entity_encode(e, &t->enc);
+    if (st != CM_OK)
+        return st;
+    ent_key(k, e->type, e->id);
+    return kv_put(t, KV_DB_ENTITIES, k, sizeof k, t->enc.data, t->enc.len);
+}
+
+enum cm_status kv_entity_del(struct kv_txn *t, uint8_t type, uint64_t id)
+{
+    uint8_t k[ENT_KEY];
+    ent_key(k, type, id);
+    return kv_del(t, KV_DB_ENTITIES, k, sizeof k);
+}

@@ -1,0 +1,527 @@
+/*
+ * test_kv_codec.c - the scene and entity record codecs: randomized
+ * round trips (differential against the input struct), every truncation,
+ * random corruption, limits, hostile counts, OOM injection, clone/free.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cm_alloc.h"
+#include "common/cm_limits.h"
+#include "kv/kv.h"
+#include "tests/lib/testutil.h"
+#include "tests/unit/kv_testgen.h"
+
+static int str_within(struct kv_str s, const struct cm_buf *b)
+{
+    return !s.p || (s.p >= b->data && s.p + s.len <= b->data + b->len);
+}
+
+START_TEST(scene_roundtrip_random)
+{
+    uint64_t seed = 12345;
+    for (int i = 0; i < 1500; i++) {
+        struct tg_arena a = {0};
+        struct kv_scene sc, dec, *cl = NULL;
+        struct cm_buf b, b2;
+
+        tg_scene(&a, &seed, &sc, tg_u64(&seed), 0);
+        cm_buf_init(&b, CM_MAX_RECORD);
+        cm_buf_init(&b2, CM_MAX_RECORD);
+        ck_assert_int_eq(kv_scene_encode(&sc, &b), CM_OK);
+        ck_assert_int_eq(kv_scene_decode(b.data, b.len, &dec), CM_OK);
+        ck_assert_msg(kv_scene_equal(&sc, &dec), "round trip %d differs", i);
+        /* strings are borrowed from the buffer */
+        ck_assert(str_within(dec.title, &b));
+        ck_assert(str_within(dec.studio.name, &b));
+        if (dec.n_tags)
+            ck_assert(str_within(dec.tags[dec.n_tags - 1].aux, &b));
+        /* re-encoding gives the same bytes */
+        ck_assert_int_eq(kv_scene_encode(&dec, &b2), CM_OK);
+        ck_assert_uint_eq(b.len, b2.len);
+        ck_assert_int_eq(memcmp(b.data, b2.data, b.len), 0);
+        /* a clone owns its strings */
+        ck_assert_int_eq(kv_scene_clone(&dec, &cl), CM_OK);
+        ck_assert(kv_scene_equal(cl, &sc));
+        if (cl->title.p) {
+            ck_assert(!str_within(cl->title, &b));
+            ck_assert_int_eq(cl->title.p[cl->title.len], '\0');
+        }
+        kv_scene_free(cl);
+        kv_scene_fini(&dec);
+        kv_scene_fini(&dec); /* idempotent */
+        cm_buf_fini(&b);
+        cm_buf_fini(&b2);
+        tg_arena_free(&a);
+    }
+}
+END_TEST
+
+START_TEST(entity_roundtrip_random)
+{
+    uint64_t seed = 777;
+    for (int i = 0; i < 1500; i++) {
+        struct tg_arena a = {0};
+        struct kv_entity e, dec;
+        struct cm_buf b;
+
+        tg_entity(&a, &seed, &e);
+        cm_buf_init(&b, CM_MAX_RECORD);
+        ck_assert_int_eq(kv_entity_encode(&e, &b), CM_OK);
+        ck_assert_int_eq(kv_entity_decode(b.data, b.len, &dec), CM_OK);
+        ck_assert_msg(kv_entity_equal(&e, &dec), "entity %d differs", i);
+        kv_entity_fini(&dec);
+        cm_buf_fini(&b);
+        tg_arena_free(&a);
+    }
+}
+END_TEST
+
+/* Equality must notice a change in any field: mutate one at a time. */
+START_TEST(equal_notices_each_field)
+{
+    uint64_t seed = 99;
+    struct tg_arena a = {0};
+    struct kv_scene sc, m;
+    struct kv_str other = {"other", 5};
+    int n = 0;
+
+    do
+        tg_scene(&a, &seed, &sc, 5, 0);
+    while (!sc.n_files || !sc.n_tags || !sc.n_markers || !sc.n_urls);
+    ck_assert(kv_scene_equal(&sc, &sc));
+#define MUT(stmt)                                                              \
+    do {                                                                       \
+        m = sc;                                                                \
+        stmt;                                                                  \
+        ck_assert_msg(!kv_scene_equal(&sc, &m), "missed: " #stmt);             \
+        n++;                                                                   \
+    } while (0)
+    MUT(m.id++);
+    MUT(m.title = other);
+    MUT(m.title.p = NULL; m.title.len = 0; if (!sc.title.p) m.title = other);
+    MUT(m.date.day ^= 1);
+    MUT(m.rating100 ^= 1);
+    MUT(m.organized = !m.organized);
+    MUT(m.play_duration += 1.5);
+    MUT(m.p_caption = other;
+        if (sc.p_caption.p && sc.p_caption.len == 5 &&
+            !memcmp(sc.p_caption.p, "other", 5)) m.p_caption.p = NULL);
+    MUT(m.n_urls--);
+    MUT(m.studio.id++);
+    struct kv_ref tags[512];
+    struct kv_file files[8];
+    memcpy(tags, sc.tags, sc.n_tags * sizeof *tags);
+    memcpy(files, sc.files, sc.n_files * sizeof *files);
+    MUT(m.tags = tags; tags[0].favorite = !tags[0].favorite);
+    memcpy(tags, sc.tags, sc.n_tags * sizeof *tags);
+    MUT(m.tags = tags; tags[sc.n_tags - 1].index ^= 4);
+    MUT(m.files = files; files[0].height ^= 1);
+    memcpy(files, sc.files, sc.n_files * sizeof *files);
+    MUT(m.files = files; files[0].frame_rate += 1);
+    ck_assert_int_eq(n, 14);
+#undef MUT
+    tg_arena_free(&a);
+}
+END_TEST
+
+static void encode_one(uint64_t seed, int entity, struct cm_buf *b,
+                       struct tg_arena *a)
+{
+    cm_buf_init(b, CM_MAX_RECORD);
+    if (entity) {
+        struct kv_entity e;
+        tg_entity(a, &seed, &e);
+        ck_assert_int_eq(kv_entity_encode(&e, b), CM_OK);
+    } else {
+        struct kv_scene sc;
+        tg_scene(a, &seed, &sc, 42, 0);
+        ck_assert_int_eq(kv_scene_encode(&sc, b), CM_OK);
+    }
+}
+
+static enum cm_status decode_any(int entity, const void *p, size_t n,
+                                 int *zeroed)
+{
+    enum cm_status st;
+    if (entity) {
+        struct kv_entity e, z;
+        memset(&z, 0, sizeof z);
+        st = kv_entity_decode(p, n, &e);
+        *zeroed = st != CM_OK ? memcmp(&e, &z, sizeof e) == 0 : 1;
+        kv_entity_fini(&e);
+    } else {
+        struct kv_scene sc, z;
+        memset(&z, 0, sizeof z);
+        st = kv_scene_decode(p, n, &sc);
+        *zeroed = st != CM_OK ? memcmp(&sc, &z, sizeof sc) == 0 : 1;
+        kv_scene_fini(&sc);
+    }
+    return st;
+}
+
+START_TEST(every_truncation_fails)
+{
+    for (int entity = 0; entity < 2; entity++)
+        for (uint64_t seed = 1; seed <= 40; seed++) {
+            struct tg_arena a = {0};
+            struct cm_buf b;
+            int zeroed;
+            encode_one(seed, entity, &b, &a);
+            for (size_t n = 0; n < b.len; n++) {
+                /* a copy of exactly n bytes so ASan sees any overread */
+                char *p = malloc(n ? n : 1);
+                memcpy(p, b.data, n);
+                ck_assert_int_eq(decode_any(entity, p, n, &zeroed), CM_CORRUPT);
+                ck_assert(zeroed);
+                free(p);
+            }
+            ck_assert_int_eq(decode_any(entity, b.data, b.len, &zeroed), CM_OK);
+            /* trailing garbage */
+            ck_assert_int_eq(cm_buf_putc(&b, 0), CM_OK);
+            ck_assert_int_eq(decode_any(entity, b.data, b.len, &zeroed),
+                             CM_CORRUPT);
+            cm_buf_fini(&b);
+            tg_arena_free(&a);
+        }
+}
+END_TEST
+
+START_TEST(header_checks)
+{
+    struct tg_arena a = {0};
+    struct cm_buf sb, eb;
+    struct kv_scene sc;
+    struct kv_entity e;
+
+    encode_one(3, 0, &sb, &a);
+    encode_one(3, 1, &eb, &a);
+    ck_assert_int_eq(kv_entity_decode(sb.data, sb.len, &e), CM_CORRUPT);
+    ck_assert_int_eq(kv_scene_decode(eb.data, eb.len, &sc), CM_CORRUPT);
+    sb.data[1]++;
+    ck_assert_int_eq(kv_scene_decode(sb.data, sb.len, &sc), CM_VERSION);
+    eb.data[1] = 0;
+    ck_assert_int_eq(kv_entity_decode(eb.data, eb.len, &e), CM_VERSION);
+    ck_assert_int_eq(kv_scene_decode(NULL, 0, &sc), CM_CORRUPT);
+    ck_assert_int_eq(kv_scene_decode(NULL, 5, &sc), CM_INVALID);
+    kv_scene_fini(&sc);
+    kv_entity_fini(&e);
+    kv_scene_fini(NULL);
+    kv_entity_fini(NULL);
+    cm_buf_fini(&sb);
+    cm_buf_fini(&eb);
+    tg_arena_free(&a);
+}
+END_TEST
+
+/* Random corruption never crashes; what still decodes re-encodes to an
+ * equal record. */
+START_TEST(random_corruption)
+{
+    uint64_t rs = 4242;
+    for (int round = 0; round < 4000; round++) {
+        int entity = round & 1, zeroed;
+        struct tg_arena a = {0};
+        struct cm_buf b;
+        encode_one(tg_next(&rs), entity, &b, &a);
+        int flips = 1 + (int)tg_below(&rs, 4);
+        for (int f = 0; f < flips && b.len; f++) {
+            size_t at = 2 + tg_below(&rs, (uint32_t)(b.len - 2));
+            switch (tg_below(&rs, 3)) {
+            case 0: b.data[at] ^= (char)(1u << tg_below(&rs, 8)); break;
+            case 1: b.data[at] = (char)0xff; break;
+            default: b.data[at] = (char)tg_next(&rs);
+            }
+        }
+        size_t n =
+            tg_below(&rs, 8) == 0 ? tg_below(&rs, (uint32_t)b.len) : b.len;
+        char *p = malloc(n ? n : 1);
+        memcpy(p, b.data, n);
+        enum cm_status st = decode_any(entity, p, n, &zeroed);
+        ck_assert_msg(st == CM_OK || st == CM_CORRUPT, "status %d", st);
+        ck_assert(zeroed);
+        if (st == CM_OK && !entity) {
+            struct kv_scene x, y;
+            struct cm_buf b2;
+            cm_buf_init(&b2, CM_MAX_RECORD);
+            ck_assert_int_eq(kv_scene_decode(p, n, &x), CM_OK);
+            ck_assert_int_eq(kv_scene_encode(&x, &b2), CM_OK);
+            ck_assert_int_eq(kv_scene_decode(b2.data, b2.len, &y), CM_OK);
+            ck_assert(kv_scene_equal(&x, &y));
+            kv_scene_fini(&x);
+            kv_scene_fini(&y);
+            cm_buf_fini(&b2);
+        }
+        free(p);
+        cm_buf_fini(&b);
+        tg_arena_free(&a);
+    }
+}
+END_TEST
+
+/* Position of the urls count in an encoded empty scene. */
+static size_t urls_count_at(void)
+{
+    struct kv_scene sc;
+    struct kv_str u = {NULL, 0};
+    struct cm_buf b0, b1;
+    size_t i = 0;
+    memset(&sc, 0, sizeof sc);
+    cm_buf_init(&b0, CM_MAX_RECORD);
+    cm_buf_init(&b1, CM_MAX_RECORD);
+    ck_assert_int_eq(kv_scene_encode(&sc, &b0), CM_OK);
+    sc.n_urls = 1;
+    sc.urls = &u;
+    ck_assert_int_eq(kv_scene_encode(&sc, &b1), CM_OK);
+    while (i < b0.len && b0.data[i] == b1.data[i])
+        i++;
+    cm_buf_fini(&b0);
+    cm_buf_fini(&b1);
+    return i;
+}
+
+START_TEST(hostile_counts_allocate_nothing)
+{
+    size_t at = urls_count_at();
+    unsigned char buf[128];
+    struct kv_scene sc;
+    struct kv_entity e;
+    ck_assert_uint_lt(at, 100);
+    /* A valid prefix then a count of 4294967295 and nothing else. */
+    {
+        struct kv_scene empty;
+        struct cm_buf b;
+        memset(&empty, 0, sizeof empty);
+        cm_buf_init(&b, CM_MAX_RECORD);
+        ck_assert_int_eq(kv_scene_encode(&empty, &b), CM_OK);
+        memcpy(buf, b.data, at);
+        cm_buf_fini(&b);
+    }
+    memcpy(buf + at, "\xff\xff\xff\xff\x0f", 5);
+    cm_alloc_fail_at(1, 1); /* any allocation would fail */
+    ck_assert_int_eq(kv_scene_decode(buf, at + 5, &sc), CM_CORRUPT);
+    /* a count within CM_MAX_ARRAY but beyond the bytes left */
+    memcpy(buf + at, "\x80\x80\x04", 3); /* 65536 */
+    memset(buf + at + 3, 0, 20);
+    ck_assert_int_eq(kv_scene_decode(buf, at + 23, &sc), CM_CORRUPT);
+    /* 11-byte varint */
+    memcpy(buf + 2, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11);
+    ck_assert_int_eq(kv_scene_decode(buf, 13, &sc), CM_CORRUPT);
+    /* a 5-byte entity claiming a huge name */
+    memcpy(buf, "\xE7\x01P\x01\xff", 5);
+    ck_assert_int_eq(kv_entity_decode(buf, 5, &e), CM_CORRUPT);
+    ck_assert_int_eq(cm_alloc_injected(), 0);
+    cm_alloc_fail_at(0, 0);
+}
+END_TEST
+
+START_TEST(encode_limits)
+{
+    struct kv_scene sc;
+    struct kv_entity e;
+    struct cm_buf b;
+    char *big = calloc(1, CM_MAX_STRING + 2);
+    struct kv_str s5[5];
+    struct kv_ref *refs = calloc(CM_MAX_ARRAY + 1, sizeof *refs);
+
+    memset(&sc, 0, sizeof sc);
+    cm_buf_init(&b, 64 * CM_MiB);
+    ck_assert_int_eq(cm_buf_putc(&b, 'x'), CM_OK);
+    /* a string of exactly the limit round-trips; one more is refused */
+    sc.title.p = big;
+    sc.title.len = CM_MAX_STRING;
+    ck_assert_int_eq(kv_scene_encode(&sc, &b), CM_OK);
+    {
+        struct kv_scene d;
+        ck_assert_int_eq(kv_scene_decode(b.data + 1, b.len - 1, &d), CM_OK);
+        ck_assert_uint_eq(d.title.len, CM_MAX_STRING);
+        kv_scene_fini(&d);
+    }
+    cm_buf_truncate(&b, 1);
+    sc.title.len = CM_MAX_STRING + 1;
+    ck_assert_int_eq(kv_scene_encode(&sc, &b), CM_INVALID);
+    ck_assert_uint_eq(b.len, 1); /* unchanged on error */
+    sc.title.len = 3;
+    /* arrays: CM_MAX_ARRAY round-trips, one more is refused */
+    for (uint32_t i = 0; i <= CM_MAX_ARRAY; i++)
+        refs[i].id = i;
+    sc.tags = refs;
+    sc.n_tags = CM_MAX_ARRAY;
+    ck_assert_int_eq(kv_scene_encode(&sc, &b), CM_OK);
+    {
+        struct kv_scene d;
+        ck_assert_int_eq(kv_scene_decode(b.data + 1, b.len - 1, &d), CM_OK);
+        ck_assert_uint_eq(d.n_tags, CM_MAX_ARRAY);
+        ck_assert(kv_scene_equal(&d, &sc));
+        kv_scene_fini(&d);
+    }
+    cm_buf_truncate(&b, 1);
+    sc.n_tags = CM_MAX_ARRAY + 1;
+    ck_assert_int_eq(kv_scene_encode(&sc, &b), CM_INVALID);
+    sc.n_tags = 2;
+    sc.tags = NULL;
+    ck_assert_int_eq(kv_scene_encode(&sc, &b), CM_INVALID);
+    sc.tags = refs;
+    refs[1].gender = KV_GENDER_NON_BINARY + 1;
+    ck_assert_int_eq(kv_scene_encode(&sc, &b), CM_INVALID);
+    refs[1].gender = 0;
+    sc.resume_time = 0.0 / 0.0;
+    ck_assert_int_eq(kv_scene_encode(&sc, &b), CM_INVALID);
+    sc.resume_time = 1.0 / 0.0;
+    ck_assert_int_eq(kv_scene_encode(&sc, &b), CM_INVALID);
+    sc.resume_time = -1;
+    /* the whole record over CM_MAX_RECORD */
+    for (int i = 0; i < 5; i++) {
+        s5[i].p = big;
+        s5[i].len = CM_MAX_STRING;
+    }
+    sc.urls = s5;
+    sc.n_urls = 5;
+    ck_assert_int_eq(kv_scene_encode(&sc, &b), CM_TOOBIG);
+    ck_assert_uint_eq(b.len, 1);
+    /* entity type must be known */
+    memset(&e, 0, sizeof e);
+    e.type = 'Q';
+    ck_assert_int_eq(kv_entity_encode(&e, &b), CM_INVALID);
+    e.type = KV_TAG;
+    ck_assert_int_eq(kv_entity_encode(&e, &b), CM_OK);
+    ck_assert_int_eq(kv_entity_encode(NULL, &b), CM_INVALID);
+    cm_buf_fini(&b);
+    free(big);
+    free(refs);
+}
+END_TEST
+
+/* Allocation N fails for N = 1, 2, ... until the operation succeeds:
+ * every failure is CM_NOMEM and leaves nothing allocated (LeakSanitizer
+ * checks the latter under make asan). */
+START_TEST(oom_injection)
+{
+    uint64_t seed = 5150;
+    struct tg_arena a = {0};
+    struct kv_scene sc;
+    struct kv_entity e;
+    struct cm_buf ok;
+    long n;
+    enum cm_status st;
+
+    do
+        tg_scene(&a, &seed, &sc, 9, 0);
+    while (!sc.n_tags || !sc.n_urls);
+    tg_entity(&a, &seed, &e);
+    cm_buf_init(&ok, CM_MAX_RECORD);
+    ck_assert_int_eq(kv_scene_encode(&sc, &ok), CM_OK);
+
+    for (n = 1;; n++) { /* encode */
+        struct cm_buf b;
+        cm_buf_init(&b, CM_MAX_RECORD);
+        cm_alloc_fail_at(n, 0);
+        st = kv_scene_encode(&sc, &b);
+        long inj = cm_alloc_injected();
+        cm_alloc_fail_at(0, 0);
+        cm_buf_fini(&b);
+        if (st == CM_OK)
+            break;
+        ck_assert_int_eq(st, CM_NOMEM);
+        ck_assert_int_eq(inj, 1);
+    }
+    ck_assert_int_gt(n, 1);
+    for (n = 1;; n++) { /* decode */
+        struct kv_scene d;
+        cm_alloc_fail_at(n, 0);
+        st = kv_scene_decode(ok.data, ok.len, &d);
+        cm_alloc_fail_at(0, 0);
+        if (st == CM_OK) {
+            ck_assert(kv_scene_equal(&d, &sc));
+            kv_scene_fini(&d);
+            break;
+        }
+        ck_assert_int_eq(st, CM_NOMEM);
+        kv_scene_fini(&d);
+    }
+    ck_assert_int_eq(n, 2); /* one allocation per decoded record */
+    for (n = 1;; n++) {     /* clone */
+        struct kv_scene *c;
+        cm_alloc_fail_at(n, 0);
+        st = kv_scene_clone(&sc, &c);
+        cm_alloc_fail_at(0, 0);
+        if (st == CM_OK) {
+            ck_assert(kv_scene_equal(c, &sc));
+            kv_scene_free(c);
+            break;
+        }
+        ck_assert_int_eq(st, CM_NOMEM);
+        ck_assert_ptr_null(c);
+    }
+    for (n = 1;; n++) { /* entity encode + decode */
+        struct cm_buf b;
+        struct kv_entity d;
+        memset(&d, 0, sizeof d);
+        cm_buf_init(&b, CM_MAX_RECORD);
+        cm_alloc_fail_at(n, 0);
+        st = kv_entity_encode(&e, &b);
+        if (st == CM_OK)
+            st = kv_entity_decode(b.data, b.len, &d);
+        cm_alloc_fail_at(0, 0);
+        if (st == CM_OK) {
+            ck_assert(kv_entity_equal(&d, &e));
+            kv_entity_fini(&d);
+            cm_buf_fini(&b);
+            break;
+        }
+        ck_assert_int_eq(st, CM_NOMEM);
+        kv_entity_fini(&d);
+        cm_buf_fini(&b);
+    }
+    cm_buf_fini(&ok);
+    tg_arena_free(&a);
+}
+END_TEST
+
+START_TEST(fini_on_zeroed_and_empty)
+{
+    struct kv_scene sc;
+    struct kv_entity e;
+    struct cm_buf b;
+    memset(&sc, 0, sizeof sc);
+    memset(&e, 0, sizeof e);
+    kv_scene_fini(&sc);
+    kv_entity_fini(&e);
+    /* an empty record decodes without allocating */
+    cm_buf_init(&b, CM_MAX_RECORD);
+    ck_assert_int_eq(kv_scene_encode(&sc, &b), CM_OK);
+    cm_alloc_fail_at(1, 1);
+    ck_assert_int_eq(kv_scene_decode(b.data, b.len, &sc), CM_OK);
+    cm_alloc_fail_at(0, 0);
+    ck_assert_ptr_null(sc.urls);
+    ck_assert_ptr_null(sc.title.p);
+    kv_scene_fini(&sc);
+    cm_buf_fini(&b);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("kv_codec");
+    TCase *tc = tcase_create("codec");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, scene_roundtrip_random);
+    tcase_add_test(tc, entity_roundtrip_random);
+    tcase_add_test(tc, equal_notices_each_field);
+    tcase_add_test(tc, every_truncation_fails);
+    tcase_add_test(tc, header_checks);
+    tcase_add_test(tc, random_corruption);
+    tcase_add_test(tc, hostile_counts_allocate_nothing);
+    tcase_add_test(tc, encode_limits);
+    tcase_add_test(tc, oom_injection);
+    tcase_add_test(tc, fini_on_zeroed_and_empty);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run(suite());
+}
