@@ -1,0 +1,301 @@
+/*
+ * idx_int.h - declarations shared only inside index/: key layouts of the
+ * index databases, the per-scene "entries" derivation (what a scene
+ * contributes to every index), natural-order key encoding, columns and
+ * dictionaries, bitmap I/O.
+ *
+ * Layout (docs/INDEX.md has the full story):
+ *   postings  field byte ‖ value bytes -> roaring portable bitmap of docids
+ *   text      token bytes (ASCII lower-cased) -> roaring portable bitmap
+ *   sorts     'd' ‖ sort field ‖ order-preserving key bytes -> dictionary
+ *             entry {u64 position, u32 refcount} (gap numbered, so a
+ *             value's position compares like the value)
+ *   columns   'c' ‖ sort field ‖ chunk (u32 BE) -> IDX_CHUNK u64 values,
+ *             the sort value of docid chunk*IDX_CHUNK + i (0 = NULL)
+ *
+ * Every fallible function returns enum cm_status.  Nothing here is
+ * thread-safe beyond what LMDB transactions give.
+ */
+#pragma once
+
+#include <roaring/roaring.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/cm_buf.h"
+#include "common/cm_status.h"
+#include "index/idx.h"
+#include "kv/kv.h"
+
+/* ---- Posting fields (first key byte in KV_DB_POSTINGS) ------------- */
+enum idx_pfield {
+    IDX_P_ALL = 'A',        /* universe, no value */
+    IDX_P_TAG = 't',        /* u64 BE tag id (direct) */
+    IDX_P_PERFORMER = 'p',  /* u64 BE */
+    IDX_P_STUDIO = 's',     /* u64 BE */
+    IDX_P_GROUP = 'g',      /* u64 BE */
+    IDX_P_GALLERY = 'y',    /* u64 BE */
+    IDX_P_PERF_TAG = 'q',   /* u64 BE: a tag of one of the performers */
+    IDX_P_INH_TAG = 'i',    /* u64 BE: tag of performers/studio/groups */
+    IDX_P_PERF_FAV = 'F',   /* no value: some performer is a favorite */
+    IDX_P_STUDIO_FAV = 'G', /* no value: the studio is a favorite */
+    IDX_P_TAG_FAV = 'H',    /* no value: some direct tag is a favorite */
+    IDX_P_INT = 'n',        /* int field byte ‖ ienc: see enum idx_ifield */
+    IDX_P_STR = 'v',        /* str field byte ‖ lower-cased bytes */
+};
+
+/* Int-valued facets: IDX_P_INT ‖ field ‖ 0x00 (null) or 0x01 ‖ BE8 of
+ * (value ^ sign bit).  A range criterion is a key range scan. */
+enum idx_ifield {
+    IDX_I_RATING = 'r',      /* rating100 */
+    IDX_I_OCOUNT = 'o',      /* o_counter */
+    IDX_I_PLAYCOUNT = 'c',   /* play_count */
+    IDX_I_TAGCOUNT = 't',    /* number of direct tags */
+    IDX_I_PERFCOUNT = 'p',   /* number of performers */
+    IDX_I_FILECOUNT = 'f',   /* number of files */
+    IDX_I_ISPEED = 'x',      /* interactive_speed */
+    IDX_I_ORGANIZED = 'O',   /* 0/1 */
+    IDX_I_INTERACTIVE = 'I', /* 0/1 */
+    IDX_I_MARKERS = 'M',     /* has markers 0/1 */
+    IDX_I_ORIENT = 'R',      /* 0 landscape 1 portrait 2 square; null */
+    IDX_I_SHORTSIDE = 'h',   /* MIN(width,height) of files[0]; null */
+    IDX_I_FRAMERATE = 'z',   /* ROUND(frame_rate); null without file */
+    IDX_I_DURATION = 'd',    /* cast(duration as int); null */
+    IDX_I_BITRATE = 'b',     /* bit_rate; null */
+    IDX_I_RESUME = 'e',      /* cast(resume_time as int); null */
+    IDX_I_PLAYDUR = 'u',     /* cast(play_duration as int); null */
+    IDX_I_YEAR = 'Y',        /* date year; null */
+    IDX_I_DATE = 'D',        /* date as yyyymmdd (missing parts = 01) */
+};
+
+/* String facets: IDX_P_STR ‖ field ‖ bytes (ASCII lower-cased, at most
+ * IDX_MAX_STRKEY bytes; longer values are not indexed as facets). */
+enum idx_sfield {
+    IDX_S_VCODEC = 'v',
+    IDX_S_ACODEC = 'a',
+};
+#define IDX_MAX_STRKEY 200
+
+/* ---- Sort fields ---------------------------------------------------- */
+enum idx_sort_field {
+    IDX_SF_TITLE,
+    IDX_SF_DATE,
+    IDX_SF_CREATED,
+    IDX_SF_UPDATED,
+    IDX_SF_RATING,
+    IDX_SF_OCOUNT,
+    IDX_SF_PLAYCOUNT,
+    IDX_SF_PLAYDUR,
+    IDX_SF_LASTPLAYED,
+    IDX_SF_RESUME,
+    IDX_SF_DURATION,
+    IDX_SF_FILESIZE,
+    IDX_SF_BITRATE,
+    IDX_SF_FRAMERATE,
+    IDX_SF_RESOLUTION,
+    IDX_SF_PATH,
+    IDX_SF_TAGCOUNT,
+    IDX_SF_PERFCOUNT,
+    IDX_SF_FILECOUNT,
+    IDX_SF_ORGANIZED,
+    IDX_SF_INTERACTIVE,
+    IDX_SF_ISPEED,
+    IDX_SF_CODE,
+    IDX_SF_STUDIO,
+    IDX_SF_ID,
+    IDX_SF_TIE,     /* internal: COALESCE(title, id) NATURAL_CI, stash id */
+    IDX_SF_COUNT,   /* number of stored columns */
+    IDX_SF_RANDOM = IDX_SF_COUNT, /* computed from the stash id */
+};
+
+/* How a sort field's value is made. */
+enum idx_sort_kind {
+    IDX_SK_NUM,  /* u64 computed directly */
+    IDX_SK_DICT, /* position of its key bytes in a gap-numbered dictionary */
+};
+
+/* Name of a sort key as Stash spells it ("title", ...); NULL for TIE. */
+const char *idx_sfield_name(enum idx_sort_field f);
+/* Looks a Stash sort name up (not random).  CM_NOTFOUND. */
+enum cm_status idx_sfield_lookup(const char *name, size_t len,
+                               enum idx_sort_field *out) CM_WUR;
+enum idx_sort_kind idx_sfield_kind(enum idx_sort_field f);
+
+/* ---- Order-preserving encodings ------------------------------------- */
+
+/* Appends the natural-order key of s[0..n) (memcmp order of two keys ==
+ * cm_natural_cmp order, see idx_keys.c for the two documented gaps).
+ * Bounded: at most max bytes are appended (truncated at an element
+ * boundary, then terminated).  CM_NOMEM/CM_TOOBIG from out. */
+enum cm_status idx_natkey(const char *s, size_t n, size_t max,
+                          struct cm_buf *out) CM_WUR;
+/* Appends an escaped binary key of s (memcmp order == byte order),
+ * terminated, at most max bytes. */
+enum cm_status idx_binkey(const char *s, size_t n, size_t max,
+                          struct cm_buf *out) CM_WUR;
+
+/* u64 encodings where 0 means NULL and larger sorts later. */
+uint64_t idx_enc_i64(int64_t v);   /* v + 2^63 + ... never 0 */
+uint64_t idx_enc_double(double v); /* finite v; -0.0 == 0.0 */
+double idx_dec_double(uint64_t e);
+int64_t idx_dec_i64(uint64_t e);
+
+void idx_be64(uint8_t *p, uint64_t v);
+uint64_t idx_rd_be64(const uint8_t *p);
+void idx_be32(uint8_t *p, uint32_t v);
+uint32_t idx_rd_be32(const uint8_t *p);
+
+/* ---- Bitmaps --------------------------------------------------------- */
+
+/* Reads the bitmap at key in db.  OUT *out: a new bitmap (empty when the
+ * key is absent); caller frees with roaring_bitmap_free.  CM_CORRUPT,
+ * CM_NOMEM, CM_IO. */
+enum cm_status idx_bm_get(struct kv_txn *t, enum kv_db db, const void *key,
+                          size_t klen, roaring_bitmap_t **out) CM_WUR;
+/* Writes bm at key (deletes the key when bm is empty). */
+enum cm_status idx_bm_put(struct kv_txn *t, enum kv_db db, const void *key,
+                          size_t klen, roaring_bitmap_t *bm) CM_WUR;
+/* roaring_bitmap_free that accepts NULL (0.2.66's does not). */
+static inline void idx_bm_free(roaring_bitmap_t *b)
+{
+    if (b)
+        roaring_bitmap_free(b);
+}
+enum cm_status idx_bm_decode(const void *v, size_t n,
+                             roaring_bitmap_t **out) CM_WUR;
+
+/* ---- Columns and dictionaries -------------------------------------- */
+
+#define IDX_CHUNK 1024u
+#define IDX_GAP ((uint64_t)1 << 32)
+#define IDX_DICT_MAXKEY 400 /* dictionary key bytes (LMDB keys <= 511) */
+
+/* A read cursor over one column: caches the current chunk pointer.
+ * Values: 0 = NULL or absent. */
+struct idx_colcur {
+    struct kv_txn *t;
+    uint8_t f;
+    uint32_t chunk; /* UINT32_MAX: none loaded */
+    const uint8_t *p;
+    size_t n;
+};
+void idx_colcur_init(struct idx_colcur *c, struct kv_txn *t,
+                     enum idx_sort_field f);
+enum cm_status idx_colcur_get(struct idx_colcur *c, uint32_t docid,
+                              uint64_t *v) CM_WUR;
+
+/* Column chunk key: 'c' ‖ f ‖ chunk BE4. */
+void idx_col_key(uint8_t k[6], enum idx_sort_field f, uint32_t chunk);
+/* Dictionary key: 'd' ‖ f ‖ bytes into b (reset first). */
+enum cm_status idx_dict_key(struct cm_buf *b, enum idx_sort_field f,
+                            const void *k, size_t n) CM_WUR;
+
+/* ---- Small maps ----------------------------------------------------- */
+
+/* Open addressing u64 (non-zero) -> pointer.  Zero-initialise to use. */
+struct idx_map {
+    uint64_t *keys;
+    void **vals;
+    size_t cap, n;
+};
+void idx_map_fini(struct idx_map *m); /* frees the table, not the values */
+void **idx_map_find(const struct idx_map *m, uint64_t k);
+enum cm_status idx_map_put(struct idx_map *m, uint64_t k, void *v) CM_WUR;
+
+/* ---- Entity facts the scene entries depend on ------------------------ */
+
+/* The tags of performers/studios/groups, and tag/studio/group parents,
+ * cached per writer (or rebuild) and loaded lazily from the txn. */
+struct idx_etags {
+    uint32_t n;
+    bool present; /* the entity record exists */
+    uint64_t tags[];
+};
+struct idx_ecache {
+    struct kv_txn *t;
+    struct idx_map m; /* type << 56 | id -> struct idx_etags * */
+};
+void idx_ecache_init(struct idx_ecache *c, struct kv_txn *t);
+void idx_ecache_fini(struct idx_ecache *c);
+void idx_ecache_drop(struct idx_ecache *c, uint8_t type, uint64_t id);
+/* OUT *out: borrowed until the entry is dropped or the cache freed. */
+enum cm_status idx_ecache_tags(struct idx_ecache *c, uint8_t type,
+                               uint64_t id, const struct idx_etags **out) CM_WUR;
+
+/* ---- Per-scene derivation ------------------------------------------ */
+
+/* One key (posting or text token) in an entries arena. */
+struct idx_key {
+    uint32_t off, len; /* into idx_entries.arena */
+    uint8_t db;        /* KV_DB_POSTINGS or KV_DB_TEXT */
+};
+
+/* Everything a scene contributes to the indexes. */
+struct idx_entries {
+    struct cm_buf arena;
+    struct idx_key *keys;
+    size_t nkeys, capkeys;
+    uint64_t num[IDX_SF_COUNT];  /* IDX_SK_NUM fields (0 = NULL) */
+    uint32_t doff[IDX_SF_COUNT]; /* IDX_SK_DICT fields: key bytes */
+    uint32_t dlen[IDX_SF_COUNT]; /* 0 = NULL (no dictionary entry) */
+};
+
+void idx_entries_init(struct idx_entries *e);
+void idx_entries_reset(struct idx_entries *e);
+void idx_entries_fini(struct idx_entries *e);
+const uint8_t *idx_entries_key(const struct idx_entries *e, size_t i);
+
+/* Fills e (reset first) from scene sc, with the entity facts from c.
+ * Keys come out sorted (db, bytes) and deduplicated.  CM_NOMEM,
+ * CM_TOOBIG, CM_IO, CM_CORRUPT. */
+enum cm_status idx_derive(struct idx_ecache *c, const struct kv_scene *sc,
+                          struct idx_entries *e) CM_WUR;
+
+/* Children lists (tag DAG, studio tree, group tree) in KV_DB_POSTINGS:
+ * 'C' ‖ type ‖ parent id BE8 -> sorted u64 LE child ids. */
+#define IDX_P_CHILDREN 'C'
+/* "Has at least one": IDX_P_HAS ‖ posting field byte (tag, performer,
+ * studio, group, gallery, perf-tag, inh-tag). */
+#define IDX_P_HAS 'h'
+/* is_missing: IDX_P_MISSING ‖ enum idx_missing byte. */
+#define IDX_P_MISSING 'm'
+
+/* ---- Writer ---------------------------------------------------------- */
+
+struct idx_pend; /* pending add/remove of one posting key */
+
+struct idx_writer {
+    struct kv_txn *t;
+    struct idx_ecache ec;
+    struct idx_map pend;   /* hash of key -> struct idx_pend chain */
+    struct idx_pend *pend_list;
+    struct idx_map chunks; /* column chunk key -> struct idx_chunk */
+    struct idx_chunk *chunk_list;
+    struct idx_entries eo, en; /* scratch */
+    struct cm_buf kb;          /* scratch key buffer */
+};
+
+/* Applies old -> new of docid (either may be NULL = nothing). */
+enum cm_status idx_apply(struct idx_writer *w, uint32_t docid,
+                         const struct idx_entries *old,
+                         const struct idx_entries *cur) CM_WUR;
+/* Adds or removes child in parent's children list. */
+enum cm_status idx_children_edit(struct idx_writer *w, uint8_t type,
+                                 uint64_t parent, uint64_t child,
+                                 bool add) CM_WUR;
+enum cm_status idx_writer_init(struct idx_writer *w, struct kv_txn *t) CM_WUR;
+enum cm_status idx_writer_flush(struct idx_writer *w) CM_WUR;
+void idx_writer_fini(struct idx_writer *w);
+
+/* Seeds used by sort "random" (Peek: a daily seed): seed of the current
+ * UTC day, % 1e8. */
+uint64_t idx_daily_seed(void);
+
+/* Tokenizer shared by the writer and the query side: calls fn for each
+ * maximal run of token bytes (ASCII alnum or any byte >= 0x80),
+ * ASCII-lower-cased. */
+bool idx_is_tokbyte(unsigned char c);
+#define IDX_TOK_MAX 255
+#define IDX_TOK_STEP 128
+

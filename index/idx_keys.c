@@ -1,0 +1,328 @@
+/*
+ * idx_keys.c - order-preserving key encodings: natural-order keys
+ * (NATURAL_CI as bytes), escaped binary keys, u64 encodings of numbers with
+ * 0 reserved for NULL, big-endian helpers, and the sort-key name table.
+ *
+ * Natural key.  cm_natural_cmp walks two strings element by element (a
+ * digit run or one rune).  The key writes each element so that memcmp
+ * reproduces that walk:
+ *   end of string   0x00, then the string's byte length (ordered varint)
+ *   digit run       0x01, significant-digit count (ordered varint), the
+ *                   significant digits, the absolute byte offset where they
+ *                   start (ordered varint; Go compares that offset when the
+ *                   numbers are equal, so fewer leading zeros sort first)
+ *   other rune      its lowest case-fold equivalent v, as one byte v+2
+ *                   (v <= 0x7D), two bytes 0x80|hi (v < 0x407E) or three
+ *                   bytes 0xC0|hi: all above the digit tag, in v order.
+ * Known gaps (documented in docs/INDEX.md): (1) when one string runs out
+ * of elements first, Go compares byte lengths; the key puts it first, which
+ * differs only when fold-equivalent runes of different UTF-8 lengths
+ * precede (e.g. U+212A KELVIN SIGN vs "K"); (2) keys are truncated at an
+ * element boundary at max bytes, so two strings whose first ~100+
+ * characters compare equal are ordered by their byte length and then the
+ * next tie-break.
+ */
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/cm_natural.h"
+#include "index/idx_int.h"
+
+void idx_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+uint64_t idx_rd_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+void idx_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+uint32_t idx_rd_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           p[3];
+}
+
+uint64_t idx_enc_i64(int64_t v)
+{
+    uint64_t e = (uint64_t)v ^ ((uint64_t)1 << 63);
+    return e ? e : 1; /* INT64_MIN shares 1 with INT64_MIN+1: never used */
+}
+
+int64_t idx_dec_i64(uint64_t e)
+{
+    return (int64_t)(e ^ ((uint64_t)1 << 63));
+}
+
+uint64_t idx_enc_double(double v)
+{
+    uint64_t b;
+    if (v == 0)
+        v = 0; /* -0.0 sorts with 0.0, as in SQLite */
+    memcpy(&b, &v, sizeof b);
+    return (b >> 63) ? ~b : (b | ((uint64_t)1 << 63));
+}
+
+double idx_dec_double(uint64_t e)
+{
+    uint64_t b = (e >> 63) ? (e & ~((uint64_t)1 << 63)) : ~e;
+    double v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+/* Ordered varint: < 0xFF in one byte, else 0xFF + 4 bytes BE. */
+static size_t put_ovar(uint8_t *p, uint32_t v)
+{
+    if (v < 0xFF) {
+        p[0] = (uint8_t)v;
+        return 1;
+    }
+    p[0] = 0xFF;
+    idx_be32(p + 1, v);
+    return 5;
+}
+
+static bool isdig(uint32_t c)
+{
+    return c >= '0' && c <= '9';
+}
+
+enum cm_status idx_natkey(const char *s, size_t n, size_t max,
+                          struct cm_buf *out)
+{
+    uint8_t el[16];
+    size_t i = 0, used = 0;
+    enum cm_status st;
+
+    if (max < 16)
+        return CM_INVALID;
+    if (n > UINT32_MAX)
+        n = UINT32_MAX;
+    while (i < n) {
+        size_t d, k = 0;
+        uint32_t c = cm_utf8_decode(s + i, n - i, &d);
+        if (isdig(c)) {
+            size_t z = i, nz, e;
+            while (z < n && s[z] == '0')
+                z++;
+            nz = z;
+            e = nz;
+            while (e < n && isdig((unsigned char)s[e]))
+                e++;
+            /* tag + count + digits + offset must fit with the end (6). */
+            if (used + 1 + 5 + (e - nz) + 5 + 6 > max)
+                break;
+            el[k++] = 0x01;
+            k += put_ovar(el + k, (uint32_t)(e - nz));
+            st = cm_buf_append(out, el, k);
+            if (st == CM_OK)
+                st = cm_buf_append(out, s + nz, e - nz);
+            k = put_ovar(el, (uint32_t)nz);
+            if (st == CM_OK)
+                st = cm_buf_append(out, el, k);
+            if (st != CM_OK)
+                return st;
+            used += 1 + 5 + (e - nz) + 5;
+            i = e;
+            continue;
+        }
+        c = cm_fold_rune(c);
+        if (c <= 0x7D) {
+            el[k++] = (uint8_t)(c + 2);
+        } else if (c < 0x407E) {
+            uint32_t w = c - 0x7E;
+            el[k++] = (uint8_t)(0x80 | (w >> 8));
+            el[k++] = (uint8_t)w;
+        } else {
+            uint32_t w = c - 0x407E;
+            el[k++] = (uint8_t)(0xC0 | (w >> 16));
+            el[k++] = (uint8_t)(w >> 8);
+            el[k++] = (uint8_t)w;
+        }
+        if (used + k + 6 > max)
+            break;
+        st = cm_buf_append(out, el, k);
+        if (st != CM_OK)
+            return st;
+        used += k;
+        i += d;
+    }
+    el[0] = 0x00;
+    return cm_buf_append(out, el, 1 + put_ovar(el + 1, (uint32_t)n));
+}
+
+enum cm_status idx_binkey(const char *s, size_t n, size_t max,
+                          struct cm_buf *out)
+{
+    size_t used = 0;
+    enum cm_status st = CM_OK;
+
+    for (size_t i = 0; i < n && st == CM_OK; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (used + 3 > max)
+            break;
+        if (c <= 1) {
+            uint8_t e[2] = {1, (uint8_t)(c + 1)};
+            st = cm_buf_append(out, e, 2);
+            used += 2;
+        } else {
+            st = cm_buf_putc(out, (char)c);
+            used++;
+        }
+    }
+    if (st == CM_OK)
+        st = cm_buf_putc(out, 0);
+    return st;
+}
+
+/* ---- Sort names ------------------------------------------------------ */
+
+static const struct {
+    const char *name;
+    enum idx_sort_kind kind;
+} sorts[IDX_SF_COUNT] = {
+    [IDX_SF_TITLE] = {"title", IDX_SK_DICT},
+    [IDX_SF_DATE] = {"date", IDX_SK_NUM},
+    [IDX_SF_CREATED] = {"created_at", IDX_SK_DICT},
+    [IDX_SF_UPDATED] = {"updated_at", IDX_SK_DICT},
+    [IDX_SF_RATING] = {"rating", IDX_SK_NUM},
+    [IDX_SF_OCOUNT] = {"o_counter", IDX_SK_NUM},
+    [IDX_SF_PLAYCOUNT] = {"play_count", IDX_SK_NUM},
+    [IDX_SF_PLAYDUR] = {"play_duration", IDX_SK_NUM},
+    [IDX_SF_LASTPLAYED] = {"last_played_at", IDX_SK_DICT},
+    [IDX_SF_RESUME] = {"resume_time", IDX_SK_NUM},
+    [IDX_SF_DURATION] = {"duration", IDX_SK_NUM},
+    [IDX_SF_FILESIZE] = {"filesize", IDX_SK_NUM},
+    [IDX_SF_BITRATE] = {"bitrate", IDX_SK_NUM},
+    [IDX_SF_FRAMERATE] = {"framerate", IDX_SK_NUM},
+    [IDX_SF_RESOLUTION] = {"resolution", IDX_SK_NUM},
+    [IDX_SF_PATH] = {"path", IDX_SK_DICT},
+    [IDX_SF_TAGCOUNT] = {"tag_count", IDX_SK_NUM},
+    [IDX_SF_PERFCOUNT] = {"performer_count", IDX_SK_NUM},
+    [IDX_SF_FILECOUNT] = {"file_count", IDX_SK_NUM},
+    [IDX_SF_ORGANIZED] = {"organized", IDX_SK_NUM},
+    [IDX_SF_INTERACTIVE] = {"interactive", IDX_SK_NUM},
+    [IDX_SF_ISPEED] = {"interactive_speed", IDX_SK_NUM},
+    [IDX_SF_CODE] = {"code", IDX_SK_DICT},
+    [IDX_SF_STUDIO] = {"studio", IDX_SK_DICT},
+    [IDX_SF_ID] = {"id", IDX_SK_NUM},
+    [IDX_SF_TIE] = {NULL, IDX_SK_DICT},
+};
+
+const char *idx_sfield_name(enum idx_sort_field f)
+{
+    if (f == IDX_SF_RANDOM)
+        return "random";
+    return (unsigned)f < IDX_SF_COUNT ? sorts[f].name : NULL;
+}
+
+enum idx_sort_kind idx_sfield_kind(enum idx_sort_field f)
+{
+    return (unsigned)f < IDX_SF_COUNT ? sorts[f].kind : IDX_SK_NUM;
+}
+
+enum cm_status idx_sfield_lookup(const char *name, size_t len,
+                               enum idx_sort_field *out)
+{
+    for (int f = 0; f < IDX_SF_COUNT; f++)
+        if (sorts[f].name && strlen(sorts[f].name) == len &&
+            memcmp(sorts[f].name, name, len) == 0) {
+            *out = (enum idx_sort_field)f;
+            return CM_OK;
+        }
+    return CM_NOTFOUND;
+}
+
+/* ---- Random ---------------------------------------------------------- */
+
+double idx_random_key(uint64_t id, uint64_t seed)
+{
+    /* SQLite: integer arithmetic that overflows continues in double. */
+    int64_t s = (int64_t)(id + seed % 100000000u), sq, p, q, sum;
+    double dp, dsum;
+    bool dbl = false;
+
+    if (__builtin_mul_overflow(s, s, &sq)) {
+        double ds = (double)s;
+        dp = ds * ds * 52959209.0;
+        dbl = true;
+        p = 0;
+    } else if (__builtin_mul_overflow(sq, (int64_t)52959209, &p)) {
+        dp = (double)sq * 52959209.0;
+        dbl = true;
+    } else {
+        dp = (double)p;
+    }
+    if (__builtin_mul_overflow(s, (int64_t)1047483763, &q))
+        return fmod(dp + (double)s * 1047483763.0, 2147483647.0);
+    if (dbl) {
+        dsum = dp + (double)q;
+    } else if (__builtin_add_overflow(p, q, &sum)) {
+        dsum = (double)p + (double)q;
+    } else {
+        dsum = (double)sum;
+    }
+    return fmod(dsum, 2147483647.0);
+}
+
+uint64_t idx_daily_seed(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return 0;
+    return ((uint64_t)ts.tv_sec / 86400u) % 100000000u;
+}
+
+bool idx_is_tokbyte(unsigned char c)
+{
+    return c >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+           (c >= 'A' && c <= 'Z');
+}
+
+/* Runs longer than IDX_TOK_MAX bytes are emitted as overlapping windows
+ * (IDX_TOK_MAX long, every IDX_TOK_STEP bytes), so any substring of at
+ * most IDX_TOK_MAX - IDX_TOK_STEP bytes lies inside one emitted token. */
+void idx_tokenize(const char *s, size_t len,
+                  int (*fn)(const char *tok, size_t n, void *ctx), void *ctx)
+{
+    char tok[IDX_TOK_MAX];
+    size_t i = 0;
+
+    while (i < len) {
+        size_t a, b;
+        while (i < len && !idx_is_tokbyte((unsigned char)s[i]))
+            i++;
+        a = i;
+        while (i < len && idx_is_tokbyte((unsigned char)s[i]))
+            i++;
+        b = i;
+        for (size_t off = a; off < b; off += IDX_TOK_STEP) {
+            size_t e = b - off > IDX_TOK_MAX ? off + IDX_TOK_MAX : b, k = 0;
+            for (size_t j = off; j < e; j++) {
+                unsigned char c = (unsigned char)s[j];
+                tok[k++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+            }
+            if (fn(tok, k, ctx))
+                return;
+            if (e == b)
+                break;
+        }
+    }
+}

@@ -1,0 +1,1135 @@
+/*
+ * idx_run.c - the query executor: a parsed idx_query -> exact count and
+ * the page's docids in the ordering contract.
+ *
+ * Filter evaluation is bitmap algebra within a "domain" (the docids still
+ * possible at that point): a level's indexed criteria are intersected
+ * first, then the criteria no index answers (regexes, substring tests,
+ * performer_age, timestamps, exact-set EQUALS, ...) are decided by the
+ * reference predicate idx_filter_match() over the remaining candidates
+ * only, so they cost one record decode per candidate.  Facet criteria walk
+ * the facet's distinct values (a few thousand at most) and OR the bitmaps
+ * whose value satisfies the predicate.  `q` takes candidates from the text
+ * index (tokens containing the term's longest literal run) and verifies
+ * them with idx_q_match().
+ *
+ * Sorting: the candidates' sort values come from the dense columns; the
+ * order is (value in the requested direction, NULL lowest, then the
+ * tie-break position = COALESCE(title, id) NATURAL_CI, Stash id).  Only the
+ * first offset + per_page are ordered (quickselect, then sort).
+ */
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/cm_alloc.h"
+#include "common/cm_limits.h"
+#include "common/cm_log.h"
+#include "index/idx_filter.h"
+#include "index/idx_int.h"
+
+struct run {
+    struct kv_txn *t;
+    struct idx_match_ctx mctx;
+    bool mctx_on;
+};
+
+static enum cm_status bm_new(roaring_bitmap_t **out)
+{
+    *out = roaring_bitmap_create();
+    return *out ? CM_OK : CM_NOMEM;
+}
+
+static enum cm_status get_posting(struct run *r, const uint8_t *k, size_t n,
+                                  roaring_bitmap_t **out)
+{
+    return idx_bm_get(r->t, KV_DB_POSTINGS, k, n, out);
+}
+
+static enum cm_status get_id_posting(struct run *r, uint8_t field,
+                                     uint64_t id, roaring_bitmap_t **out)
+{
+    uint8_t k[9];
+    k[0] = field;
+    idx_be64(k + 1, id);
+    return get_posting(r, k, sizeof k, out);
+}
+
+/* ---- Columns (read side) --------------------------------------------- */
+
+void idx_colcur_init(struct idx_colcur *c, struct kv_txn *t,
+                     enum idx_sort_field f)
+{
+    memset(c, 0, sizeof *c);
+    c->t = t;
+    c->f = (uint8_t)f;
+    c->chunk = UINT32_MAX;
+}
+
+enum cm_status idx_colcur_get(struct idx_colcur *c, uint32_t docid,
+                              uint64_t *v)
+{
+    uint32_t ch = docid / IDX_CHUNK, i = docid % IDX_CHUNK;
+    if (ch != c->chunk) {
+        uint8_t k[6];
+        const void *p;
+        size_t n;
+        enum cm_status st;
+        idx_col_key(k, (enum idx_sort_field)c->f, ch);
+        st = kv_get(c->t, KV_DB_COLUMNS, k, sizeof k, &p, &n);
+        if (st == CM_NOTFOUND) {
+            p = NULL;
+            n = 0;
+        } else if (st != CM_OK) {
+            return st;
+        }
+        c->chunk = ch;
+        c->p = p;
+        c->n = n;
+    }
+    if ((size_t)(i + 1) * 8 > c->n) {
+        *v = 0;
+        return CM_OK;
+    }
+    memcpy(v, c->p + (size_t)i * 8, 8);
+    return CM_OK;
+}
+
+/* ---- Scanning with the reference predicate ---------------------------- */
+
+static enum cm_status scan(struct run *r, const struct idx_crit *c,
+                           const roaring_bitmap_t *cand,
+                           roaring_bitmap_t **out)
+{
+    struct idx_filter f = {(struct idx_crit *)c, 1, IDX_SUB_NONE, NULL};
+    roaring_uint32_iterator_t it;
+    enum cm_status st = bm_new(out);
+
+    if (st != CM_OK)
+        return st;
+    if (!r->mctx_on) {
+        idx_match_ctx_kv(&r->mctx, r->t);
+        r->mctx_on = true;
+    }
+    roaring_init_iterator(cand, &it);
+    for (; it.has_value && st == CM_OK; roaring_advance_uint32_iterator(&it)) {
+        struct kv_scene sc;
+        memset(&sc, 0, sizeof sc);
+        st = kv_scene_get(r->t, it.current_value, &sc);
+        if (st == CM_OK && idx_filter_match(&f, &sc, &r->mctx))
+            roaring_bitmap_add(*out, it.current_value);
+        kv_scene_fini(&sc);
+        if (st == CM_OK && r->mctx.err != CM_OK)
+            st = r->mctx.err;
+    }
+    return st;
+}
+
+/* ---- Facet walks ------------------------------------------------------ */
+
+static bool int_pred(const struct idx_crit *c, bool has, int64_t v)
+{
+    switch (c->mod) {
+    case IDX_MOD_IS_NULL:
+        return !has;
+    case IDX_MOD_NOT_NULL:
+        return has;
+    case IDX_MOD_EQUALS:
+        return has && v == c->i;
+    case IDX_MOD_NOT_EQUALS:
+        return has && v != c->i;
+    case IDX_MOD_GREATER_THAN:
+        return has && v > c->i;
+    case IDX_MOD_LESS_THAN:
+        return has && v < c->i;
+    case IDX_MOD_BETWEEN:
+        return has && v >= c->i && v <= c->i2;
+    case IDX_MOD_NOT_BETWEEN:
+        return has && (v < c->i || v > c->i2);
+    default:
+        return false;
+    }
+}
+
+/* Calls pred(ctx, has, value) for every value of int facet fld, OR-ing the
+ * bitmaps it accepts. */
+static enum cm_status facet_walk(struct run *r, uint8_t fld,
+                                 bool (*pred)(const void *ctx, bool has,
+                                              int64_t v),
+                                 const void *ctx, roaring_bitmap_t **out)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    uint8_t start[2] = {IDX_P_INT, fld};
+    enum cm_status st = bm_new(out);
+    int rc;
+
+    if (st != CM_OK)
+        return st;
+    rc = mdb_cursor_open(kv_txn_mdb(r->t),
+                         kv_dbi(kv_txn_store(r->t), KV_DB_POSTINGS), &cur);
+    if (rc)
+        return kv_from_mdb(rc, "facet cursor");
+    k.mv_data = start;
+    k.mv_size = 2;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *p = k.mv_data;
+        bool has;
+        int64_t val = 0;
+        if (k.mv_size < 3 || p[0] != IDX_P_INT || p[1] != fld)
+            break;
+        has = p[2] == 1;
+        if (has) {
+            if (k.mv_size != 11) {
+                st = CM_CORRUPT;
+                break;
+            }
+            val = idx_dec_i64(idx_rd_be64(p + 3));
+        }
+        if (pred(ctx, has, val)) {
+            roaring_bitmap_t *b = NULL;
+            st = idx_bm_decode(v.mv_data, v.mv_size, &b);
+            if (st != CM_OK)
+                break;
+            roaring_bitmap_or_inplace(*out, b);
+            idx_bm_free(b);
+        }
+    }
+    if (st == CM_OK && rc && rc != MDB_NOTFOUND)
+        st = kv_from_mdb(rc, "facet walk");
+    mdb_cursor_close(cur);
+    return st;
+}
+
+static bool pred_int(const void *ctx, bool has, int64_t v)
+{
+    return int_pred(ctx, has, v);
+}
+
+static bool pred_eq(const void *ctx, bool has, int64_t v)
+{
+    return has && v == *(const int64_t *)ctx;
+}
+
+static bool pred_res(const void *ctx, bool has, int64_t v)
+{
+    const struct idx_crit *c = ctx;
+    int32_t lo, hi;
+    if (!has)
+        return false;
+    idx_resolution_band(c->res, &lo, &hi);
+    switch (c->mod) {
+    case IDX_MOD_EQUALS:
+        return v >= lo && v <= hi;
+    case IDX_MOD_NOT_EQUALS:
+        return v < lo || v > hi;
+    case IDX_MOD_GREATER_THAN:
+        return v > hi;
+    case IDX_MOD_LESS_THAN:
+        return v < lo;
+    default:
+        return false;
+    }
+}
+
+static bool pred_orient(const void *ctx, bool has, int64_t v)
+{
+    unsigned bits = *(const unsigned *)ctx;
+    return has && v >= 0 && v <= 2 && (bits & (1u << v));
+}
+
+static bool pred_date(const void *ctx, bool has, int64_t v)
+{
+    const struct idx_crit *c = ctx;
+    struct idx_filter f = {(struct idx_crit *)c, 1, IDX_SUB_NONE, NULL};
+    struct kv_scene sc;
+    memset(&sc, 0, sizeof sc);
+    sc.rating100 = -1;
+    sc.interactive_speed = -1;
+    sc.play_duration = sc.resume_time = -1;
+    if (has) {
+        sc.date.year = (int16_t)(v / 10000);
+        sc.date.month = (uint8_t)(v / 100 % 100);
+        sc.date.day = (uint8_t)(v % 100);
+    }
+    return idx_filter_match(&f, &sc, NULL);
+}
+
+/* String facet (codecs): the value's oracle verdict on a stand-in scene;
+ * the overflow bucket (long values) is scanned. */
+static enum cm_status str_facet(struct run *r, const struct idx_crit *c,
+                                uint8_t fld, const roaring_bitmap_t *dom,
+                                roaring_bitmap_t **out)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    uint8_t start[2] = {IDX_P_STR, fld};
+    struct idx_filter f = {(struct idx_crit *)c, 1, IDX_SUB_NONE, NULL};
+    enum cm_status st = bm_new(out);
+    int rc;
+
+    if (st != CM_OK)
+        return st;
+    rc = mdb_cursor_open(kv_txn_mdb(r->t),
+                         kv_dbi(kv_txn_store(r->t), KV_DB_POSTINGS), &cur);
+    if (rc)
+        return kv_from_mdb(rc, "facet cursor");
+    k.mv_data = start;
+    k.mv_size = 2;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && st == CM_OK;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *p = k.mv_data;
+        roaring_bitmap_t *b = NULL;
+        bool ok;
+        if (k.mv_size < 3 || p[0] != IDX_P_STR || p[1] != fld)
+            break;
+        st = idx_bm_decode(v.mv_data, v.mv_size, &b);
+        if (st != CM_OK)
+            break;
+        if (p[2] == 2) {
+            roaring_bitmap_t *s = NULL;
+            roaring_bitmap_and_inplace(b, dom);
+            st = scan(r, c, b, &s);
+            if (st == CM_OK)
+                roaring_bitmap_or_inplace(*out, s);
+            idx_bm_free(s);
+        } else {
+            struct kv_scene sc;
+            struct kv_file fl;
+            memset(&sc, 0, sizeof sc);
+            memset(&fl, 0, sizeof fl);
+            sc.rating100 = -1;
+            sc.interactive_speed = -1;
+            if (p[2] == 1) {
+                struct kv_str s = {(const char *)p + 3,
+                                   (uint32_t)(k.mv_size - 3)};
+                if (fld == IDX_S_VCODEC)
+                    fl.video_codec = s;
+                else
+                    fl.audio_codec = s;
+                sc.files = &fl;
+                sc.n_files = 1;
+            }
+            ok = idx_filter_match(&f, &sc, NULL);
+            if (ok)
+                roaring_bitmap_or_inplace(*out, b);
+        }
+        idx_bm_free(b);
+    }
+    if (st == CM_OK && rc && rc != MDB_NOTFOUND)
+        st = kv_from_mdb(rc, "facet walk");
+    mdb_cursor_close(cur);
+    return st;
+}
+
+/* ---- Hierarchies and multi criteria ----------------------------------- */
+
+static enum cm_status children(struct run *r, uint8_t type, uint64_t id,
+                               const uint64_t **kids, size_t *n)
+{
+    uint8_t k[10];
+    const void *v;
+    size_t len;
+    enum cm_status st;
+    k[0] = IDX_P_CHILDREN;
+    k[1] = type;
+    idx_be64(k + 2, id);
+    st = kv_get(r->t, KV_DB_POSTINGS, k, sizeof k, &v, &len);
+    *kids = NULL;
+    *n = 0;
+    if (st == CM_NOTFOUND)
+        return CM_OK;
+    if (st != CM_OK)
+        return st;
+    if (len % 8)
+        return CM_CORRUPT;
+    *kids = v; /* u64 LE, unaligned-safe reads below */
+    *n = len / 8;
+    return CM_OK;
+}
+
+struct idset {
+    uint64_t *v;
+    size_t n, cap;
+};
+
+static bool idset_has(const struct idset *s, uint64_t x)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (s->v[i] == x)
+            return true;
+    return false;
+}
+
+static enum cm_status idset_add(struct idset *s, uint64_t x)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 16;
+        uint64_t *n = cm_realloc(s->v, cap * sizeof *n);
+        if (!n)
+            return CM_NOMEM;
+        s->v = n;
+        s->cap = cap;
+    }
+    s->v[s->n++] = x;
+    return CM_OK;
+}
+
+/* v plus descendants down to depth levels (-1 = all). */
+static enum cm_status expand(struct run *r, uint8_t type, uint64_t v,
+                             int32_t depth, struct idset *out)
+{
+    size_t lvl_start = 0, lvl_end;
+    enum cm_status st;
+    out->n = 0;
+    st = idset_add(out, v);
+    for (int32_t d = 0; st == CM_OK && type && (depth < 0 || d < depth);
+         d++) {
+        lvl_end = out->n;
+        if (lvl_start == lvl_end)
+            break;
+        for (size_t i = lvl_start; i < lvl_end && st == CM_OK; i++) {
+            const uint64_t *kids;
+            size_t nk;
+            st = children(r, type, out->v[i], &kids, &nk);
+            for (size_t j = 0; j < nk && st == CM_OK; j++) {
+                uint64_t c;
+                memcpy(&c, (const uint8_t *)kids + j * 8, 8);
+                if (!idset_has(out, c))
+                    st = idset_add(out, c);
+            }
+        }
+        lvl_start = lvl_end;
+    }
+    return st;
+}
+
+struct hier {
+    uint8_t post, post2; /* posting fields (post2: inherited tags, or 0) */
+    uint8_t type;        /* hierarchy entity type, 0 = none */
+    bool scene_ids;
+};
+
+static enum cm_status value_bm(struct run *r, const struct hier *h,
+                               uint64_t v, int32_t depth,
+                               roaring_bitmap_t **out)
+{
+    struct idset ids = {0};
+    enum cm_status st = bm_new(out);
+
+    if (st != CM_OK)
+        return st;
+    if (h->scene_ids) {
+        uint32_t d;
+        st = kv_docid_of(r->t, v, &d);
+        if (st == CM_OK)
+            roaring_bitmap_add(*out, d);
+        return st == CM_NOTFOUND ? CM_OK : st;
+    }
+    st = expand(r, h->type, v, depth, &ids);
+    for (size_t i = 0; i < ids.n && st == CM_OK; i++) {
+        for (int k = 0; k < 2 && st == CM_OK; k++) {
+            roaring_bitmap_t *b = NULL;
+            uint8_t fld = k ? h->post2 : h->post;
+            if (!fld)
+                continue;
+            st = get_id_posting(r, fld, ids.v[i], &b);
+            if (st == CM_OK)
+                roaring_bitmap_or_inplace(*out, b);
+            idx_bm_free(b);
+        }
+    }
+    cm_free(ids.v);
+    return st;
+}
+
+static enum cm_status has_bm(struct run *r, const struct hier *h,
+                             roaring_bitmap_t **out)
+{
+    uint8_t k[2] = {IDX_P_HAS, h->post};
+    roaring_bitmap_t *b = NULL;
+    enum cm_status st = get_posting(r, k, 2, out);
+    if (st == CM_OK && h->post2) {
+        k[1] = h->post2;
+        st = get_posting(r, k, 2, &b);
+        if (st == CM_OK)
+            roaring_bitmap_or_inplace(*out, b);
+        idx_bm_free(b);
+    }
+    return st;
+}
+
+static enum cm_status hier_eval(struct run *r, const struct idx_crit *c,
+                                const roaring_bitmap_t *dom,
+                                roaring_bitmap_t **out)
+{
+    struct hier h = {0};
+    roaring_bitmap_t *acc = NULL, *b = NULL;
+    enum cm_status st = CM_OK;
+
+    switch (c->field) {
+    case IDX_F_TAGS:
+        h = (struct hier){IDX_P_TAG, c->inherited ? IDX_P_INH_TAG : 0, KV_TAG,
+                          false};
+        break;
+    case IDX_F_PERFORMER_TAGS:
+        h = (struct hier){IDX_P_PERF_TAG, 0, KV_TAG, false};
+        break;
+    case IDX_F_STUDIOS:
+        h = (struct hier){IDX_P_STUDIO, 0, KV_STUDIO, false};
+        break;
+    case IDX_F_GROUPS:
+        h = (struct hier){IDX_P_GROUP, 0, KV_GROUP, false};
+        break;
+    case IDX_F_PERFORMERS:
+        h = (struct hier){IDX_P_PERFORMER, 0, 0, false};
+        break;
+    case IDX_F_GALLERIES:
+        h = (struct hier){IDX_P_GALLERY, 0, 0, false};
+        break;
+    default:
+        h = (struct hier){0, 0, 0, true};
+        break;
+    }
+    if (c->mod == IDX_MOD_IS_NULL || c->mod == IDX_MOD_NOT_NULL) {
+        /* performer_tags IS_NULL is Stash's LEFT JOIN: also true when
+         * any one performer has no tags; the predicate decides. */
+        if (h.scene_ids || (c->field == IDX_F_PERFORMER_TAGS &&
+                            c->mod == IDX_MOD_IS_NULL))
+            return scan(r, c, dom, out);
+        st = has_bm(r, &h, &b);
+        if (st == CM_OK) {
+            acc = roaring_bitmap_copy(dom);
+            if (!acc)
+                st = CM_NOMEM;
+            else if (c->mod == IDX_MOD_NOT_NULL)
+                roaring_bitmap_and_inplace(acc, b);
+            else
+                roaring_bitmap_andnot_inplace(acc, b);
+        }
+        idx_bm_free(b);
+        *out = acc;
+        return st;
+    }
+    acc = roaring_bitmap_copy(dom);
+    if (!acc)
+        return CM_NOMEM;
+    if (c->n_ids && c->mod == IDX_MOD_INCLUDES) {
+        roaring_bitmap_t *any = NULL;
+        st = bm_new(&any);
+        for (size_t i = 0; i < c->n_ids && st == CM_OK; i++) {
+            st = value_bm(r, &h, c->ids[i], c->depth, &b);
+            if (st == CM_OK)
+                roaring_bitmap_or_inplace(any, b);
+            idx_bm_free(b);
+            b = NULL;
+        }
+        if (st == CM_OK)
+            roaring_bitmap_and_inplace(acc, any);
+        idx_bm_free(any);
+    } else if (c->n_ids && (c->mod == IDX_MOD_INCLUDES_ALL ||
+                            c->mod == IDX_MOD_EQUALS)) {
+        if (c->field == IDX_F_STUDIOS && c->n_ids > 1 &&
+            c->mod == IDX_MOD_INCLUDES_ALL)
+            roaring_bitmap_clear(acc);
+        for (size_t i = 0; i < c->n_ids && st == CM_OK; i++) {
+            st = value_bm(r, &h, c->ids[i],
+                          c->mod == IDX_MOD_EQUALS ? 0 : c->depth, &b);
+            if (st == CM_OK)
+                roaring_bitmap_and_inplace(acc, b);
+            idx_bm_free(b);
+            b = NULL;
+        }
+    } else if (c->mod == IDX_MOD_EQUALS ||
+               (c->n_ids && c->mod != IDX_MOD_EXCLUDES &&
+                c->mod != IDX_MOD_INCLUDES_ALL)) {
+        /* Unusual shapes: let the predicate decide. */
+        idx_bm_free(acc);
+        return scan(r, c, dom, out);
+    }
+    for (size_t i = 0; i < c->n_excl && st == CM_OK; i++) {
+        st = value_bm(r, &h, c->excl[i], c->depth, &b);
+        if (st == CM_OK)
+            roaring_bitmap_andnot_inplace(acc, b);
+        idx_bm_free(b);
+        b = NULL;
+    }
+    if (st == CM_OK && c->mod == IDX_MOD_EQUALS) {
+        /* Exact set: the intersection is a superset; verify. */
+        st = scan(r, c, acc, out);
+        idx_bm_free(acc);
+        return st;
+    }
+    if (st != CM_OK) {
+        idx_bm_free(acc);
+        acc = NULL;
+    }
+    *out = acc;
+    return st;
+}
+
+/* ---- One criterion ------------------------------------------------------ */
+
+static int int_facet(enum idx_field f)
+{
+    switch (f) {
+    case IDX_F_RATING100: return IDX_I_RATING;
+    case IDX_F_O_COUNTER: return IDX_I_OCOUNT;
+    case IDX_F_PLAY_COUNT: return IDX_I_PLAYCOUNT;
+    case IDX_F_PLAY_DURATION: return IDX_I_PLAYDUR;
+    case IDX_F_RESUME_TIME: return IDX_I_RESUME;
+    case IDX_F_DURATION: return IDX_I_DURATION;
+    case IDX_F_FRAMERATE: return IDX_I_FRAMERATE;
+    case IDX_F_FILE_COUNT: return IDX_I_FILECOUNT;
+    case IDX_F_TAG_COUNT: return IDX_I_TAGCOUNT;
+    case IDX_F_PERFORMER_COUNT: return IDX_I_PERFCOUNT;
+    case IDX_F_INTERACTIVE_SPEED: return IDX_I_ISPEED;
+    default: return 0;
+    }
+}
+
+/* Whether c is answered from indexes (else scanned). */
+static bool indexed(const struct idx_crit *c)
+{
+    switch (c->field) {
+    case IDX_F_CONST:
+    case IDX_F_ORGANIZED:
+    case IDX_F_INTERACTIVE:
+    case IDX_F_PERFORMER_FAVORITE:
+    case IDX_F_RESOLUTION:
+    case IDX_F_ORIENTATION:
+    case IDX_F_DATE:
+    case IDX_F_HAS_MARKERS:
+    case IDX_F_IS_MISSING:
+    case IDX_F_STUDIOS:
+    case IDX_F_TAGS:
+    case IDX_F_GROUPS:
+    case IDX_F_PERFORMER_TAGS:
+    case IDX_F_PERFORMERS:
+    case IDX_F_GALLERIES:
+    case IDX_F_SCENE_IDS:
+    case IDX_F_VIDEO_CODEC:
+    case IDX_F_AUDIO_CODEC:
+        return true;
+    case IDX_F_STUDIO_FAVORITE:
+    case IDX_F_TAG_FAVORITE:
+        return c->b;
+    default:
+        return int_facet(c->field) != 0 && c->mod != IDX_MOD_INCLUDES &&
+               c->mod != IDX_MOD_EXCLUDES;
+    }
+}
+
+static enum cm_status crit_eval(struct run *r, const struct idx_crit *c,
+                                const roaring_bitmap_t *dom,
+                                roaring_bitmap_t **out)
+{
+    roaring_bitmap_t *b = NULL;
+    enum cm_status st;
+    int fi;
+    int64_t one;
+
+    *out = NULL;
+    if (!indexed(c))
+        return scan(r, c, dom, out);
+    switch (c->field) {
+    case IDX_F_CONST:
+        *out = c->b ? roaring_bitmap_copy(dom) : roaring_bitmap_create();
+        return *out ? CM_OK : CM_NOMEM;
+    case IDX_F_STUDIOS:
+    case IDX_F_TAGS:
+    case IDX_F_GROUPS:
+    case IDX_F_PERFORMER_TAGS:
+    case IDX_F_PERFORMERS:
+    case IDX_F_GALLERIES:
+    case IDX_F_SCENE_IDS:
+        return hier_eval(r, c, dom, out);
+    case IDX_F_VIDEO_CODEC:
+    case IDX_F_AUDIO_CODEC:
+        st = str_facet(r, c,
+                       c->field == IDX_F_VIDEO_CODEC ? IDX_S_VCODEC
+                                                     : IDX_S_ACODEC,
+                       dom, &b);
+        break;
+    case IDX_F_ORGANIZED:
+    case IDX_F_INTERACTIVE:
+    case IDX_F_HAS_MARKERS:
+        one = c->b;
+        st = facet_walk(r,
+                        c->field == IDX_F_ORGANIZED      ? IDX_I_ORGANIZED
+                        : c->field == IDX_F_INTERACTIVE ? IDX_I_INTERACTIVE
+                                                         : IDX_I_MARKERS,
+                        pred_eq, &one, &b);
+        break;
+    case IDX_F_PERFORMER_FAVORITE:
+    case IDX_F_STUDIO_FAVORITE:
+    case IDX_F_TAG_FAVORITE: {
+        uint8_t k[1] = {c->field == IDX_F_PERFORMER_FAVORITE ? IDX_P_PERF_FAV
+                        : c->field == IDX_F_STUDIO_FAVORITE  ? IDX_P_STUDIO_FAV
+                                                             : IDX_P_TAG_FAV};
+        st = get_posting(r, k, 1, &b);
+        if (st == CM_OK && !c->b) {
+            roaring_bitmap_t *a = roaring_bitmap_copy(dom);
+            if (!a) {
+                st = CM_NOMEM;
+            } else {
+                roaring_bitmap_andnot_inplace(a, b);
+                idx_bm_free(b);
+                b = a;
+            }
+        }
+        break;
+    }
+    case IDX_F_RESOLUTION:
+        st = facet_walk(r, IDX_I_SHORTSIDE, pred_res, c, &b);
+        break;
+    case IDX_F_ORIENTATION:
+        if (!c->orient) {
+            *out = roaring_bitmap_copy(dom);
+            return *out ? CM_OK : CM_NOMEM;
+        }
+        st = facet_walk(r, IDX_I_ORIENT, pred_orient, &c->orient, &b);
+        break;
+    case IDX_F_DATE:
+        st = facet_walk(r, IDX_I_DATE, pred_date, c, &b);
+        break;
+    case IDX_F_IS_MISSING: {
+        uint8_t k[2] = {IDX_P_MISSING, (uint8_t)(c->missing + 1)};
+        st = get_posting(r, k, 2, &b);
+        break;
+    }
+    default:
+        fi = int_facet(c->field);
+        st = facet_walk(r, (uint8_t)fi, pred_int, c, &b);
+        break;
+    }
+    if (st == CM_OK)
+        roaring_bitmap_and_inplace(b, dom);
+    if (st != CM_OK) {
+        idx_bm_free(b);
+        b = NULL;
+    }
+    *out = b;
+    return st;
+}
+
+static enum cm_status filter_eval(struct run *r, const struct idx_filter *f,
+                                  const roaring_bitmap_t *dom, int depth,
+                                  roaring_bitmap_t **out)
+{
+    roaring_bitmap_t *own, *sub = NULL;
+    enum cm_status st = CM_OK;
+
+    *out = NULL;
+    if (depth > CM_MAX_FILTER_DEPTH + 4)
+        return CM_INVALID;
+    own = roaring_bitmap_copy(dom);
+    if (!own)
+        return CM_NOMEM;
+    for (int pass = 0; pass < 2 && st == CM_OK; pass++)
+        for (size_t i = 0; i < f->n && st == CM_OK; i++) {
+            roaring_bitmap_t *b = NULL;
+            if (indexed(&f->crits[i]) != (pass == 0))
+                continue;
+            st = crit_eval(r, &f->crits[i], own, &b);
+            if (st == CM_OK) {
+                idx_bm_free(own);
+                own = b;
+            }
+        }
+    if (st == CM_OK && f->sub) {
+        switch (f->sub_kind) {
+        case IDX_SUB_AND:
+            st = filter_eval(r, f->sub, own, depth + 1, &sub);
+            if (st == CM_OK) {
+                idx_bm_free(own);
+                own = sub;
+                sub = NULL;
+            }
+            break;
+        case IDX_SUB_OR:
+            st = filter_eval(r, f->sub, dom, depth + 1, &sub);
+            if (st == CM_OK) {
+                if (f->n == 0) {
+                    idx_bm_free(own);
+                    own = sub;
+                    sub = NULL;
+                } else {
+                    roaring_bitmap_or_inplace(own, sub);
+                }
+            }
+            break;
+        case IDX_SUB_NOT:
+            st = filter_eval(r, f->sub, own, depth + 1, &sub);
+            if (st == CM_OK)
+                roaring_bitmap_andnot_inplace(own, sub);
+            break;
+        default:
+            break;
+        }
+    }
+    idx_bm_free(sub);
+    if (st != CM_OK) {
+        idx_bm_free(own);
+        return st;
+    }
+    *out = own;
+    return CM_OK;
+}
+
+/* ---- q ------------------------------------------------------------------ */
+
+/* The longest run of token bytes without LIKE wildcards, lower-cased. */
+static size_t needle_of(const struct idx_str *t, char *buf, size_t cap)
+{
+    size_t best = 0, bs = 0, i = 0;
+    while (i < t->len) {
+        size_t s;
+        while (i < t->len && !idx_is_tokbyte((unsigned char)t->p[i]))
+            i++;
+        s = i;
+        while (i < t->len && idx_is_tokbyte((unsigned char)t->p[i]))
+            i++;
+        if (i - s > best) {
+            best = i - s;
+            bs = s;
+        }
+    }
+    if (best > cap)
+        best = cap;
+    for (size_t k = 0; k < best; k++) {
+        unsigned char c = (unsigned char)t->p[bs + k];
+        buf[k] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    }
+    return best;
+}
+
+/* Docids having a token that contains the term's needle; NULL *out when
+ * the term has no needle (every scene is a candidate). */
+static enum cm_status term_cands(struct run *r, const struct idx_str *t,
+                                 roaring_bitmap_t **out)
+{
+    char nd[IDX_TOK_MAX - IDX_TOK_STEP];
+    size_t nn = needle_of(t, nd, sizeof nd);
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    enum cm_status st;
+    int rc;
+
+    *out = NULL;
+    if (nn == 0)
+        return CM_OK;
+    st = bm_new(out);
+    if (st != CM_OK)
+        return st;
+    rc = mdb_cursor_open(kv_txn_mdb(r->t),
+                         kv_dbi(kv_txn_store(r->t), KV_DB_TEXT), &cur);
+    if (rc)
+        return kv_from_mdb(rc, "text cursor");
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && st == CM_OK;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        roaring_bitmap_t *b = NULL;
+        if (!memmem(k.mv_data, k.mv_size, nd, nn))
+            continue;
+        st = idx_bm_decode(v.mv_data, v.mv_size, &b);
+        if (st == CM_OK)
+            roaring_bitmap_or_inplace(*out, b);
+        idx_bm_free(b);
+    }
+    if (st == CM_OK && rc && rc != MDB_NOTFOUND)
+        st = kv_from_mdb(rc, "text walk");
+    mdb_cursor_close(cur);
+    return st;
+}
+
+static enum cm_status q_eval(struct run *r, const struct idx_query *q,
+                             roaring_bitmap_t *cand)
+{
+    const struct idx_qspec *qs = &q->qs;
+    roaring_bitmap_t *b = NULL, *keep = NULL;
+    roaring_uint32_iterator_t it;
+    enum cm_status st = CM_OK;
+
+    for (size_t i = 0; i < qs->n_must && st == CM_OK; i++) {
+        st = term_cands(r, &qs->must[i], &b);
+        if (st == CM_OK && b)
+            roaring_bitmap_and_inplace(cand, b);
+        idx_bm_free(b);
+        b = NULL;
+    }
+    for (size_t i = 0; i < qs->n_any && st == CM_OK; i++) {
+        roaring_bitmap_t *any = NULL;
+        bool all = false;
+        st = bm_new(&any);
+        for (size_t j = 0; j < qs->any_len[i] && st == CM_OK && !all; j++) {
+            st = term_cands(r, &qs->any[i][j], &b);
+            if (st == CM_OK && !b)
+                all = true;
+            else if (st == CM_OK)
+                roaring_bitmap_or_inplace(any, b);
+            idx_bm_free(b);
+            b = NULL;
+        }
+        if (st == CM_OK && !all)
+            roaring_bitmap_and_inplace(cand, any);
+        idx_bm_free(any);
+    }
+    if (st != CM_OK)
+        return st;
+    st = bm_new(&keep);
+    if (st != CM_OK)
+        return st;
+    roaring_init_iterator(cand, &it);
+    for (; it.has_value && st == CM_OK; roaring_advance_uint32_iterator(&it)) {
+        struct kv_scene sc;
+        memset(&sc, 0, sizeof sc);
+        st = kv_scene_get(r->t, it.current_value, &sc);
+        if (st == CM_OK && idx_q_match(q, &sc))
+            roaring_bitmap_add(keep, it.current_value);
+        kv_scene_fini(&sc);
+    }
+    if (st == CM_OK) {
+        roaring_bitmap_clear(cand);
+        roaring_bitmap_or_inplace(cand, keep);
+    }
+    idx_bm_free(keep);
+    return st;
+}
+
+static bool q_active(const struct idx_query *q)
+{
+    return q->qs.n_must || q->qs.n_must_not || q->qs.n_any;
+}
+
+/* ---- Sort and page ------------------------------------------------------ */
+
+struct item {
+    uint64_t key, tie;
+    uint32_t docid;
+};
+
+static int item_cmp(const void *a, const void *b)
+{
+    const struct item *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    if (x->tie != y->tie)
+        return x->tie < y->tie ? -1 : 1;
+    return x->docid < y->docid ? -1 : x->docid > y->docid;
+}
+
+static void swap_items(struct item *a, struct item *b)
+{
+    struct item t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Moves the k smallest items to the front (unordered). */
+static void select_k(struct item *v, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n;
+    while (hi - lo > 1 && k > lo && k < hi) {
+        size_t mid = lo + (hi - lo) / 2, i = lo, j;
+        struct item pivot;
+        /* median of three */
+        if (item_cmp(&v[mid], &v[lo]) < 0)
+            swap_items(&v[mid], &v[lo]);
+        if (item_cmp(&v[hi - 1], &v[lo]) < 0)
+            swap_items(&v[hi - 1], &v[lo]);
+        if (item_cmp(&v[hi - 1], &v[mid]) < 0)
+            swap_items(&v[hi - 1], &v[mid]);
+        pivot = v[mid];
+        swap_items(&v[mid], &v[hi - 1]);
+        for (j = lo; j < hi - 1; j++)
+            if (item_cmp(&v[j], &pivot) < 0)
+                swap_items(&v[i++], &v[j]);
+        swap_items(&v[i], &v[hi - 1]);
+        if (i == k || i + 1 == k)
+            return;
+        if (i < k)
+            lo = i + 1;
+        else
+            hi = i;
+    }
+}
+
+static enum idx_sort_field sort_field(enum idx_sort s)
+{
+    enum idx_sort_field f;
+    if (s == IDX_SORT_RANDOM)
+        return IDX_SF_RANDOM;
+    const char *name = idx_sort_name(s);
+    if (idx_sfield_lookup(name, strlen(name), &f) != CM_OK)
+        return IDX_SF_ID;
+    return f;
+}
+
+static enum cm_status page_of(struct run *r, const struct idx_query *q,
+                              const roaring_bitmap_t *cand,
+                              struct idx_result *res)
+{
+    uint64_t card = roaring_bitmap_get_cardinality(cand);
+    uint64_t off, lim, k;
+    enum idx_sort_field f = sort_field(q->sort);
+    struct idx_colcur vc, tc;
+    struct item *items = NULL;
+    roaring_uint32_iterator_t it;
+    size_t n = 0;
+    enum cm_status st = CM_OK;
+
+    res->count = card;
+    if (q->per_page <= 0 || q->page < 1)
+        return CM_OK;
+    if (__builtin_mul_overflow((uint64_t)(q->page - 1), (uint64_t)q->per_page,
+                               &off) ||
+        off >= card)
+        return CM_OK;
+    lim = (uint64_t)q->per_page;
+    if (lim > card - off)
+        lim = card - off;
+    k = off + lim;
+    items = cm_malloc((size_t)card * sizeof *items);
+    if (!items)
+        return CM_NOMEM;
+    idx_colcur_init(&vc, r->t, f == IDX_SF_RANDOM ? IDX_SF_ID : f);
+    idx_colcur_init(&tc, r->t, IDX_SF_TIE);
+    roaring_init_iterator(cand, &it);
+    for (; it.has_value && st == CM_OK; roaring_advance_uint32_iterator(&it)) {
+        struct item *x = &items[n++];
+        x->docid = it.current_value;
+        st = idx_colcur_get(&vc, x->docid, &x->key);
+        if (st == CM_OK)
+            st = idx_colcur_get(&tc, x->docid, &x->tie);
+        if (st == CM_OK && f == IDX_SF_RANDOM)
+            x->key = idx_enc_double(
+                idx_random_key((uint64_t)idx_dec_i64(x->key), q->seed));
+        if (q->desc)
+            x->key = ~x->key;
+    }
+    if (st == CM_OK) {
+        if (k < n)
+            select_k(items, n, (size_t)k);
+        qsort(items, (size_t)k, sizeof *items, item_cmp);
+        res->docids = cm_malloc((size_t)lim * sizeof *res->docids);
+        if (!res->docids)
+            st = CM_NOMEM;
+    }
+    if (st == CM_OK) {
+        for (uint64_t i = 0; i < lim; i++)
+            res->docids[i] = items[off + i].docid;
+        res->n = (size_t)lim;
+    }
+    cm_free(items);
+    return st;
+}
+
+static enum cm_status by_ids(struct run *r, const struct idx_query *q,
+                             struct idx_result *res)
+{
+    roaring_bitmap_t *seen = roaring_bitmap_create();
+    enum cm_status st = CM_OK;
+
+    if (!seen)
+        return CM_NOMEM;
+    res->docids = cm_malloc((q->n_ids ? q->n_ids : 1) * sizeof *res->docids);
+    if (!res->docids) {
+        idx_bm_free(seen);
+        return CM_NOMEM;
+    }
+    for (size_t i = 0; i < q->n_ids && st == CM_OK; i++) {
+        uint32_t d;
+        st = kv_docid_of(r->t, q->ids[i], &d);
+        if (st == CM_NOTFOUND) {
+            st = CM_OK;
+            continue;
+        }
+        if (st == CM_OK && !roaring_bitmap_contains(seen, d)) {
+            roaring_bitmap_add(seen, d);
+            res->docids[res->n++] = d;
+        }
+    }
+    res->count = res->n;
+    idx_bm_free(seen);
+    return st;
+}
+
+enum cm_status idx_query_run(struct kv_txn *t, const struct idx_query *q,
+                             struct idx_result *res)
+{
+    struct run r;
+    roaring_bitmap_t *all = NULL, *cand = NULL;
+    uint8_t k[1] = {IDX_P_ALL};
+    enum cm_status st;
+
+    if (!res)
+        return CM_INVALID;
+    memset(res, 0, sizeof *res);
+    if (!t || !q)
+        return CM_INVALID;
+    memset(&r, 0, sizeof r);
+    r.t = t;
+    if (q->n_ids) {
+        st = by_ids(&r, q, res);
+        goto out;
+    }
+    st = get_posting(&r, k, 1, &all);
+    if (st == CM_OK && q->filter)
+        st = filter_eval(&r, q->filter, all, 0, &cand);
+    else if (st == CM_OK) {
+        cand = all;
+        all = NULL;
+    }
+    if (st == CM_OK && q_active(q))
+        st = q_eval(&r, q, cand);
+    if (st == CM_OK)
+        st = page_of(&r, q, cand, res);
+out:
+    idx_bm_free(all);
+    idx_bm_free(cand);
+    if (r.mctx_on)
+        idx_match_ctx_fini(&r.mctx);
+    if (st != CM_OK)
+        idx_result_fini(res);
+    return st;
+}
+
+void idx_result_fini(struct idx_result *res)
+{
+    if (!res)
+        return;
+    cm_free(res->docids);
+    memset(res, 0, sizeof *res);
+}
+
+enum cm_status idx_entity_scene_count(struct kv_txn *t, uint8_t type,
+                                      uint64_t id, uint64_t *n)
+{
+    uint8_t k[9];
+    const void *v;
+    size_t len;
+    enum cm_status st;
+    roaring_bitmap_t *b = NULL;
+
+    *n = 0;
+    switch (type) {
+    case KV_PERFORMER: k[0] = IDX_P_PERFORMER; break;
+    case KV_TAG: k[0] = IDX_P_TAG; break;
+    case KV_STUDIO: k[0] = IDX_P_STUDIO; break;
+    case KV_GROUP: k[0] = IDX_P_GROUP; break;
+    case KV_GALLERY: k[0] = IDX_P_GALLERY; break;
+    default: return CM_INVALID;
+    }
+    idx_be64(k + 1, id);
+    st = kv_get(t, KV_DB_POSTINGS, k, sizeof k, &v, &len);
+    if (st == CM_NOTFOUND)
+        return CM_OK;
+    if (st != CM_OK)
+        return st;
+    st = idx_bm_decode(v, len, &b);
+    if (st == CM_OK)
+        *n = roaring_bitmap_get_cardinality(b);
+    idx_bm_free(b);
+    return st;
+}

@@ -1,0 +1,858 @@
+/*
+ * idx_write.c - the write side: idx_writer batches, scene and entity puts
+ * and deletes, the pending posting changes (key -> add/remove bitmaps,
+ * each touched bitmap read and written once at finish), column chunks
+ * (cached, written once at finish) and the gap-numbered sort dictionaries.
+ *
+ * Dictionaries.  A string sort value (title, path, code, studio name,
+ * timestamps, and the tie-break key) becomes a u64 position so columns hold
+ * fixed-size values: each distinct order-preserving key has an entry
+ * {position, refcount}; a new key takes the midpoint between its
+ * neighbours' positions (appends step by IDX_GAP).  When two neighbours
+ * are adjacent the field is renumbered ((i+1) * IDX_GAP in key order) and
+ * its column remapped; the mapping is monotonic, so nothing else changes.
+ */
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "common/cm_alloc.h"
+#include "common/cm_limits.h"
+#include "common/cm_log.h"
+#include "index/idx_int.h"
+
+struct idx_pend {
+    struct idx_pend *next; /* hash chain */
+    struct idx_pend *all;  /* every pending key */
+    roaring_bitmap_t *add, *rem;
+    uint16_t klen;
+    uint8_t db;
+    uint8_t key[];
+};
+
+struct idx_chunk {
+    struct idx_chunk *all;
+    uint32_t chunk;
+    uint8_t f;
+    uint64_t v[IDX_CHUNK];
+};
+
+enum cm_status idx_writer_init(struct idx_writer *w, struct kv_txn *t)
+{
+    memset(w, 0, sizeof *w);
+    w->t = t;
+    idx_ecache_init(&w->ec, t);
+    idx_entries_init(&w->eo);
+    idx_entries_init(&w->en);
+    cm_buf_init(&w->kb, 1024);
+    return CM_OK;
+}
+
+void idx_writer_fini(struct idx_writer *w)
+{
+    struct idx_pend *p = w->pend_list;
+    struct idx_chunk *c = w->chunk_list;
+    while (p) {
+        struct idx_pend *n = p->all;
+        idx_bm_free(p->add);
+        idx_bm_free(p->rem);
+        cm_free(p);
+        p = n;
+    }
+    while (c) {
+        struct idx_chunk *n = c->all;
+        cm_free(c);
+        c = n;
+    }
+    idx_map_fini(&w->pend);
+    idx_map_fini(&w->chunks);
+    idx_ecache_fini(&w->ec);
+    idx_entries_fini(&w->eo);
+    idx_entries_fini(&w->en);
+    cm_buf_fini(&w->kb);
+    w->pend_list = NULL;
+    w->chunk_list = NULL;
+}
+
+/* ---- Pending postings ------------------------------------------------ */
+
+static enum cm_status pend_mark(struct idx_writer *w, uint8_t db,
+                                const uint8_t *k, size_t n, uint32_t docid,
+                                bool add)
+{
+    uint64_t h = XXH64(k, n, db) | 1;
+    void **slot = idx_map_find(&w->pend, h);
+    struct idx_pend *p = slot ? *slot : NULL;
+    enum cm_status st;
+
+    while (p && !(p->db == db && p->klen == n && memcmp(p->key, k, n) == 0))
+        p = p->next;
+    if (!p) {
+        p = cm_calloc(1, sizeof *p + n);
+        if (!p)
+            return CM_NOMEM;
+        p->add = roaring_bitmap_create();
+        p->rem = roaring_bitmap_create();
+        if (!p->add || !p->rem) {
+            idx_bm_free(p->add);
+            idx_bm_free(p->rem);
+            cm_free(p);
+            return CM_NOMEM;
+        }
+        p->db = db;
+        p->klen = (uint16_t)n;
+        memcpy(p->key, k, n);
+        p->next = slot ? *slot : NULL;
+        st = idx_map_put(&w->pend, h, p);
+        if (st != CM_OK) {
+            idx_bm_free(p->add);
+            idx_bm_free(p->rem);
+            cm_free(p);
+            return st;
+        }
+        p->all = w->pend_list;
+        w->pend_list = p;
+    }
+    if (add) {
+        roaring_bitmap_add(p->add, docid);
+        roaring_bitmap_remove(p->rem, docid);
+    } else {
+        roaring_bitmap_add(p->rem, docid);
+        roaring_bitmap_remove(p->add, docid);
+    }
+    return CM_OK;
+}
+
+/* ---- Column chunks --------------------------------------------------- */
+
+void idx_col_key(uint8_t k[6], enum idx_sort_field f, uint32_t chunk)
+{
+    k[0] = 'c';
+    k[1] = (uint8_t)f;
+    idx_be32(k + 2, chunk);
+}
+
+static enum cm_status chunk_get(struct idx_writer *w, uint8_t f,
+                                uint32_t chunk, struct idx_chunk **out)
+{
+    uint64_t key = (uint64_t)1 << 63 | (uint64_t)f << 32 | chunk;
+    void **slot = idx_map_find(&w->chunks, key);
+    struct idx_chunk *c;
+    uint8_t k[6];
+    const void *v;
+    size_t n;
+    enum cm_status st;
+
+    if (slot) {
+        *out = *slot;
+        return CM_OK;
+    }
+    c = cm_calloc(1, sizeof *c);
+    if (!c)
+        return CM_NOMEM;
+    c->f = f;
+    c->chunk = chunk;
+    idx_col_key(k, (enum idx_sort_field)f, chunk);
+    st = kv_get(w->t, KV_DB_COLUMNS, k, sizeof k, &v, &n);
+    if (st == CM_OK) {
+        if (n > sizeof c->v || n % 8) {
+            cm_free(c);
+            return CM_CORRUPT;
+        }
+        memcpy(c->v, v, n);
+    } else if (st != CM_NOTFOUND) {
+        cm_free(c);
+        return st;
+    }
+    st = idx_map_put(&w->chunks, key, c);
+    if (st != CM_OK) {
+        cm_free(c);
+        return st;
+    }
+    c->all = w->chunk_list;
+    w->chunk_list = c;
+    *out = c;
+    return CM_OK;
+}
+
+static enum cm_status col_set(struct idx_writer *w, enum idx_sort_field f,
+                              uint32_t docid, uint64_t v)
+{
+    struct idx_chunk *c;
+    enum cm_status st = chunk_get(w, (uint8_t)f, docid / IDX_CHUNK, &c);
+    if (st == CM_OK)
+        c->v[docid % IDX_CHUNK] = v;
+    return st;
+}
+
+/* ---- Dictionaries ---------------------------------------------------- */
+
+enum cm_status idx_dict_key(struct cm_buf *b, enum idx_sort_field f,
+                            const void *k, size_t n)
+{
+    uint8_t h[2] = {'d', (uint8_t)f};
+    enum cm_status st;
+    cm_buf_reset(b);
+    st = cm_buf_append(b, h, 2);
+    if (st == CM_OK)
+        st = cm_buf_append(b, k, n);
+    return st;
+}
+
+static void dict_val(uint8_t v[12], uint64_t pos, uint32_t ref)
+{
+    memcpy(v, &pos, 8);
+    memcpy(v + 8, &ref, 4);
+}
+
+static enum cm_status mdb_st(struct idx_writer *w, int rc, const char *what)
+{
+    return rc == MDB_NOTFOUND ? CM_NOTFOUND : kv_txn_from_mdb(w->t, rc, what);
+}
+
+static enum cm_status open_cur(struct kv_txn *t, enum kv_db db,
+                               MDB_cursor **cur)
+{
+    int rc = mdb_cursor_open(kv_txn_mdb(t), kv_dbi(kv_txn_store(t), db), cur);
+    return rc ? kv_from_mdb(rc, "index cursor") : CM_OK;
+}
+
+static bool same_field(const MDB_val *k, enum idx_sort_field f)
+{
+    const uint8_t *p = k->mv_data;
+    return k->mv_size >= 2 && p[0] == 'd' && p[1] == (uint8_t)f;
+}
+
+/* Renumbers dictionary f and remaps its column. */
+static enum cm_status renumber(struct idx_writer *w, enum idx_sort_field f)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    uint8_t start[2] = {'d', (uint8_t)f}, ck[6];
+    uint64_t *old = NULL, i = 0, cap = 0;
+    enum cm_status st;
+    int rc;
+
+    cm_info("index", "renumbering sort dictionary %d", (int)f);
+    st = open_cur(w->t, KV_DB_SORTS, &cur);
+    if (st != CM_OK)
+        return st;
+    k.mv_data = start;
+    k.mv_size = 2;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && same_field(&k, f);
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        uint8_t nv[12];
+        uint32_t ref;
+        if (v.mv_size != 12) {
+            st = CM_CORRUPT;
+            goto out;
+        }
+        if (i == cap) {
+            uint64_t *n;
+            cap = cap ? cap * 2 : 1024;
+            n = cm_realloc(old, cap * sizeof *old);
+            if (!n) {
+                st = CM_NOMEM;
+                goto out;
+            }
+            old = n;
+        }
+        memcpy(&old[i], v.mv_data, 8);
+        memcpy(&ref, (const uint8_t *)v.mv_data + 8, 4);
+        i++;
+        dict_val(nv, i * IDX_GAP, ref);
+        v.mv_data = nv;
+        rc = mdb_cursor_put(cur, &k, &v, MDB_CURRENT);
+        if (rc) {
+            st = mdb_st(w, rc, "dict renumber");
+            goto out;
+        }
+    }
+    if (rc && rc != MDB_NOTFOUND) {
+        st = mdb_st(w, rc, "dict renumber walk");
+        goto out;
+    }
+    mdb_cursor_close(cur);
+    cur = NULL;
+    /* Load every stored chunk of the column, then remap the cache. */
+    st = open_cur(w->t, KV_DB_COLUMNS, &cur);
+    if (st != CM_OK)
+        goto out;
+    idx_col_key(ck, f, 0);
+    k.mv_data = ck;
+    k.mv_size = sizeof ck;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *p = k.mv_data;
+        struct idx_chunk *c;
+        if (k.mv_size != 6 || p[0] != 'c' || p[1] != (uint8_t)f)
+            break;
+        st = chunk_get(w, (uint8_t)f, idx_rd_be32(p + 2), &c);
+        if (st != CM_OK)
+            goto out;
+    }
+    for (struct idx_chunk *c = w->chunk_list; c; c = c->all) {
+        if (c->f != (uint8_t)f)
+            continue;
+        for (size_t j = 0; j < IDX_CHUNK; j++) {
+            uint64_t lo = 0, hi = i;
+            if (!c->v[j])
+                continue;
+            while (lo < hi) {
+                uint64_t mid = (lo + hi) / 2;
+                if (old[mid] < c->v[j])
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            if (lo == i || old[lo] != c->v[j]) {
+                st = CM_CORRUPT;
+                goto out;
+            }
+            c->v[j] = (lo + 1) * IDX_GAP;
+        }
+    }
+    st = CM_OK;
+out:
+    mdb_cursor_close(cur);
+    cm_free(old);
+    return st;
+}
+
+/* Reference key kb (already 'd' ‖ f ‖ bytes): OUT *pos. */
+static enum cm_status dict_ref(struct idx_writer *w, enum idx_sort_field f,
+                               uint64_t *pos)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    uint64_t lo = 0, hi = 0, p;
+    bool has_hi = false;
+    uint8_t nv[12];
+    enum cm_status st;
+    int rc;
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        const void *ov;
+        size_t on;
+        st = kv_get(w->t, KV_DB_SORTS, w->kb.data, w->kb.len, &ov, &on);
+        if (st == CM_OK) {
+            uint32_t ref;
+            if (on != 12)
+                return CM_CORRUPT;
+            memcpy(&p, ov, 8);
+            memcpy(&ref, (const uint8_t *)ov + 8, 4);
+            dict_val(nv, p, ref + 1);
+            *pos = p;
+            return kv_put(w->t, KV_DB_SORTS, w->kb.data, w->kb.len, nv, 12);
+        }
+        if (st != CM_NOTFOUND)
+            return st;
+        st = open_cur(w->t, KV_DB_SORTS, &cur);
+        if (st != CM_OK)
+            return st;
+        k.mv_data = w->kb.data;
+        k.mv_size = w->kb.len;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (rc == 0 && same_field(&k, f)) {
+            if (v.mv_size != 12)
+                goto corrupt;
+            memcpy(&hi, v.mv_data, 8);
+            has_hi = true;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+        } else if (rc == 0 || rc == MDB_NOTFOUND) {
+            rc = mdb_cursor_get(cur, &k, &v,
+                                rc == 0 ? MDB_PREV : MDB_LAST);
+        }
+        if (rc == 0 && same_field(&k, f)) {
+            if (v.mv_size != 12)
+                goto corrupt;
+            memcpy(&lo, v.mv_data, 8);
+        } else if (rc && rc != MDB_NOTFOUND) {
+            mdb_cursor_close(cur);
+            return mdb_st(w, rc, "dict neighbours");
+        }
+        mdb_cursor_close(cur);
+        cur = NULL;
+        if (!has_hi)
+            p = lo <= UINT64_MAX - IDX_GAP ? lo + IDX_GAP
+                                            : lo + (UINT64_MAX - lo) / 2;
+        else
+            p = lo + (hi - lo) / 2;
+        if (p > lo && (!has_hi || p < hi)) {
+            dict_val(nv, p, 1);
+            *pos = p;
+            return kv_put(w->t, KV_DB_SORTS, w->kb.data, w->kb.len, nv, 12);
+        }
+        st = renumber(w, f);
+        if (st != CM_OK)
+            return st;
+        has_hi = false;
+        lo = hi = 0;
+    }
+    return CM_INTERNAL;
+corrupt:
+    mdb_cursor_close(cur);
+    return CM_CORRUPT;
+}
+
+static enum cm_status dict_unref(struct idx_writer *w)
+{
+    const void *ov;
+    size_t on;
+    uint64_t p;
+    uint32_t ref;
+    uint8_t nv[12];
+    enum cm_status st = kv_get(w->t, KV_DB_SORTS, w->kb.data, w->kb.len, &ov,
+                               &on);
+    if (st == CM_NOTFOUND)
+        return CM_CORRUPT;
+    if (st != CM_OK)
+        return st;
+    if (on != 12)
+        return CM_CORRUPT;
+    memcpy(&p, ov, 8);
+    memcpy(&ref, (const uint8_t *)ov + 8, 4);
+    if (ref <= 1)
+        return kv_del(w->t, KV_DB_SORTS, w->kb.data, w->kb.len);
+    dict_val(nv, p, ref - 1);
+    return kv_put(w->t, KV_DB_SORTS, w->kb.data, w->kb.len, nv, 12);
+}
+
+/* ---- Applying a scene's change --------------------------------------- */
+
+static int ekey_cmp(const struct idx_entries *a, size_t i,
+                    const struct idx_entries *b, size_t j)
+{
+    const struct idx_key *x = &a->keys[i], *y = &b->keys[j];
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c;
+    if (x->db != y->db)
+        return x->db < y->db ? -1 : 1;
+    c = memcmp(idx_entries_key(a, i), idx_entries_key(b, j), n);
+    if (c)
+        return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static enum cm_status apply_sorts(struct idx_writer *w, uint32_t docid,
+                                  const struct idx_entries *old,
+                                  const struct idx_entries *cur)
+{
+    enum cm_status st = CM_OK;
+
+    for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++) {
+        enum idx_sort_field sf = (enum idx_sort_field)f;
+        if (idx_sfield_kind(sf) == IDX_SK_NUM) {
+            uint64_t o = old ? old->num[f] : 0, n = cur ? cur->num[f] : 0;
+            if (!old || o != n)
+                st = col_set(w, sf, docid, n);
+            continue;
+        }
+        uint32_t ol = old ? old->dlen[f] : 0, nl = cur ? cur->dlen[f] : 0;
+        const char *ob = old ? old->arena.data + old->doff[f] : NULL;
+        const char *nb = cur ? cur->arena.data + cur->doff[f] : NULL;
+        uint64_t pos = 0;
+        if (old && cur && ol == nl && (ol == 0 || memcmp(ob, nb, ol) == 0))
+            continue;
+        if (nl) {
+            st = idx_dict_key(&w->kb, sf, nb, nl);
+            if (st == CM_OK)
+                st = dict_ref(w, sf, &pos);
+        }
+        if (st == CM_OK && ol) {
+            st = idx_dict_key(&w->kb, sf, ob, ol);
+            if (st == CM_OK)
+                st = dict_unref(w);
+        }
+        if (st == CM_OK)
+            st = col_set(w, sf, docid, pos);
+    }
+    return st;
+}
+
+enum cm_status idx_apply(struct idx_writer *w, uint32_t docid,
+                         const struct idx_entries *old,
+                         const struct idx_entries *cur)
+{
+    size_t i = 0, j = 0, no = old ? old->nkeys : 0, nc = cur ? cur->nkeys : 0;
+    enum cm_status st = CM_OK;
+
+    while (st == CM_OK && (i < no || j < nc)) {
+        int c = i == no ? 1 : j == nc ? -1 : ekey_cmp(old, i, cur, j);
+        if (c < 0) {
+            st = pend_mark(w, old->keys[i].db, idx_entries_key(old, i),
+                           old->keys[i].len, docid, false);
+            i++;
+        } else if (c > 0) {
+            st = pend_mark(w, cur->keys[j].db, idx_entries_key(cur, j),
+                           cur->keys[j].len, docid, true);
+            j++;
+        } else {
+            i++;
+            j++;
+        }
+    }
+    if (st == CM_OK)
+        st = apply_sorts(w, docid, old, cur);
+    return st;
+}
+
+enum cm_status idx_writer_flush(struct idx_writer *w)
+{
+    enum cm_status st = CM_OK;
+
+    for (struct idx_pend *p = w->pend_list; p && st == CM_OK; p = p->all) {
+        roaring_bitmap_t *bm = NULL;
+        if (roaring_bitmap_is_empty(p->add) && roaring_bitmap_is_empty(p->rem))
+            continue;
+        st = idx_bm_get(w->t, (enum kv_db)p->db, p->key, p->klen, &bm);
+        if (st == CM_OK) {
+            roaring_bitmap_andnot_inplace(bm, p->rem);
+            roaring_bitmap_or_inplace(bm, p->add);
+            st = idx_bm_put(w->t, (enum kv_db)p->db, p->key, p->klen, bm);
+        }
+        idx_bm_free(bm);
+    }
+    for (struct idx_chunk *c = w->chunk_list; c && st == CM_OK; c = c->all) {
+        uint8_t k[6];
+        idx_col_key(k, (enum idx_sort_field)c->f, c->chunk);
+        st = kv_put(w->t, KV_DB_COLUMNS, k, sizeof k, c->v, sizeof c->v);
+    }
+    return st;
+}
+
+/* ---- Public writer API ----------------------------------------------- */
+
+enum cm_status idx_writer_begin(struct kv_txn *t, struct idx_writer **out)
+{
+    struct idx_writer *w;
+    enum cm_status st;
+
+    *out = NULL;
+    if (!t)
+        return CM_INVALID;
+    w = cm_malloc(sizeof *w);
+    if (!w)
+        return CM_NOMEM;
+    st = idx_writer_init(w, t);
+    if (st != CM_OK) {
+        cm_free(w);
+        return st;
+    }
+    *out = w;
+    return CM_OK;
+}
+
+enum cm_status idx_writer_finish(struct idx_writer *w)
+{
+    enum cm_status st;
+    if (!w)
+        return CM_INVALID;
+    st = idx_writer_flush(w);
+    idx_writer_fini(w);
+    cm_free(w);
+    return st;
+}
+
+void idx_writer_discard(struct idx_writer *w)
+{
+    if (!w)
+        return;
+    idx_writer_fini(w);
+    cm_free(w);
+}
+
+enum cm_status idx_scene_put(struct idx_writer *w, const struct kv_scene *sc,
+                             uint32_t *docid)
+{
+    struct kv_scene old;
+    uint32_t d = 0;
+    bool had = false;
+    enum cm_status st;
+
+    if (docid)
+        *docid = 0;
+    if (!w || !sc || sc->id == 0)
+        return CM_INVALID;
+    memset(&old, 0, sizeof old);
+    st = kv_docid_of(w->t, sc->id, &d);
+    if (st == CM_OK) {
+        st = kv_scene_get(w->t, d, &old);
+        if (st == CM_OK) {
+            had = true;
+            st = idx_derive(&w->ec, &old, &w->eo);
+        } else if (st == CM_NOTFOUND) {
+            st = CM_OK;
+        }
+    } else if (st == CM_NOTFOUND) {
+        st = CM_OK;
+    }
+    kv_scene_fini(&old);
+    if (st == CM_OK)
+        st = idx_derive(&w->ec, sc, &w->en);
+    if (st == CM_OK)
+        st = kv_scene_store(w->t, sc, NULL, &d, NULL);
+    if (st == CM_OK)
+        st = idx_apply(w, d, had ? &w->eo : NULL, &w->en);
+    if (st == CM_OK && docid)
+        *docid = d;
+    return st;
+}
+
+enum cm_status idx_scene_delete(struct idx_writer *w, uint64_t stash_id)
+{
+    struct kv_scene old;
+    uint32_t d;
+    enum cm_status st;
+
+    if (!w)
+        return CM_INVALID;
+    memset(&old, 0, sizeof old);
+    st = kv_docid_of(w->t, stash_id, &d);
+    if (st != CM_OK)
+        return st;
+    st = kv_scene_get(w->t, d, &old);
+    if (st == CM_OK)
+        st = idx_derive(&w->ec, &old, &w->eo);
+    if (st == CM_OK)
+        st = kv_scene_remove(w->t, d, &old);
+    kv_scene_fini(&old);
+    if (st == CM_OK)
+        st = idx_apply(w, d, &w->eo, NULL);
+    return st;
+}
+
+/* ---- Entities -------------------------------------------------------- */
+
+enum cm_status idx_children_edit(struct idx_writer *w, uint8_t type,
+                                    uint64_t parent, uint64_t child, bool add)
+{
+    uint8_t k[10];
+    const void *v;
+    size_t n, cnt, pos = 0;
+    uint64_t *arr = NULL;
+    enum cm_status st;
+
+    k[0] = IDX_P_CHILDREN;
+    k[1] = type;
+    idx_be64(k + 2, parent);
+    st = kv_get(w->t, KV_DB_POSTINGS, k, sizeof k, &v, &n);
+    if (st == CM_NOTFOUND) {
+        n = 0;
+        st = CM_OK;
+    }
+    if (st != CM_OK)
+        return st;
+    if (n % 8)
+        return CM_CORRUPT;
+    cnt = n / 8;
+    arr = cm_malloc((cnt + 1) * 8);
+    if (!arr)
+        return CM_NOMEM;
+    if (n)
+        memcpy(arr, v, n);
+    while (pos < cnt && arr[pos] < child)
+        pos++;
+    if (add && (pos == cnt || arr[pos] != child)) {
+        memmove(arr + pos + 1, arr + pos, (cnt - pos) * 8);
+        arr[pos] = child;
+        cnt++;
+    } else if (!add && pos < cnt && arr[pos] == child) {
+        memmove(arr + pos, arr + pos + 1, (cnt - pos - 1) * 8);
+        cnt--;
+    }
+    if (cnt)
+        st = kv_put(w->t, KV_DB_POSTINGS, k, sizeof k, arr, cnt * 8);
+    else {
+        st = kv_del(w->t, KV_DB_POSTINGS, k, sizeof k);
+        if (st == CM_NOTFOUND)
+            st = CM_OK;
+    }
+    cm_free(arr);
+    return st;
+}
+
+static bool has_id(const uint64_t *a, size_t n, uint64_t x)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] == x)
+            return true;
+    return false;
+}
+
+static bool same_set(const uint64_t *a, size_t na, const uint64_t *b,
+                     size_t nb)
+{
+    for (size_t i = 0; i < na; i++)
+        if (!has_id(b, nb, a[i]))
+            return false;
+    for (size_t i = 0; i < nb; i++)
+        if (!has_id(a, na, b[i]))
+            return false;
+    return true;
+}
+
+struct docs {
+    uint32_t *v;
+    size_t n, cap;
+    bool nomem;
+};
+
+static int collect(uint32_t docid, void *ctx)
+{
+    struct docs *d = ctx;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 64;
+        uint32_t *nv = cm_realloc(d->v, cap * sizeof *nv);
+        if (!nv) {
+            d->nomem = true;
+            return 1;
+        }
+        d->v = nv;
+        d->cap = cap;
+    }
+    d->v[d->n++] = docid;
+    return 0;
+}
+
+/* Re-derives the scenes carrying (type, id) with the entity's old facts
+ * (in the cache) and its new ones (et_new), applying the difference. */
+static enum cm_status rederive(struct idx_writer *w, uint8_t type, uint64_t id,
+                               struct idx_etags *et_new)
+{
+    uint64_t key = (uint64_t)type << 56 | (id & 0x00FFFFFFFFFFFFFFULL);
+    const struct idx_etags *cached;
+    struct idx_etags *et_old;
+    struct docs d = {0};
+    void **slot;
+    enum cm_status st = idx_ecache_tags(&w->ec, type, id, &cached);
+
+    if (st != CM_OK) {
+        cm_free(et_new);
+        return st;
+    }
+    et_old = (struct idx_etags *)cached;
+    st = kv_scenes_with(w->t, type, id, collect, &d);
+    if (st == CM_OK && d.nomem)
+        st = CM_NOMEM;
+    for (size_t i = 0; i < d.n && st == CM_OK; i++) {
+        struct kv_scene sc;
+        memset(&sc, 0, sizeof sc);
+        st = kv_scene_get(w->t, d.v[i], &sc);
+        /* The slot moves when the map grows: look it up each time. */
+        slot = idx_map_find(&w->ec.m, key);
+        *slot = et_old;
+        if (st == CM_OK)
+            st = idx_derive(&w->ec, &sc, &w->eo);
+        slot = idx_map_find(&w->ec.m, key);
+        *slot = et_new;
+        if (st == CM_OK)
+            st = idx_derive(&w->ec, &sc, &w->en);
+        kv_scene_fini(&sc);
+        if (st == CM_OK)
+            st = idx_apply(w, d.v[i], &w->eo, &w->en);
+        if (st == CM_NOTFOUND)
+            st = CM_OK;
+    }
+    slot = idx_map_find(&w->ec.m, key);
+    *slot = et_new;
+    cm_free(et_old);
+    cm_free(d.v);
+    return st;
+}
+
+static enum cm_status entity_change(struct idx_writer *w, uint8_t type,
+                                    uint64_t id, const struct kv_entity *e)
+{
+    struct kv_entity old;
+    uint64_t *op = NULL, *ot = NULL;
+    size_t nop = 0, not_ = 0;
+    bool had;
+    enum cm_status st;
+
+    memset(&old, 0, sizeof old);
+    st = kv_entity_get(w->t, type, id, &old);
+    if (st != CM_OK && st != CM_NOTFOUND) {
+        kv_entity_fini(&old);
+        return st;
+    }
+    had = st == CM_OK;
+    st = CM_OK;
+    if (had && old.n_parents) {
+        op = cm_malloc(old.n_parents * 8);
+        if (!op) {
+            st = CM_NOMEM;
+            goto out;
+        }
+        memcpy(op, old.parents, old.n_parents * 8);
+        nop = old.n_parents;
+    }
+    if (had && old.n_tags) {
+        ot = cm_malloc(old.n_tags * 8);
+        if (!ot) {
+            st = CM_NOMEM;
+            goto out;
+        }
+        memcpy(ot, old.tags, old.n_tags * 8);
+        not_ = old.n_tags;
+    }
+    kv_entity_fini(&old);
+    /* Store or delete the record. */
+    if (e)
+        st = kv_entity_put(w->t, e);
+    else
+        st = had ? kv_entity_del(w->t, type, id) : CM_NOTFOUND;
+    if (st != CM_OK)
+        goto out;
+    /* Hierarchy. */
+    if (type == KV_TAG || type == KV_STUDIO || type == KV_GROUP) {
+        const uint64_t *np = e ? e->parents : NULL;
+        size_t nnp = e ? e->n_parents : 0;
+        for (size_t i = 0; i < nop && st == CM_OK; i++)
+            if (!has_id(np, nnp, op[i]))
+                st = idx_children_edit(w, type, op[i], id, false);
+        for (size_t i = 0; i < nnp && st == CM_OK; i++)
+            if (!has_id(op, nop, np[i]))
+                st = idx_children_edit(w, type, np[i], id, true);
+    }
+    /* Tags of performers, studios, groups feed performer/inherited tags. */
+    if (st == CM_OK &&
+        (type == KV_PERFORMER || type == KV_STUDIO || type == KV_GROUP) &&
+        !same_set(ot, not_, e ? e->tags : NULL, e ? e->n_tags : 0)) {
+        uint32_t n = e ? e->n_tags : 0;
+        struct idx_etags *et = cm_malloc(sizeof *et + (size_t)n * 8);
+        if (!et) {
+            st = CM_NOMEM;
+            goto out;
+        }
+        et->n = n;
+        et->present = e != NULL;
+        if (n)
+            memcpy(et->tags, e->tags, (size_t)n * 8);
+        st = rederive(w, type, id, et);
+    } else if (st == CM_OK) {
+        idx_ecache_drop(&w->ec, type, id);
+    }
+out:
+    kv_entity_fini(&old);
+    cm_free(op);
+    cm_free(ot);
+    return st;
+}
+
+enum cm_status idx_entity_put(struct idx_writer *w, const struct kv_entity *e)
+{
+    if (!w || !e || e->id == 0)
+        return CM_INVALID;
+    return entity_change(w, e->type, e->id, e);
+}
+
+enum cm_status idx_entity_delete(struct idx_writer *w, uint8_t type,
+                                 uint64_t id)
+{
+    if (!w)
+        return CM_INVALID;
+    return entity_change(w, type, id, NULL);
+}
