@@ -17,7 +17,7 @@ N=${BENCH_SCENES:-1000000}
 SEED=${BENCH_SEED:-42}
 ITERS=${BENCH_ITERS:-200}
 SITERS=${BENCH_SQLITE_ITERS:-3}
-W=build/bench
+W=${BENCH_DIR:-build/bench}
 PEEKD=$PWD/$B/peekd
 mkdir -p "$W"
 rm -rf "$W/store" "$W/store-reindex" "$W/data"

@@ -48,6 +48,13 @@ if [ -d tests/js ] && ls tests/js/*.test.mjs >/dev/null 2>&1; then
     done
 fi
 
+# The benchmark's identical-answer check at a small size: peekd, SQLite
+# with Peek's schema and SQL, and a tuned SQLite must agree on every query.
+if [ -x "$B/bench/bench_peek" ]; then
+    run bench-smoke env BENCH_SCENES=2000 BENCH_ITERS=3 BENCH_SQLITE_ITERS=1 \
+        BENCH_DIR="$B/bench-smoke" sh tools/bench.sh "$B"
+fi
+
 echo
 if [ "$fail" -ne 0 ]; then
     echo "failed:$failed (logs in $logdir)"
