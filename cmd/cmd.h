@@ -12,6 +12,7 @@ int cmd_sync(int argc, char **argv);
 int cmd_reindex(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
+int cmd_health(int argc, char **argv);
 
 /* Shared start-up of every subcommand: --help (prints usage of cmd with
  * summary and returns 1 with *exit_code = 0), config from env and flags,

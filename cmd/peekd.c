@@ -48,6 +48,7 @@ static const struct {
     {"reindex", cmd_reindex, "rebuild every index from the stored records"},
     {"check", cmd_check, "verify the store and its indexes"},
     {"backup", cmd_backup, "write a consistent, compacted copy of the store"},
+    {"health", cmd_health, "probe a running server (container health check)"},
     {"version", cmd_version, "print the version"},
     {"config-table", cmd_config_table,
      "print the settings as a Markdown "

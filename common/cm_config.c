@@ -49,8 +49,8 @@ static const struct setting settings[] = {
     {"data", "PEEKD_DATA", K_STR, OFF(data_dir), "data", ALL, 0, 0,
      "directory of the LMDB store (a local filesystem: use a Docker named "
      "volume)"},
-    {"listen", "PEEKD_LISTEN", K_LISTEN, 0, "127.0.0.1:8080", SRV, 0, 0,
-     "HOST:PORT to serve HTTP on"},
+    {"listen", "PEEKD_LISTEN", K_LISTEN, 0, "127.0.0.1:8080",
+     SRV | CM_CMD_HEALTH, 0, 0, "HOST:PORT to serve HTTP on"},
     {"stash-url", "STASH_URL", K_URL, OFF(stash_url), NULL, SYN, 0, 0,
      "base URL of Stash, e.g. http://stash:9999 (serve: enables sync)"},
     {"api-key", "STASH_API_KEY", K_STR, OFF(stash_api_key), NULL, SYN, 0, 0,
@@ -64,9 +64,10 @@ static const struct setting settings[] = {
      OFF(allow_network_fs), "0", ALL, 0, 0,
      "allow a store on 9p/FUSE/NFS/SMB (slow and unsafe for LMDB)"},
     {"log-level", "PEEKD_LOG_LEVEL", K_LOGLEVEL, OFF(log_level), "info",
-     ALL | CM_CMD_VERSION, 0, 0, "debug, info, warn or error"},
+     ALL | CM_CMD_VERSION | CM_CMD_HEALTH, 0, 0, "debug, info, warn or error"},
     {"log-format", "PEEKD_LOG_FORMAT", K_LOGFMT, OFF(log_format), "text",
-     ALL | CM_CMD_VERSION, 0, 0, "text or json (one JSON object per line)"},
+     ALL | CM_CMD_VERSION | CM_CMD_HEALTH, 0, 0,
+     "text or json (one JSON object per line)"},
     {"sync-interval", "PEEKD_SYNC_INTERVAL", K_DURATION, OFF(sync_interval),
      "15m", SRV, 0, 366 * 86400,
      "time between incremental syncs (0 = only at start and on demand)"},
@@ -106,6 +107,8 @@ static const struct setting settings[] = {
      "ffprobe binary"},
     {"web-dir", "PEEKD_WEB_DIR", K_STR, OFF(web_dir), NULL, SRV, 0, 0,
      "static web client served at / with an index.html fallback"},
+    {"http-timeout", "PEEKD_HTTP_TIMEOUT", K_DURATION, OFF(http_timeout), "60s",
+     SRV, 1, 3600, "idle HTTP connection timeout (slow clients are dropped)"},
 };
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 
@@ -506,6 +509,8 @@ void cm_config_table(int fd)
             strncat(cmds, "serve ", sizeof cmds - strlen(cmds) - 1);
         if (s->cmds & CM_CMD_SYNC)
             strncat(cmds, "sync ", sizeof cmds - strlen(cmds) - 1);
+        if (s->cmds & CM_CMD_HEALTH)
+            strncat(cmds, "health ", sizeof cmds - strlen(cmds) - 1);
         if ((s->cmds & ALL) == ALL)
             snprintf(cmds, sizeof cmds, "all ");
         cmds[strlen(cmds) - 1] = '\0';

@@ -55,6 +55,7 @@ struct cm_config {
     char *ffmpeg;            /* ffmpeg binary */
     char *ffprobe;           /* ffprobe binary */
     char *web_dir;           /* static files served at /, NULL = none */
+    int64_t http_timeout;    /* seconds an idle HTTP connection lives */
 };
 
 /* Which subcommand is being configured: it selects the flags accepted. */
@@ -65,6 +66,7 @@ enum cm_cmd {
     CM_CMD_CHECK = 1 << 3,
     CM_CMD_BACKUP = 1 << 4,
     CM_CMD_VERSION = 1 << 5,
+    CM_CMD_HEALTH = 1 << 6, /* probes a running serve's /api/health */
 };
 
 /* Fills cfg with the defaults.  CM_NOMEM. */

@@ -20,7 +20,7 @@ SITERS=${BENCH_SQLITE_ITERS:-3}
 W=${BENCH_DIR:-build/bench}
 PEEKD=$PWD/$B/peekd
 mkdir -p "$W"
-rm -rf "$W/store" "$W/store-reindex" "$W/data"
+rm -rf "$W/store" "$W/store-inc" "$W/data"
 HEAP=--max-old-space-size=12288
 pids=""
 cleanup() {
@@ -56,7 +56,11 @@ read -r _ fu fs fm <"$W/sync.time"
 full_cpu=$(echo "$fu $fs" | awk '{printf "%.2f", $1 + $2}')
 echo "full sync: ${full_wall} s wall, ${full_cpu} s peekd CPU, ${fm} KB peak RSS"
 
-# 1,000 edited scenes, then an incremental sync.
+# 1,000 edited scenes, then an incremental sync, on a copy of the store
+# (made with peekd backup) so the main store keeps matching the NDJSON the
+# SQLite side loads.
+rm -rf "$W/store-inc"
+"$PEEKD" backup --data "$W/store" "$W/store-inc" --log-level warn >/dev/null
 node -e '
 const url = process.argv[1] + "/__control";
 const n = Math.min(1000, Number(process.argv[2]));
@@ -72,7 +76,7 @@ const n = Math.min(1000, Number(process.argv[2]));
 })();' "$STASH" "$N"
 t=$(now)
 /usr/bin/time -f '%e %U %S %M' -o "$W/inc.time" \
-    "$PEEKD" sync --data "$W/store" --stash-url "$STASH" \
+    "$PEEKD" sync --data "$W/store-inc" --stash-url "$STASH" \
     --log-level warn >"$W/inc.log" 2>&1
 inc_wall=$(since "$t")
 echo "incremental sync (1000 changed): ${inc_wall} s"
@@ -86,8 +90,7 @@ size=$(du -b "$W/store/data.mdb" | cut -f1)
 per=$(echo "$size $N" | awk '{printf "%.0f", $1 / $2}')
 echo "store: $size bytes, $per bytes/scene"
 
-# Cold start: spawn to first answered query.
-sync_drop() { sync; echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
+# Cold start: spawn to first answered query (OS page cache warm).
 t=$(now)
 "$PEEKD" serve --data "$W/store" --listen 127.0.0.1:0 --log-level info \
     >"$W/serve.log" 2>&1 &

@@ -317,6 +317,23 @@ static const char *fingerprint(const cJSON *file, const char *type)
     return NULL;
 }
 
+/* Stash v0.30 stores a fuzzy date as its first day ("2020" ->
+ * "2020-01-01", "2020-05" -> "2020-05-01") with a precision column that
+ * filters and sorts ignore; the SQLite side stores what Stash's own
+ * database holds so that both answer alike. */
+static const char *stored_date(const char *d, char *buf, size_t n)
+{
+    if (!d)
+        return NULL;
+    if (strlen(d) == 4)
+        snprintf(buf, n, "%s-01-01", d);
+    else if (strlen(d) == 7)
+        snprintf(buf, n, "%s-01", d);
+    else
+        snprintf(buf, n, "%s", d);
+    return buf;
+}
+
 /* Peek's variant: statements 0 scene, 1 performer junction, 2 tag, 3 group,
  * 4 gallery, 5 clip.  Tuned: 0 scene, 1 scene_performer, 2 scene_tag,
  * 3 scene_text. */
@@ -333,6 +350,8 @@ static int load_scene(sqlite3 *db, enum bs_variant v, cJSON *o,
     const char *phash = file ? fingerprint(file, "phash") : NULL;
     const cJSON *r;
     int64_t w = 0, h = 0;
+    char datebuf[16];
+    const char *date = stored_date(jstr(o, "date"), datebuf, sizeof datebuf);
 
     if (!id)
         return -1;
@@ -354,7 +373,7 @@ static int load_scene(sqlite3 *db, enum bs_variant v, cJSON *o,
         bind_text(s, 1, id);
         bind_text(s, 2, jstr(o, "title"));
         bind_text(s, 3, jstr(o, "code"));
-        bind_text(s, 4, jstr(o, "date"));
+        bind_text(s, 4, date);
         bind_text(s, 5, ref_id(cJSON_GetObjectItem(o, "studio")));
         bind_int(s, 6, o, "rating100");
         if (file)
@@ -436,7 +455,7 @@ static int load_scene(sqlite3 *db, enum bs_variant v, cJSON *o,
                  md5 ? md5 : "", phash ? phash : "");
         sqlite3_bind_int64(s, 1, strtoll(id, NULL, 10));
         bind_text(s, 2, title);
-        bind_text(s, 3, jstr(o, "date"));
+        bind_text(s, 3, date);
         {
             const char *sid = ref_id(cJSON_GetObjectItem(o, "studio"));
             if (sid)
