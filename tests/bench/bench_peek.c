@@ -26,7 +26,7 @@
 
 #include "tests/bench/bench_sqlite.h"
 
-#define MAXQ 64
+#define MAXQ    64
 #define MAXPAGE 1000
 
 struct bq {
@@ -121,12 +121,11 @@ static int peekd_query(const char *json, uint64_t *ids, size_t *n,
     if (ids) {
         root = cJSON_Parse(b.p);
         fs = cJSON_GetObjectItem(root, "findScenes");
-        *count = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(fs,
-                                                                   "count"));
-        cJSON_ArrayForEach(sc, cJSON_GetObjectItem(fs, "scenes"))
-        {
-            const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(sc,
-                                                                      "id"));
+        *count =
+            (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(fs, "count"));
+        cJSON_ArrayForEach (sc, cJSON_GetObjectItem(fs, "scenes")) {
+            const char *id =
+                cJSON_GetStringValue(cJSON_GetObjectItem(sc, "id"));
             if (id && *n < MAXPAGE)
                 ids[(*n)++] = strtoull(id, NULL, 10);
         }
@@ -153,10 +152,9 @@ static const char peek_from[] =
 static void sort_sql(const struct bq *q, int tuned, char *out, size_t n)
 {
     const char *dir = q->desc ? "DESC" : "ASC";
-    const char *tie =
-        tuned ? "s.tiebreak COLLATE NATURAL_CI ASC, s.id ASC"
-              : "COALESCE(s.title, s.id) COLLATE NATURAL_CI ASC,"
-                " CAST(s.id AS INTEGER) ASC";
+    const char *tie = tuned ? "s.tiebreak COLLATE NATURAL_CI ASC, s.id ASC"
+                            : "COALESCE(s.title, s.id) COLLATE NATURAL_CI ASC,"
+                              " CAST(s.id AS INTEGER) ASC";
     const char *id = tuned ? "s.id" : "CAST(s.id AS INTEGER)";
     if (strncmp(q->sort, "random_", 7) == 0) {
         unsigned long long seed = strtoull(q->sort + 7, NULL, 10) % 100000000;
@@ -227,9 +225,9 @@ static int sqlite_query(sqlite3 *db, const struct bq *q, int tuned,
 
 /* ---- The query mix -------------------------------------------------- */
 
-static struct bq *add(const char *name, const char *sort, int desc,
-                      long page, long per_page, const char *filter_json,
-                      const char *wpeek, const char *wtuned)
+static struct bq *add(const char *name, const char *sort, int desc, long page,
+                      long per_page, const char *filter_json, const char *wpeek,
+                      const char *wtuned)
 {
     struct bq *q = &qs[nq++];
     memset(q, 0, sizeof *q);
@@ -241,8 +239,8 @@ static struct bq *add(const char *name, const char *sort, int desc,
     snprintf(q->json, sizeof q->json,
              "{\"filter\":{\"page\":%ld,\"per_page\":%ld,\"sort\":\"%s\","
              "\"direction\":\"%s\"%s%s%s},\"scene_filter\":{%s}}",
-             page, per_page, sort, desc ? "DESC" : "ASC",
-             "", "", "", filter_json ? filter_json : "");
+             page, per_page, sort, desc ? "DESC" : "ASC", "", "", "",
+             filter_json ? filter_json : "");
     snprintf(q->wpeek, sizeof q->wpeek, "%s", wpeek ? wpeek : "");
     snprintf(q->wtuned, sizeof q->wtuned, "%s", wtuned ? wtuned : "");
     return q;
@@ -304,8 +302,10 @@ static void tag_cond(const char *const *ids, int n, int all, int neg,
              "%sEXISTS (SELECT 1 FROM SceneTag st WHERE st.sceneId = s.id AND"
              " st.sceneInstanceId = s.stashInstanceId AND st.tagId IN (%s))",
              neg ? "NOT " : "", q);
-    snprintf(tuned, cap, "s.id %sIN (SELECT scene FROM scene_tag WHERE tag"
-             " IN (%s))", neg ? "NOT " : "", u);
+    snprintf(tuned, cap,
+             "s.id %sIN (SELECT scene FROM scene_tag WHERE tag"
+             " IN (%s))",
+             neg ? "NOT " : "", u);
 }
 
 static void perf_cond(const char *const *ids, int n, int all, char *peek,
@@ -372,16 +372,15 @@ static int load_nodes(const char *dir, const char *file, const char *field,
         p = cJSON_GetObjectItem(o, field);
         if (cJSON_IsArray(p)) {
             cJSON *e;
-            cJSON_ArrayForEach(e, p)
-            {
+            cJSON_ArrayForEach (e, p) {
                 const char *pid =
                     cJSON_GetStringValue(cJSON_GetObjectItem(e, "id"));
                 if (pid && nd->np < 8)
                     snprintf(nd->parents[nd->np++], 24, "%s", pid);
             }
         } else if (cJSON_IsObject(p)) {
-            const char *pid = cJSON_GetStringValue(cJSON_GetObjectItem(p,
-                                                                       "id"));
+            const char *pid =
+                cJSON_GetStringValue(cJSON_GetObjectItem(p, "id"));
             if (pid)
                 snprintf(nd->parents[nd->np++], 24, "%s", pid);
         }
@@ -443,8 +442,8 @@ static int build_mix(sqlite3 *db, const char *dir, long scenes)
 {
     static struct idfreq tf[20000], pf[8];
     static char p2[24];
-    static char a[32768], b[32768], c[32768], d[32768], fj[4096],
-        wp[40000], wt[40000];
+    static char a[32768], b[32768], c[32768], d[32768], fj[4096], wp[40000],
+        wt[40000];
     const char *t50, *t5, *t05, *t005, *desc_ids[4096];
     struct node *tags = NULL, *studios = NULL;
     int ntf, npf, nt, ns, k;
@@ -502,8 +501,8 @@ static int build_mix(sqlite3 *db, const char *dir, long scenes)
     add("grid created_at DESC p3", "created_at", 1, 3, 24, NULL, NULL, NULL);
     add("deep page created_at", "created_at", 1, last / 2 > 1 ? last / 2 : 1,
         24, NULL, NULL, NULL);
-    add("last page created_at", "created_at", 1, last > 1 ? last : 1, 24,
-        NULL, NULL, NULL);
+    add("last page created_at", "created_at", 1, last > 1 ? last : 1, 24, NULL,
+        NULL, NULL);
     add("recently added carousel", "created_at", 1, 1, 12, NULL, NULL, NULL);
     add("date DESC", "date", 1, 1, 24, NULL, NULL, NULL);
     add("title ASC", "title", 0, 1, 24, NULL, NULL, NULL);
@@ -679,8 +678,7 @@ static int build_mix(sqlite3 *db, const char *dir, long scenes)
 
 /* ---- Main ----------------------------------------------------------- */
 
-static const char *arg(int argc, char **argv, const char *name,
-                       const char *def)
+static const char *arg(int argc, char **argv, const char *name, const char *def)
 {
     for (int i = 1; i + 1 < argc; i++)
         if (strcmp(argv[i], name) == 0)
@@ -703,9 +701,9 @@ int main(int argc, char **argv)
     const char *work = arg(argc, argv, "--work", "build/bench");
     const char *outp = arg(argc, argv, "--out", "build/bench/results.json");
     const char *token = arg(argc, argv, "--token", NULL);
-    int iters = atoi(arg(argc, argv, "--iters", "200"));
-    int siters = atoi(arg(argc, argv, "--sqlite-iters", "3"));
-    long scenes = atol(arg(argc, argv, "--scenes", "0"));
+    int iters = (int)strtol(arg(argc, argv, "--iters", "200"), NULL, 10);
+    int siters = (int)strtol(arg(argc, argv, "--sqlite-iters", "3"), NULL, 10);
+    long scenes = strtol(arg(argc, argv, "--scenes", "0"), NULL, 10);
     char path[4096];
     sqlite3 *dbp, *dbt;
     static uint64_t a[MAXPAGE], b[MAXPAGE], c[MAXPAGE];
@@ -715,7 +713,7 @@ int main(int argc, char **argv)
     int sqlite_only = strcmp(base ? base : "", "none") == 0;
     FILE *out;
 
-    if (!data || !base || scenes <= 0 || !t) {
+    if (!data || !base || scenes <= 0 || iters < 1 || siters < 1 || !t) {
         fprintf(stderr, "usage: bench_peek --data DIR --url URL --scenes N"
                         " [--work DIR] [--out FILE] [--iters N]"
                         " [--sqlite-iters N] [--token T]\n");
@@ -756,8 +754,8 @@ int main(int argc, char **argv)
     curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
 
     printf("\n%-32s %8s | %9s %9s | %9s %9s | %9s %9s | %8s %8s\n", "query",
-           "count", "peekd p50", "p99", "peek p50", "p99", "tuned p50",
-           "p99", "x peek", "x tuned");
+           "count", "peekd p50", "p99", "peek p50", "p99", "tuned p50", "p99",
+           "x peek", "x tuned");
     for (int i = 0; i < nq; i++) {
         struct bq *q = &qs[i];
         size_t na, nb, nc;
@@ -834,10 +832,10 @@ int main(int argc, char **argv)
 
     out = fopen(outp, "w");
     if (out) {
-        fprintf(out, "{\"scenes\":%ld,\"mismatches\":%d,", scenes,
-                mismatches);
-        fprintf(out, "\"median_p50_ms\":%.4f,\"geomean_x_peek\":%.1f,"
-                     "\"geomean_x_tuned\":%.2f,\"queries\":[",
+        fprintf(out, "{\"scenes\":%ld,\"mismatches\":%d,", scenes, mismatches);
+        fprintf(out,
+                "\"median_p50_ms\":%.4f,\"geomean_x_peek\":%.1f,"
+                "\"geomean_x_tuned\":%.2f,\"queries\":[",
                 med[nq / 2], geomean(r_peek, nq), geomean(r_tuned, nq));
         for (int i = 0; i < nq; i++)
             fprintf(out,

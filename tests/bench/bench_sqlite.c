@@ -100,39 +100,64 @@ static const char peek_schema[] =
     "CREATE INDEX IF NOT EXISTS " T "_c ON " T "(" C "Id, " C "InstanceId);"   \
     "CREATE INDEX IF NOT EXISTS " T "_p ON " T "(sceneId, sceneInstanceId);"
     JUNCTION("ScenePerformer", "performer") JUNCTION("SceneTag", "tag")
-        JUNCTION("SceneGroup", "group") JUNCTION("SceneGallery", "gallery")
-    "CREATE TABLE IF NOT EXISTS StashTag (id TEXT NOT NULL,"
-    " stashInstanceId TEXT NOT NULL, name TEXT, favorite INTEGER,"
-    " parentIds TEXT, deletedAt TEXT, PRIMARY KEY (id, stashInstanceId));"
-    "CREATE TABLE IF NOT EXISTS StashPerformer (id TEXT NOT NULL,"
-    " stashInstanceId TEXT NOT NULL, name TEXT, favorite INTEGER,"
-    " birthdate TEXT, deletedAt TEXT, PRIMARY KEY (id, stashInstanceId));"
-    "CREATE INDEX IF NOT EXISTS p_fav ON StashPerformer(favorite);"
-    "CREATE TABLE IF NOT EXISTS StashStudio (id TEXT NOT NULL,"
-    " stashInstanceId TEXT NOT NULL, name TEXT, parentId TEXT,"
-    " favorite INTEGER, deletedAt TEXT, PRIMARY KEY (id, stashInstanceId));"
-    "CREATE INDEX IF NOT EXISTS st_parent ON StashStudio(parentId);"
-    "CREATE TABLE IF NOT EXISTS StashClip (id TEXT NOT NULL,"
-    " stashInstanceId TEXT NOT NULL, sceneId TEXT, sceneInstanceId TEXT,"
-    " title TEXT, PRIMARY KEY (id, stashInstanceId));"
-    "CREATE INDEX IF NOT EXISTS clip_scene ON StashClip(sceneId, "
-    "sceneInstanceId);"
-    "CREATE TABLE IF NOT EXISTS SceneRating (id INTEGER PRIMARY KEY,"
-    " userId INTEGER, instanceId TEXT, sceneId TEXT, rating INTEGER,"
-    " favorite INTEGER, UNIQUE (userId, instanceId, sceneId));"
-    "CREATE TABLE IF NOT EXISTS WatchHistory (id INTEGER PRIMARY KEY,"
-    " userId INTEGER, instanceId TEXT, sceneId TEXT, playCount INTEGER,"
-    " playDuration REAL, resumeTime REAL, lastPlayedAt TEXT, oCount "
-    "INTEGER,"
-    " oHistory TEXT, playHistory TEXT, UNIQUE (userId, instanceId, "
-    "sceneId));"
-    "CREATE TABLE IF NOT EXISTS UserExcludedEntity (id INTEGER PRIMARY KEY,"
-    " userId INTEGER, entityType TEXT, entityId TEXT, instanceId TEXT,"
-    " reason TEXT, UNIQUE (userId, entityType, entityId, instanceId));"
-    "CREATE INDEX IF NOT EXISTS ue_1 ON UserExcludedEntity(userId, "
-    "entityType);"
-    "CREATE INDEX IF NOT EXISTS ue_2 ON UserExcludedEntity(entityType, "
-    "entityId);";
+        JUNCTION("SceneGroup", "group") JUNCTION(
+            "SceneGallery",
+            "gallery") "CREATE TABLE IF NOT EXISTS StashTag (id TEXT NOT NULL,"
+                       " stashInstanceId TEXT NOT NULL, name TEXT, favorite "
+                       "INTEGER,"
+                       " parentIds TEXT, deletedAt TEXT, PRIMARY KEY (id, "
+                       "stashInstanceId));"
+                       "CREATE TABLE IF NOT EXISTS StashPerformer (id TEXT NOT "
+                       "NULL,"
+                       " stashInstanceId TEXT NOT NULL, name TEXT, favorite "
+                       "INTEGER,"
+                       " birthdate TEXT, deletedAt TEXT, PRIMARY KEY (id, "
+                       "stashInstanceId));"
+                       "CREATE INDEX IF NOT EXISTS p_fav ON "
+                       "StashPerformer(favorite);"
+                       "CREATE TABLE IF NOT EXISTS StashStudio (id TEXT NOT "
+                       "NULL,"
+                       " stashInstanceId TEXT NOT NULL, name TEXT, parentId "
+                       "TEXT,"
+                       " favorite INTEGER, deletedAt TEXT, PRIMARY KEY (id, "
+                       "stashInstanceId));"
+                       "CREATE INDEX IF NOT EXISTS st_parent ON "
+                       "StashStudio(parentId);"
+                       "CREATE TABLE IF NOT EXISTS StashClip (id TEXT NOT NULL,"
+                       " stashInstanceId TEXT NOT NULL, sceneId TEXT, "
+                       "sceneInstanceId TEXT,"
+                       " title TEXT, PRIMARY KEY (id, stashInstanceId));"
+                       "CREATE INDEX IF NOT EXISTS clip_scene ON "
+                       "StashClip(sceneId, "
+                       "sceneInstanceId);"
+                       "CREATE TABLE IF NOT EXISTS SceneRating (id INTEGER "
+                       "PRIMARY KEY,"
+                       " userId INTEGER, instanceId TEXT, sceneId TEXT, rating "
+                       "INTEGER,"
+                       " favorite INTEGER, UNIQUE (userId, instanceId, "
+                       "sceneId));"
+                       "CREATE TABLE IF NOT EXISTS WatchHistory (id INTEGER "
+                       "PRIMARY KEY,"
+                       " userId INTEGER, instanceId TEXT, sceneId TEXT, "
+                       "playCount INTEGER,"
+                       " playDuration REAL, resumeTime REAL, lastPlayedAt "
+                       "TEXT, oCount "
+                       "INTEGER,"
+                       " oHistory TEXT, playHistory TEXT, UNIQUE (userId, "
+                       "instanceId, "
+                       "sceneId));"
+                       "CREATE TABLE IF NOT EXISTS UserExcludedEntity (id "
+                       "INTEGER PRIMARY KEY,"
+                       " userId INTEGER, entityType TEXT, entityId TEXT, "
+                       "instanceId TEXT,"
+                       " reason TEXT, UNIQUE (userId, entityType, entityId, "
+                       "instanceId));"
+                       "CREATE INDEX IF NOT EXISTS ue_1 ON "
+                       "UserExcludedEntity(userId, "
+                       "entityType);"
+                       "CREATE INDEX IF NOT EXISTS ue_2 ON "
+                       "UserExcludedEntity(entityType, "
+                       "entityId);";
 
 /* The tuned variant: integer keys, WITHOUT ROWID junctions keyed for both
  * directions, sort indexes that carry the universal tie-break, and an FTS5
@@ -264,11 +289,10 @@ static int step_reset(sqlite3 *db, sqlite3_stmt *st)
     return 0;
 }
 
-static int load_tag(sqlite3 *db, enum bs_variant v, cJSON *o,
-                    sqlite3_stmt **st)
+static int load_tag(sqlite3 *db, enum bs_variant v, cJSON *o, sqlite3_stmt **st)
 {
-    char *parents = cJSON_PrintUnformatted(
-        cJSON_GetObjectItemCaseSensitive(o, "parents"));
+    char *parents =
+        cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(o, "parents"));
     int rc;
     const cJSON *fav = cJSON_GetObjectItemCaseSensitive(o, "favorite");
     (void)v;
@@ -308,8 +332,7 @@ static int load_studio(sqlite3 *db, enum bs_variant v, cJSON *o,
 static const char *fingerprint(const cJSON *file, const char *type)
 {
     const cJSON *fp;
-    cJSON_ArrayForEach(fp, cJSON_GetObjectItem(file, "fingerprints"))
-    {
+    cJSON_ArrayForEach (fp, cJSON_GetObjectItem(file, "fingerprints")) {
         const char *t = jstr(fp, "type");
         if (t && strcmp(t, type) == 0)
             return jstr(fp, "value");
@@ -378,8 +401,8 @@ static int load_scene(sqlite3 *db, enum bs_variant v, cJSON *o,
         bind_int(s, 6, o, "rating100");
         if (file)
             bind_real(s, 7, file, "duration");
-        sqlite3_bind_int(s, 8, cJSON_IsTrue(cJSON_GetObjectItem(o,
-                                                                "organized")));
+        sqlite3_bind_int(s, 8,
+                         cJSON_IsTrue(cJSON_GetObjectItem(o, "organized")));
         bind_text(s, 9, jstr(o, "details"));
         bind_text(s, 10, jstr(o, "director"));
         bind_text(s, 11, path);
@@ -406,37 +429,32 @@ static int load_scene(sqlite3 *db, enum bs_variant v, cJSON *o,
         bind_text(s, 30, md5);
         if (step_reset(db, s))
             return -1;
-        cJSON_ArrayForEach(r, cJSON_GetObjectItem(o, "performers"))
-        {
+        cJSON_ArrayForEach (r, cJSON_GetObjectItem(o, "performers")) {
             bind_text(st[1], 1, id);
             bind_text(st[1], 2, ref_id(r));
             if (step_reset(db, st[1]))
                 return -1;
         }
-        cJSON_ArrayForEach(r, cJSON_GetObjectItem(o, "tags"))
-        {
+        cJSON_ArrayForEach (r, cJSON_GetObjectItem(o, "tags")) {
             bind_text(st[2], 1, id);
             bind_text(st[2], 2, ref_id(r));
             if (step_reset(db, st[2]))
                 return -1;
         }
-        cJSON_ArrayForEach(r, cJSON_GetObjectItem(o, "groups"))
-        {
+        cJSON_ArrayForEach (r, cJSON_GetObjectItem(o, "groups")) {
             bind_text(st[3], 1, id);
             bind_text(st[3], 2, ref_id(cJSON_GetObjectItem(r, "group")));
             bind_int(st[3], 3, r, "scene_index");
             if (step_reset(db, st[3]))
                 return -1;
         }
-        cJSON_ArrayForEach(r, cJSON_GetObjectItem(o, "galleries"))
-        {
+        cJSON_ArrayForEach (r, cJSON_GetObjectItem(o, "galleries")) {
             bind_text(st[4], 1, id);
             bind_text(st[4], 2, ref_id(r));
             if (step_reset(db, st[4]))
                 return -1;
         }
-        cJSON_ArrayForEach(r, cJSON_GetObjectItem(o, "scene_markers"))
-        {
+        cJSON_ArrayForEach (r, cJSON_GetObjectItem(o, "scene_markers")) {
             bind_text(st[5], 1, jstr(r, "id"));
             bind_text(st[5], 2, id);
             bind_text(st[5], 3, jstr(r, "title"));
@@ -464,8 +482,8 @@ static int load_scene(sqlite3 *db, enum bs_variant v, cJSON *o,
         bind_int(s, 5, o, "rating100");
         if (file)
             bind_real(s, 6, file, "duration");
-        sqlite3_bind_int(s, 7, cJSON_IsTrue(cJSON_GetObjectItem(o,
-                                                                "organized")));
+        sqlite3_bind_int(s, 7,
+                         cJSON_IsTrue(cJSON_GetObjectItem(o, "organized")));
         bind_text(s, 8, details);
         bind_text(s, 9, path);
         bind_text(s, 10, base);
@@ -483,15 +501,13 @@ static int load_scene(sqlite3 *db, enum bs_variant v, cJSON *o,
         bind_text(s, 21, title ? title : id);
         if (step_reset(db, s))
             return -1;
-        cJSON_ArrayForEach(r, cJSON_GetObjectItem(o, "performers"))
-        {
+        cJSON_ArrayForEach (r, cJSON_GetObjectItem(o, "performers")) {
             sqlite3_bind_int64(st[1], 1, strtoll(ref_id(r), NULL, 10));
             sqlite3_bind_int64(st[1], 2, strtoll(id, NULL, 10));
             if (step_reset(db, st[1]))
                 return -1;
         }
-        cJSON_ArrayForEach(r, cJSON_GetObjectItem(o, "tags"))
-        {
+        cJSON_ArrayForEach (r, cJSON_GetObjectItem(o, "tags")) {
             sqlite3_bind_int64(st[2], 1, strtoll(ref_id(r), NULL, 10));
             sqlite3_bind_int64(st[2], 2, strtoll(id, NULL, 10));
             if (step_reset(db, st[2]))
@@ -501,8 +517,7 @@ static int load_scene(sqlite3 *db, enum bs_variant v, cJSON *o,
          * separated by a byte no search term contains. */
         blen = (title ? strlen(title) : 0) + (details ? strlen(details) : 0) +
                (path ? strlen(path) : 0) + strlen(fp) + 16;
-        cJSON_ArrayForEach(r, cJSON_GetObjectItem(o, "scene_markers"))
-        {
+        cJSON_ArrayForEach (r, cJSON_GetObjectItem(o, "scene_markers")) {
             const char *t = jstr(r, "title");
             blen += (t ? strlen(t) : 0) + 1;
         }
@@ -511,8 +526,7 @@ static int load_scene(sqlite3 *db, enum bs_variant v, cJSON *o,
             return -1;
         snprintf(body, blen, "%s\x01%s\x01%s\x01%s", title ? title : "",
                  details ? details : "", path ? path : "", fp);
-        cJSON_ArrayForEach(r, cJSON_GetObjectItem(o, "scene_markers"))
-        {
+        cJSON_ArrayForEach (r, cJSON_GetObjectItem(o, "scene_markers")) {
             const char *t = jstr(r, "title");
             size_t l = strlen(body);
             snprintf(body + l, blen - l, "\x01%s", t ? t : "");
@@ -529,8 +543,7 @@ static int prepare_all(sqlite3 *db, const char *const *sqls, int n,
 {
     for (int i = 0; i < n; i++) {
         if (sqlite3_prepare_v2(db, sqls[i], -1, &st[i], NULL) != SQLITE_OK) {
-            fprintf(stderr, "prepare: %s\n  %s\n", sqlite3_errmsg(db),
-                    sqls[i]);
+            fprintf(stderr, "prepare: %s\n  %s\n", sqlite3_errmsg(db), sqls[i]);
             return -1;
         }
     }
@@ -605,10 +618,10 @@ int bs_load(sqlite3 *db, enum bs_variant v, const char *dir)
         return -1;
     if (load_file(db, v, dir, "tags.ndjson", peek ? peek_tag : t_tag, 1,
                   load_tag) ||
-        load_file(db, v, dir, "performers.ndjson", peek ? peek_perf : t_perf,
-                  1, load_performer) ||
-        load_file(db, v, dir, "studios.ndjson",
-                  peek ? peek_studio : t_studio, 1, load_studio) ||
+        load_file(db, v, dir, "performers.ndjson", peek ? peek_perf : t_perf, 1,
+                  load_performer) ||
+        load_file(db, v, dir, "studios.ndjson", peek ? peek_studio : t_studio,
+                  1, load_studio) ||
         load_file(db, v, dir, "scenes.ndjson", peek ? peek_scene : t_scene,
                   peek ? 6 : 4, load_scene))
         return -1;
@@ -617,8 +630,7 @@ int bs_load(sqlite3 *db, enum bs_variant v, const char *dir)
     return 0;
 }
 
-int bs_ids(sqlite3 *db, const char *sql, uint64_t *ids, size_t cap,
-           size_t *n)
+int bs_ids(sqlite3 *db, const char *sql, uint64_t *ids, size_t cap, size_t *n)
 {
     sqlite3_stmt *st;
     int rc;

@@ -22,8 +22,7 @@ int bs_load(sqlite3 *db, enum bs_variant v, const char *dir);
 
 /* Runs sql (which selects one column: the scene id) and appends the ids to
  * ids[0..*n) (at most cap).  Returns 0 on success. */
-int bs_ids(sqlite3 *db, const char *sql, uint64_t *ids, size_t cap,
-           size_t *n);
+int bs_ids(sqlite3 *db, const char *sql, uint64_t *ids, size_t cap, size_t *n);
 
 /* Runs a query returning one integer. */
 int bs_count(sqlite3 *db, const char *sql, int64_t *out);
