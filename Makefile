@@ -27,10 +27,12 @@ OPT_release := -O2 -g
 # gcc's range analysis reports false positives, so the asan variant skips it.
 OPT_asan    := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
                -fno-omit-frame-pointer -Wno-format-truncation
+OPT_tsan    := -O1 -g -fsanitize=thread -Wno-format-truncation
 OPT_debug   := -O0 -g
 OPT_fuzz    := -O1 -g -fsanitize=fuzzer-no-link,address,undefined
 LDOPT_asan  := -fsanitize=address,undefined
 LDOPT_fuzz  := -fsanitize=address,undefined
+LDOPT_tsan  := -fsanitize=thread
 
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -I$(B)/gen -MMD -MP \
                $(OPT_$(VARIANT)) $(WARN)
@@ -60,7 +62,8 @@ libs_for = $(foreach m,$(DEPS_$(1)),$(if $(call mod_srcs,$(m)),$(call mod_lib,$(
 QUERY_FILES := $(sort $(wildcard sync/queries/*.graphql))
 GEN_QUERIES := $(B)/gen/sync_queries.c
 
-.PHONY: all test asan lint run bench bench-smoke deps clean fuzz check-c \
+PHONY_EXTRA := tsan
+.PHONY: all test asan tsan lint run bench bench-smoke deps clean fuzz check-c \
         test-c test-js test-fuzz-replay format
 all: build/peekd
 
@@ -137,6 +140,15 @@ asan: deps
 	ASAN_OPTIONS=abort_on_error=1:detect_leaks=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  sh tools/run_tests.sh build/asan
+
+# ThreadSanitizer over the tests whose code runs on several threads (the
+# MHD thread pool, per-thread read transactions, the image workers).
+TSAN_TESTS := test_kv_store test_api_http
+tsan: deps
+	$(MAKE) VARIANT=tsan $(addprefix build/tsan/tests/,$(TSAN_TESTS))
+	for t in $(TSAN_TESTS); do \
+	  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	    CK_FORK=no build/tsan/tests/$$t || exit 1; done
 
 fuzz:
 	$(MAKE) VARIANT=fuzz CC=clang build/fuzz/peekd
