@@ -1,5 +1,5 @@
 /*
- * sync_queries.h - the GraphQL documents of sync/queries/*.graphql,
+ * sync_queries.h - the GraphQL documents of sync/queries/NAME.graphql,
  * embedded at build time by tools/embed_queries.sh.
  */
 #pragma once

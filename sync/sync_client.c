@@ -1,0 +1,398 @@
+/*
+ * sync_client.c - the GraphQL client: one reused libcurl easy handle
+ * (keep-alive, gzip), bounded response bodies, retries with exponential
+ * backoff and jitter for transient failures (see sync.h).
+ *
+ * CURLcode and HTTP statuses are translated here, once.  The API key goes
+ * into a header and nowhere else: no log line or message carries it.
+ */
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/cm_alloc.h"
+#include "common/cm_buf.h"
+#include "common/cm_limits.h"
+#include "common/cm_log.h"
+#include "sync/sync.h"
+#include "sync/sync_queries.h"
+
+struct sync_client {
+    CURL *curl;
+    struct curl_slist *headers;
+    char *endpoint;       /* <url>/graphql */
+    struct cm_buf body;   /* response body of the current attempt */
+    int too_big;          /* the write callback hit the bound */
+    int retries;
+    long backoff_ms;
+    atomic_int *stop;
+    uint64_t rng;         /* jitter PRNG state */
+    uint64_t requests;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init(void)
+{
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+const char *sync_query_text(const char *name)
+{
+    for (const struct sync_query *q = sync_queries; q->name; q++)
+        if (strcmp(q->name, name) == 0)
+            return q->text;
+    return NULL;
+}
+
+static size_t on_write(char *p, size_t size, size_t n, void *ud)
+{
+    struct sync_client *c = ud;
+    size_t len = size * n;
+    if (cm_buf_append(&c->body, p, len) != CM_OK) {
+        c->too_big = 1;
+        return 0; /* CURLE_WRITE_ERROR */
+    }
+    return len;
+}
+
+enum cm_status sync_client_new(const struct sync_client_opts *o,
+                               struct sync_client **out)
+{
+    struct sync_client *c = NULL;
+    struct cm_buf hdr;
+    struct curl_slist *h;
+    enum cm_status st = CM_NOMEM;
+    size_t ulen;
+
+    *out = NULL;
+    cm_buf_init(&hdr, CM_MAX_CONFIG_VALUE + 64);
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_rc != CURLE_OK) {
+        cm_error("sync", "curl_global_init: %s",
+                 curl_easy_strerror(curl_init_rc));
+        return CM_INTERNAL;
+    }
+    if (!o->url || !*o->url)
+        return CM_INVALID;
+    if (!(c = cm_calloc(1, sizeof *c)))
+        goto out;
+    cm_buf_init(&c->body, CM_MAX_GRAPHQL_RESPONSE);
+    ulen = strlen(o->url);
+    while (ulen && o->url[ulen - 1] == '/')
+        ulen--;
+    if (!(c->endpoint = cm_malloc(ulen + sizeof "/graphql")))
+        goto out;
+    memcpy(c->endpoint, o->url, ulen);
+    memcpy(c->endpoint + ulen, "/graphql", sizeof "/graphql");
+    c->retries = o->retries < 0 ? 0 : o->retries;
+    c->backoff_ms = o->backoff_ms > 0 ? o->backoff_ms : 250;
+    c->stop = o->stop;
+    c->rng = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
+    if (!(c->curl = curl_easy_init())) {
+        st = CM_INTERNAL;
+        goto out;
+    }
+    if (!(h = curl_slist_append(NULL, "Content-Type: application/json")))
+        goto out;
+    c->headers = h;
+    if (!(h = curl_slist_append(c->headers, "Accept: application/json")))
+        goto out;
+    c->headers = h;
+    if (o->api_key && *o->api_key) {
+        if (cm_buf_printf(&hdr, "ApiKey: %s", o->api_key) != CM_OK)
+            goto out;
+        if (!(h = curl_slist_append(c->headers, hdr.data)))
+            goto out;
+        c->headers = h;
+    }
+    curl_easy_setopt(c->curl, CURLOPT_URL, c->endpoint);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
+    curl_easy_setopt(c->curl, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT,
+                     o->connect_timeout_s > 0 ? o->connect_timeout_s : 10L);
+    curl_easy_setopt(c->curl, CURLOPT_TIMEOUT,
+                     o->timeout_s > 0 ? o->timeout_s : 120L);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(c->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    st = CM_OK;
+    *out = c;
+    c = NULL;
+out:
+    /* the header text holds the key: wipe it */
+    if (hdr.data)
+        memset(hdr.data, 0, hdr.cap);
+    cm_buf_fini(&hdr);
+    sync_client_free(c);
+    return st;
+}
+
+void sync_client_free(struct sync_client *c)
+{
+    if (!c)
+        return;
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    curl_slist_free_all(c->headers);
+    cm_free(c->endpoint);
+    cm_buf_fini(&c->body);
+    cm_free(c);
+}
+
+/* Appends up to three of Stash's error messages to m. */
+static void join_messages(const cJSON *errors, char *m, size_t n)
+{
+    const cJSON *e;
+    size_t used = strlen(m);
+    int k = 0;
+    cJSON_ArrayForEach(e, errors)
+    {
+        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
+        int w;
+        if (!cJSON_IsString(msg) || !msg->valuestring || used >= n)
+            continue;
+        w = snprintf(m + used, n - used, "%s%s", k ? "; " : "",
+                     msg->valuestring);
+        if (w < 0)
+            break;
+        used += (size_t)w < n - used ? (size_t)w : n - used - 1;
+        if (++k == 3)
+            break;
+    }
+    if (k == 0 && used < n)
+        snprintf(m + used, n - used, "(no message)");
+}
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (!err || !errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+enum cm_status sync_parse_response(long http, const char *body, size_t len,
+                                   cJSON **data, bool *retry, char *err,
+                                   size_t errlen)
+{
+    cJSON *root = NULL, *d;
+    const cJSON *errors;
+    const char *end = NULL;
+    char msg[512] = "";
+    enum cm_status st = CM_UPSTREAM;
+
+    *data = NULL;
+    *retry = false;
+    if (http == 401) {
+        errf(err, errlen, "Stash rejected the API key (HTTP 401)");
+        return CM_UPSTREAM;
+    }
+    if (http >= 500 && http <= 599) {
+        *retry = true;
+        errf(err, errlen, "Stash returned HTTP %ld", http);
+        return CM_UPSTREAM;
+    }
+    if (len > CM_MAX_GRAPHQL_RESPONSE) {
+        errf(err, errlen, "response larger than %zu bytes",
+             (size_t)CM_MAX_GRAPHQL_RESPONSE);
+        return CM_TOOBIG;
+    }
+    if (body && len)
+        root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
+    if (root && end) {
+        while (end < body + len &&
+               (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
+            end++;
+        if (end != body + len) {
+            cJSON_Delete(root);
+            root = NULL;
+        }
+    }
+    if (http != 200) {
+        errors = root ? cJSON_GetObjectItemCaseSensitive(root, "errors") : NULL;
+        if (cJSON_IsArray(errors)) {
+            join_messages(errors, msg, sizeof msg);
+            errf(err, errlen, "Stash rejected the query (HTTP %ld): %s", http,
+                 msg);
+        } else {
+            errf(err, errlen, "Stash returned HTTP %ld", http);
+        }
+        goto out;
+    }
+    if (!cJSON_IsObject(root)) {
+        if (!root && cJSON_GetErrorPtr() == NULL && len == 0)
+            errf(err, errlen, "malformed response (empty body)");
+        else
+            errf(err, errlen, "malformed response");
+        goto out;
+    }
+    errors = cJSON_GetObjectItemCaseSensitive(root, "errors");
+    if (errors && !cJSON_IsNull(errors)) {
+        if (!cJSON_IsArray(errors)) {
+            errf(err, errlen, "malformed response (errors)");
+            goto out;
+        }
+        if (cJSON_GetArraySize(errors) > 0) {
+            const cJSON *e0 = cJSON_GetArrayItem(errors, 0);
+            const cJSON *m0 = cJSON_GetObjectItemCaseSensitive(e0, "message");
+            errf(err, errlen, "Stash: %s",
+                 cJSON_IsString(m0) && m0->valuestring ? m0->valuestring
+                                                       : "(no message)");
+            goto out;
+        }
+    }
+    d = cJSON_GetObjectItemCaseSensitive(root, "data");
+    if (!cJSON_IsObject(d)) {
+        errf(err, errlen, "malformed response (no data)");
+        goto out;
+    }
+    *data = cJSON_DetachItemViaPointer(root, d);
+    st = CM_OK;
+out:
+    cJSON_Delete(root);
+    return st;
+}
+
+static bool retryable(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool stopped(const struct sync_client *c)
+{
+    return c->stop && atomic_load(c->stop);
+}
+
+/* Sleeps ms milliseconds in slices, returning early when stopped. */
+static void backoff_sleep(struct sync_client *c, long ms)
+{
+    while (ms > 0 && !stopped(c)) {
+        long slice = ms < 50 ? ms : 50;
+        struct timespec ts = {0, slice * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= slice;
+    }
+}
+
+static long jitter(struct sync_client *c, long ms)
+{
+    /* xorshift64*: ms * [0.5, 1.0) */
+    c->rng ^= c->rng >> 12;
+    c->rng ^= c->rng << 25;
+    c->rng ^= c->rng >> 27;
+    return ms / 2 + (long)((c->rng * 0x2545F4914F6CDD1DULL >> 33) %
+                           (uint64_t)(ms / 2 + 1));
+}
+
+enum cm_status sync_client_query(struct sync_client *c, const char *op,
+                                 const cJSON *variables, cJSON **data,
+                                 char *err, size_t errlen)
+{
+    const char *text = sync_query_text(op);
+    cJSON *req = NULL, *vars = NULL;
+    char *payload = NULL;
+    enum cm_status st = CM_NOMEM;
+    long delay = c->backoff_ms;
+
+    *data = NULL;
+    if (!text) {
+        errf(err, errlen, "unknown GraphQL document %s", op);
+        return CM_NOTFOUND;
+    }
+    if (!(req = cJSON_CreateObject()) ||
+        !cJSON_AddStringToObject(req, "query", text) ||
+        !cJSON_AddStringToObject(req, "operationName", op))
+        goto out;
+    if (variables) {
+        if (!(vars = cJSON_Duplicate(variables, 1)))
+            goto out;
+        cJSON_AddItemToObject(req, "variables", vars);
+    }
+    if (!(payload = cJSON_PrintUnformatted(req)))
+        goto out;
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, payload);
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(payload));
+    for (int attempt = 0;; attempt++) {
+        CURLcode rc;
+        long http = 0;
+        bool retry = false;
+
+        if (stopped(c)) {
+            errf(err, errlen, "sync aborted");
+            st = CM_ABORTED;
+            goto out;
+        }
+        cm_buf_reset(&c->body);
+        c->too_big = 0;
+        c->requests++;
+        rc = curl_easy_perform(c->curl);
+        if (rc == CURLE_OK) {
+            curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &http);
+            st = sync_parse_response(http, c->body.data, c->body.len, data,
+                                     &retry, err, errlen);
+        } else if (c->too_big) {
+            errf(err, errlen, "response larger than %zu bytes",
+                 (size_t)CM_MAX_GRAPHQL_RESPONSE);
+            st = CM_TOOBIG;
+        } else {
+            retry = retryable(rc);
+            errf(err, errlen, "request to Stash failed: %s",
+                 curl_easy_strerror(rc));
+            st = CM_UPSTREAM;
+        }
+        if (st == CM_OK || !retry || attempt >= c->retries)
+            break;
+        cm_warn("sync", "%s: %s; retry %d/%d", op, err ? err : "",
+                attempt + 1, c->retries);
+        backoff_sleep(c, jitter(c, delay));
+        if (delay < 10000)
+            delay *= 2;
+    }
+    if (st == CM_UPSTREAM && stopped(c)) {
+        errf(err, errlen, "sync aborted");
+        st = CM_ABORTED;
+    }
+out:
+    if (st == CM_NOMEM)
+        errf(err, errlen, "out of memory");
+    cJSON_free(payload);
+    cJSON_Delete(req);
+    /* keep memory bounded between requests: big pages come and go */
+    if (c->body.cap > 16 * CM_MiB) {
+        cm_buf_fini(&c->body);
+        cm_buf_init(&c->body, CM_MAX_GRAPHQL_RESPONSE);
+    } else
+        cm_buf_reset(&c->body);
+    return st;
+}
+
+uint64_t sync_client_requests(const struct sync_client *c)
+{
+    return c->requests;
+}
