@@ -75,19 +75,26 @@ fi
 echo "run_demo: syncing into $DATA ..."
 "$PEEKD" sync --data "$DATA" --stash-url "$STASH_URL"
 
+WEB_ARGS=
+[ -f web/index.html ] && WEB_ARGS="--web-dir $PWD/web"
 HOST=${LISTEN%:*}
 PORT=${LISTEN##*:}
 echo
-echo "  peekd: open http://$HOST:$PORT/api/health"
+[ -n "$WEB_ARGS" ] && echo "  peekd: open http://$HOST:$PORT/ in a browser"
+echo "  peekd: health http://$HOST:$PORT/api/health"
 echo "         curl -s -X POST http://$HOST:$PORT/api/library/scenes -d '{\"filter\":{\"per_page\":2}}'"
 echo "         metrics: http://$HOST:$PORT/metrics   (Ctrl-C stops everything)"
 echo
 if [ -n "$FAKE_PID" ]; then
     # Not exec: the trap must stop the fake Stash when serve ends.
-    "$PEEKD" serve --data "$DATA" --listen "$LISTEN" --stash-url "$STASH_URL" &
+    # The fake serves build/demo-media as /data/media/<name>: map it so
+    # peekd reads the files directly (direct play and local HLS).
+    "$PEEKD" serve --data "$DATA" --listen "$LISTEN" --stash-url "$STASH_URL" \
+        --path-map "/data/media=$PWD/$MEDIA" $WEB_ARGS &
     SERVE_PID=$!
     trap 'kill -TERM $SERVE_PID 2>/dev/null; wait $SERVE_PID; exit 130' INT TERM
     wait "$SERVE_PID"
 else
-    exec "$PEEKD" serve --data "$DATA" --listen "$LISTEN"
+    # shellcheck disable=SC2086
+    exec "$PEEKD" serve --data "$DATA" --listen "$LISTEN" $WEB_ARGS
 fi
