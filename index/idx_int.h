@@ -263,15 +263,25 @@ enum cm_status idx_derive(struct idx_ecache *c, const struct kv_scene *sc,
 
 /* ---- Writer ---------------------------------------------------------- */
 
-struct idx_pend; /* pending add/remove of one posting key */
+struct idx_pend;  /* pending add/remove of one posting key */
+struct idx_dent;  /* a dictionary key touched by the batch */
+struct idx_colset; /* a pending dictionary-valued column cell */
 
 struct idx_writer {
     struct kv_txn *t;
     struct idx_ecache ec;
     struct idx_map pend;   /* hash of key -> struct idx_pend chain */
     struct idx_pend *pend_list;
+    size_t npend;
     struct idx_map chunks; /* column chunk key -> struct idx_chunk */
     struct idx_chunk *chunk_list;
+    struct idx_map dict;   /* hash of dictionary key -> struct idx_dent */
+    struct idx_dent *dict_list;
+    size_t ndict;
+    struct idx_colset *cs; /* in call order: the last one of a cell wins */
+    size_t ncs, capcs;
+    bool bulk; /* rebuild: index dbs start empty, keys go in with
+                  MDB_APPEND in key order */
     struct idx_entries eo, en; /* scratch */
     struct cm_buf kb;          /* scratch key buffer */
 };
@@ -299,3 +309,69 @@ bool idx_is_tokbyte(unsigned char c);
 #define IDX_TOK_MAX 255
 #define IDX_TOK_STEP 128
 
+
+/* ---- Cached full orders (idx_order.c) ------------------------------- */
+
+/* Meta key of the index generation: a fresh random u64 stored by every
+ * write transaction that changes postings or columns. */
+#define IDX_META_GEN "index_gen"
+/* Orders cached per process (each 8 bytes per scene: order and rank,
+ * plus block bitmaps of about 2 bytes per scene once a deep page needed
+ * them): 8 MB each at 1M scenes. */
+#define IDX_ORDER_SLOTS 8
+/* Positions per block summary (deep-offset skipping). */
+#define IDX_ORDER_BLOCK 4096u
+
+/* Every docid of the universe in the ordering contract of one sort key
+ * and direction.  Immutable once published, except the lazily built block
+ * bitmaps (see idx_order_blocks). */
+struct idx_order {
+    uint32_t *docids; /* n docids, in order */
+    uint32_t *rank;   /* [maxdoc + 1]: position of a docid (UINT32_MAX:
+                         not in the universe) */
+    uint32_t n, maxdoc;
+    uint64_t gen;     /* IDX_META_GEN value it was built at */
+    unsigned refs;    /* guarded by the cache mutex */
+    roaring_bitmap_t **blocks; /* NULL until built; guarded by the mutex */
+    uint32_t nblocks;
+    bool blocks_building;
+};
+
+/* Stores a new generation in t (write txn).  CM_TOOBIG, CM_IO. */
+enum cm_status idx_gen_bump(struct kv_txn *t) CM_WUR;
+/* OUT *gen: the generation t sees; 0 when the store has none. */
+enum cm_status idx_gen_get(struct kv_txn *t, uint64_t *gen) CM_WUR;
+
+/* The cached order of (f, desc, seed) for generation gen of t's store,
+ * whose universe is all; built now (in t) when missing or stale unless
+ * another query is building it.  OUT *out: NULL when not available (no
+ * generation, being built elsewhere, first request of a random seed,
+ * out of memory): use the candidate plan.  Release with
+ * idx_order_release().  Thread-safe.  CM_CORRUPT, CM_IO. */
+enum cm_status idx_order_get(struct kv_txn *t, enum idx_sort_field f,
+                             bool desc, uint64_t seed, uint64_t gen,
+                             const roaring_bitmap_t *all,
+                             struct idx_order **out) CM_WUR;
+/* The cached order of (f, desc, seed) at generation gen when there is
+ * one; never builds.  OUT *out: NULL when none.  Thread-safe. */
+void idx_order_peek(struct kv_store *s, enum idx_sort_field f, bool desc,
+                    uint64_t seed, uint64_t gen, struct idx_order **out);
+void idx_order_release(struct idx_order *o); /* NULL-safe */
+/* OUT *blocks[0..*nblocks): per-block docid bitmaps, built on first call;
+ * borrowed while o is held.  *blocks NULL while another thread builds
+ * them (walk without).  Thread-safe. */
+enum cm_status idx_order_blocks(struct idx_order *o,
+                                roaring_bitmap_t *const **blocks,
+                                uint32_t *nblocks) CM_WUR;
+
+/* Plans chosen by idx_query_run since start (tests assert each plan is
+ * exercised; relaxed atomics, for tests and diagnostics only). */
+enum idx_plan {
+    IDX_PLAN_TOPK,   /* candidates' column values + quickselect */
+    IDX_PLAN_SLICE,  /* unfiltered: slice of the cached order */
+    IDX_PLAN_WALK,   /* walk the cached order testing membership */
+    IDX_PLAN_BLOCKS, /* the walk skipped whole blocks (deep offset) */
+    IDX_PLAN_RANK,   /* candidates' positions in a cached order + select */
+    IDX_PLAN_COUNT
+};
+uint64_t idx_plan_count(enum idx_plan p);

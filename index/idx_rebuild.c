@@ -108,9 +108,10 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
     st = idx_writer_init(&w, t);
     if (st != CM_OK)
         return st;
-    st = rebuild_children(&w);
-    if (st == CM_OK)
-        st = walk_open(t, KV_DB_SCENES, &cur);
+    /* Bulk: every key of the (empty) index dbs is written once, in key
+     * order, with MDB_APPEND; the children lists come after. */
+    w.bulk = true;
+    st = walk_open(t, KV_DB_SCENES, &cur);
     /* Scene records are not written here, so the cursor stays valid. */
     for (rc = st == CM_OK ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : 0;
          st == CM_OK && rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -135,6 +136,9 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
     mdb_cursor_close(cur);
     if (st == CM_OK)
         st = idx_writer_flush(&w);
+    w.bulk = false;
+    if (st == CM_OK)
+        st = rebuild_children(&w);
     idx_writer_fini(&w);
     if (st == CM_OK)
         st = kv_index_version_set(t);

@@ -22,10 +22,15 @@
 #include "common/cm_log.h"
 #include "index/idx_int.h"
 
+/* Pending changes of one posting/text key: the batch's operations in
+ * call order (docid, high bit = remove), turned into add/remove bitmaps at flush
+ * (directly, when they are only adds of increasing docids: new scenes). */
 struct idx_pend {
     struct idx_pend *next; /* hash chain */
     struct idx_pend *all;  /* every pending key */
-    roaring_bitmap_t *add, *rem;
+    uint32_t *ops;         /* docid | IDX_OP_REM */
+    uint32_t nops, capops;
+    bool simple;           /* only adds, strictly increasing docids */
     uint16_t klen;
     uint8_t db;
     uint8_t key[];
@@ -36,6 +41,25 @@ struct idx_chunk {
     uint32_t chunk;
     uint8_t f;
     uint64_t v[IDX_CHUNK];
+};
+
+/* A dictionary key the batch references or releases.  Positions are
+ * assigned and the stored entries written once, at flush. */
+struct idx_dent {
+    struct idx_dent *next; /* hash chain */
+    struct idx_dent *all;  /* every touched key */
+    uint64_t pos;          /* stored, or assigned at flush */
+    uint32_t ref;          /* stored refcount (when found) */
+    int32_t delta;         /* references gained - lost in the batch */
+    bool found;            /* stored before the batch */
+    uint16_t klen;
+    uint8_t key[];         /* 'd' ‖ field ‖ key bytes */
+};
+
+struct idx_colset {
+    struct idx_dent *e; /* NULL: the cell becomes NULL */
+    uint32_t docid;
+    uint8_t f;
 };
 
 enum cm_status idx_writer_init(struct idx_writer *w, struct kv_txn *t)
@@ -55,8 +79,7 @@ void idx_writer_fini(struct idx_writer *w)
     struct idx_chunk *c = w->chunk_list;
     while (p) {
         struct idx_pend *n = p->all;
-        idx_bm_free(p->add);
-        idx_bm_free(p->rem);
+        cm_free(p->ops);
         cm_free(p);
         p = n;
     }
@@ -65,6 +88,16 @@ void idx_writer_fini(struct idx_writer *w)
         cm_free(c);
         c = n;
     }
+    for (struct idx_dent *d = w->dict_list; d;) {
+        struct idx_dent *n = d->all;
+        cm_free(d);
+        d = n;
+    }
+    w->dict_list = NULL;
+    cm_free(w->cs);
+    w->cs = NULL;
+    w->ncs = w->capcs = 0;
+    idx_map_fini(&w->dict);
     idx_map_fini(&w->pend);
     idx_map_fini(&w->chunks);
     idx_ecache_fini(&w->ec);
@@ -77,6 +110,8 @@ void idx_writer_fini(struct idx_writer *w)
 
 /* ---- Pending postings ------------------------------------------------ */
 
+#define OP_REM 0x80000000u /* docids stay below 2^31 */
+
 static enum cm_status pend_mark(struct idx_writer *w, uint8_t db,
                                 const uint8_t *k, size_t n, uint32_t docid,
                                 bool add)
@@ -86,40 +121,73 @@ static enum cm_status pend_mark(struct idx_writer *w, uint8_t db,
     struct idx_pend *p = slot ? *slot : NULL;
     enum cm_status st;
 
+    if (docid & OP_REM)
+        return CM_TOOBIG;
+
     while (p && !(p->db == db && p->klen == n && memcmp(p->key, k, n) == 0))
         p = p->next;
     if (!p) {
         p = cm_calloc(1, sizeof *p + n);
         if (!p)
             return CM_NOMEM;
-        p->add = roaring_bitmap_create();
-        p->rem = roaring_bitmap_create();
-        if (!p->add || !p->rem) {
-            idx_bm_free(p->add);
-            idx_bm_free(p->rem);
-            cm_free(p);
-            return CM_NOMEM;
-        }
         p->db = db;
         p->klen = (uint16_t)n;
+        p->simple = true;
         memcpy(p->key, k, n);
         p->next = slot ? *slot : NULL;
         st = idx_map_put(&w->pend, h, p);
         if (st != CM_OK) {
-            idx_bm_free(p->add);
-            idx_bm_free(p->rem);
             cm_free(p);
             return st;
         }
         p->all = w->pend_list;
         w->pend_list = p;
+        w->npend++;
     }
-    if (add) {
-        roaring_bitmap_add(p->add, docid);
-        roaring_bitmap_remove(p->rem, docid);
-    } else {
-        roaring_bitmap_add(p->rem, docid);
-        roaring_bitmap_remove(p->add, docid);
+    if (p->nops == p->capops) {
+        uint32_t cap = p->capops ? p->capops * 2 : 4;
+        uint32_t *o;
+        if (cap < p->capops)
+            return CM_TOOBIG;
+        o = cm_realloc(p->ops, (size_t)cap * sizeof *o);
+        if (!o)
+            return CM_NOMEM;
+        p->ops = o;
+        p->capops = cap;
+    }
+    if (!add || (p->nops && p->ops[p->nops - 1] >= docid))
+        p->simple = false;
+    p->ops[p->nops++] = docid | (add ? 0u : OP_REM);
+    return CM_OK;
+}
+
+/* The pending changes as bitmaps: OUT *add, *rem (rem NULL when empty). */
+static enum cm_status pend_bitmaps(const struct idx_pend *p,
+                                   roaring_bitmap_t **add,
+                                   roaring_bitmap_t **rem)
+{
+    *add = *rem = NULL;
+    if (p->simple) {
+        *add = roaring_bitmap_of_ptr(p->nops, p->ops);
+        return *add ? CM_OK : CM_NOMEM;
+    }
+    *add = roaring_bitmap_create();
+    *rem = roaring_bitmap_create();
+    if (!*add || !*rem) {
+        idx_bm_free(*add);
+        idx_bm_free(*rem);
+        *add = *rem = NULL;
+        return CM_NOMEM;
+    }
+    for (uint32_t i = 0; i < p->nops; i++) {
+        uint32_t d = p->ops[i] & ~OP_REM;
+        if (!(p->ops[i] & OP_REM)) {
+            roaring_bitmap_add(*add, d);
+            roaring_bitmap_remove(*rem, d);
+        } else {
+            roaring_bitmap_add(*rem, d);
+            roaring_bitmap_remove(*add, d);
+        }
     }
     return CM_OK;
 }
@@ -321,103 +389,265 @@ out:
     return st;
 }
 
-/* Reference key kb (already 'd' ‖ f ‖ bytes): OUT *pos. */
-static enum cm_status dict_ref(struct idx_writer *w, enum idx_sort_field f,
-                               uint64_t *pos)
+/* The batch's entry of dictionary key kb (already 'd' ‖ f ‖ bytes). */
+static enum cm_status dent_get(struct idx_writer *w, struct idx_dent **out)
 {
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    uint64_t lo = 0, hi = 0, p;
-    bool has_hi = false;
-    uint8_t nv[12];
+    const uint8_t *k = (const uint8_t *)w->kb.data;
+    size_t n = w->kb.len;
+    uint64_t h = XXH64(k, n, 'd') | 1;
+    void **slot = idx_map_find(&w->dict, h);
+    struct idx_dent *e = slot ? *slot : NULL;
     enum cm_status st;
-    int rc;
 
-    for (int attempt = 0; attempt < 2; attempt++) {
-        const void *ov;
-        size_t on;
-        st = kv_get(w->t, KV_DB_SORTS, w->kb.data, w->kb.len, &ov, &on);
-        if (st == CM_OK) {
-            uint32_t ref;
-            if (on != 12)
-                return CM_CORRUPT;
-            memcpy(&p, ov, 8);
-            memcpy(&ref, (const uint8_t *)ov + 8, 4);
-            dict_val(nv, p, ref + 1);
-            *pos = p;
-            return kv_put(w->t, KV_DB_SORTS, w->kb.data, w->kb.len, nv, 12);
-        }
-        if (st != CM_NOTFOUND)
+    while (e && !(e->klen == n && memcmp(e->key, k, n) == 0))
+        e = e->next;
+    if (!e) {
+        if (n > UINT16_MAX)
+            return CM_TOOBIG;
+        e = cm_calloc(1, sizeof *e + n);
+        if (!e)
+            return CM_NOMEM;
+        e->klen = (uint16_t)n;
+        memcpy(e->key, k, n);
+        e->next = slot ? *slot : NULL;
+        st = idx_map_put(&w->dict, h, e);
+        if (st != CM_OK) {
+            cm_free(e);
             return st;
-        st = open_cur(w->t, KV_DB_SORTS, &cur);
-        if (st != CM_OK)
-            return st;
-        k.mv_data = w->kb.data;
-        k.mv_size = w->kb.len;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        if (rc == 0 && same_field(&k, f)) {
-            if (v.mv_size != 12)
-                goto corrupt;
-            memcpy(&hi, v.mv_data, 8);
-            has_hi = true;
-            rc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
-        } else if (rc == 0 || rc == MDB_NOTFOUND) {
-            rc = mdb_cursor_get(cur, &k, &v,
-                                rc == 0 ? MDB_PREV : MDB_LAST);
         }
-        if (rc == 0 && same_field(&k, f)) {
-            if (v.mv_size != 12)
-                goto corrupt;
-            memcpy(&lo, v.mv_data, 8);
-        } else if (rc && rc != MDB_NOTFOUND) {
-            mdb_cursor_close(cur);
-            return mdb_st(w, rc, "dict neighbours");
-        }
-        mdb_cursor_close(cur);
-        cur = NULL;
-        if (!has_hi)
-            p = lo <= UINT64_MAX - IDX_GAP ? lo + IDX_GAP
-                                            : lo + (UINT64_MAX - lo) / 2;
-        else
-            p = lo + (hi - lo) / 2;
-        if (p > lo && (!has_hi || p < hi)) {
-            dict_val(nv, p, 1);
-            *pos = p;
-            return kv_put(w->t, KV_DB_SORTS, w->kb.data, w->kb.len, nv, 12);
-        }
-        st = renumber(w, f);
-        if (st != CM_OK)
-            return st;
-        has_hi = false;
-        lo = hi = 0;
+        e->all = w->dict_list;
+        w->dict_list = e;
+        w->ndict++;
     }
-    return CM_INTERNAL;
-corrupt:
-    mdb_cursor_close(cur);
-    return CM_CORRUPT;
+    *out = e;
+    return CM_OK;
 }
 
-static enum cm_status dict_unref(struct idx_writer *w)
+static enum cm_status colset_push(struct idx_writer *w, uint32_t docid,
+                                  enum idx_sort_field f, struct idx_dent *e)
 {
-    const void *ov;
-    size_t on;
-    uint64_t p;
-    uint32_t ref;
-    uint8_t nv[12];
-    enum cm_status st = kv_get(w->t, KV_DB_SORTS, w->kb.data, w->kb.len, &ov,
-                               &on);
-    if (st == CM_NOTFOUND)
-        return CM_CORRUPT;
+    if (w->ncs == w->capcs) {
+        size_t cap = w->capcs ? w->capcs * 2 : 1024;
+        struct idx_colset *n = cm_realloc(w->cs, cap * sizeof *n);
+        if (!n)
+            return CM_NOMEM;
+        w->cs = n;
+        w->capcs = cap;
+    }
+    w->cs[w->ncs++] = (struct idx_colset){e, docid, (uint8_t)f};
+    return CM_OK;
+}
+
+/* Sort item: the key's first bytes inline, so most comparisons do not
+ * touch the (scattered) entries. */
+struct dsort {
+    uint64_t pre; /* bytes 2..9 of the key, big-endian, zero padded */
+    struct idx_dent *e;
+};
+
+static uint64_t key_prefix(const uint8_t *k, size_t n)
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < 8; i++)
+        v = v << 8 | (i < n ? k[i] : 0);
+    return v;
+}
+
+static int dsort_cmp(const void *a, const void *b)
+{
+    const struct dsort *p = a, *q = b;
+    const struct idx_dent *x = p->e, *y = q->e;
+    size_t n;
+    int c;
+    if (p->pre != q->pre)
+        return p->pre < q->pre ? -1 : 1;
+    n = x->klen < y->klen ? x->klen : y->klen;
+    c = memcmp(x->key, y->key, n);
+    if (c)
+        return c;
+    return x->klen < y->klen ? -1 : x->klen > y->klen;
+}
+
+static int rawcmp(const void *a, size_t an, const void *b, size_t bn)
+{
+    int c = memcmp(a, b, an < bn ? an : bn);
+    if (c)
+        return c;
+    return an < bn ? -1 : an > bn;
+}
+
+/* Finds or assigns the position of each of v[0..n) (one field, sorted):
+ * stored keys keep theirs; each run of new keys between two stored
+ * neighbours gets evenly spaced positions between them (after the last:
+ * steps of IDX_GAP).  *renum: a run did not fit (renumber, retry). */
+static enum cm_status dict_assign(struct idx_writer *w, enum idx_sort_field f,
+                                  struct idx_dent **v, size_t n, bool *renum)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, d;
+    uint8_t hikey[512];
+    size_t hilen = 0, i = 0;
+    enum cm_status st = open_cur(w->t, KV_DB_SORTS, &cur);
+    int rc;
+
+    *renum = false;
     if (st != CM_OK)
         return st;
-    if (on != 12)
-        return CM_CORRUPT;
-    memcpy(&p, ov, 8);
-    memcpy(&ref, (const uint8_t *)ov + 8, 4);
-    if (ref <= 1)
-        return kv_del(w->t, KV_DB_SORTS, w->kb.data, w->kb.len);
-    dict_val(nv, p, ref - 1);
-    return kv_put(w->t, KV_DB_SORTS, w->kb.data, w->kb.len, nv, 12);
+    while (i < n && st == CM_OK) {
+        struct idx_dent *e = v[i];
+        uint64_t lo = 0, hi = 0, step;
+        bool has_hi = false;
+        size_t j, m;
+        k.mv_data = e->key;
+        k.mv_size = e->klen;
+        rc = w->bulk ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+        if (rc == 0 && k.mv_size == e->klen &&
+            memcmp(k.mv_data, e->key, e->klen) == 0) {
+            if (d.mv_size != 12) {
+                st = CM_CORRUPT;
+                break;
+            }
+            memcpy(&e->pos, d.mv_data, 8);
+            memcpy(&e->ref, (const uint8_t *)d.mv_data + 8, 4);
+            e->found = true;
+            i++;
+            continue;
+        }
+        if (rc && rc != MDB_NOTFOUND) {
+            st = mdb_st(w, rc, "dict lookup");
+            break;
+        }
+        if (rc == 0 && same_field(&k, f)) {
+            if (d.mv_size != 12 || k.mv_size > sizeof hikey) {
+                st = CM_CORRUPT;
+                break;
+            }
+            memcpy(&hi, d.mv_data, 8);
+            memcpy(hikey, k.mv_data, k.mv_size);
+            hilen = k.mv_size;
+            has_hi = true;
+        }
+        if (!w->bulk)
+            rc = mdb_cursor_get(cur, &k, &d, rc == 0 ? MDB_PREV : MDB_LAST);
+        if (!w->bulk && rc == 0 && same_field(&k, f)) {
+            if (d.mv_size != 12) {
+                st = CM_CORRUPT;
+                break;
+            }
+            memcpy(&lo, d.mv_data, 8);
+        } else if (!w->bulk && rc && rc != MDB_NOTFOUND) {
+            st = mdb_st(w, rc, "dict neighbours");
+            break;
+        }
+        /* The new keys up to the next stored one. */
+        for (j = i + 1; j < n && (!has_hi || rawcmp(v[j]->key, v[j]->klen,
+                                                    hikey, hilen) < 0);
+             j++)
+            ;
+        m = j - i;
+        if (has_hi)
+            step = hi > lo ? (hi - lo) / (m + 1) : 0;
+        else if ((UINT64_MAX - lo) / IDX_GAP > m)
+            step = IDX_GAP;
+        else
+            step = (UINT64_MAX - lo) / (m + 1);
+        if (step == 0) {
+            *renum = true;
+            break;
+        }
+        for (size_t x = 0; x < m; x++) {
+            v[i + x]->pos = lo + step * (x + 1);
+            v[i + x]->found = false;
+        }
+        i = j;
+    }
+    mdb_cursor_close(cur);
+    return st;
+}
+
+/* Puts one value, with MDB_APPEND in bulk mode (falling back to a plain
+ * put when the key is not past the end). */
+static enum cm_status put_raw(struct idx_writer *w, enum kv_db db,
+                              const void *key, size_t klen, const void *val,
+                              size_t vlen)
+{
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    MDB_txn *txn = kv_txn_mdb(w->t);
+    MDB_dbi dbi = kv_dbi(kv_txn_store(w->t), db);
+    int rc = MDB_KEYEXIST;
+    if (w->bulk)
+        rc = mdb_put(txn, dbi, &k, &v, MDB_APPEND);
+    if (rc == MDB_KEYEXIST)
+        rc = mdb_put(txn, dbi, &k, &v, 0);
+    return rc ? mdb_st(w, rc, "index put") : CM_OK;
+}
+
+/* Assigns positions, writes every touched dictionary entry once (in key
+ * order), then the dictionary-valued column cells. */
+static enum cm_status dict_flush(struct idx_writer *w)
+{
+    struct idx_dent **v = NULL;
+    struct dsort *ds = NULL;
+    size_t n = 0;
+    enum cm_status st = CM_OK;
+
+    if (w->ndict) {
+        v = cm_malloc(w->ndict * sizeof *v);
+        ds = cm_malloc(w->ndict * sizeof *ds);
+        if (!v || !ds) {
+            cm_free(v);
+            cm_free(ds);
+            return CM_NOMEM;
+        }
+    }
+    for (struct idx_dent *e = w->dict_list; e; e = e->all) {
+        ds[n].pre = e->klen > 2 ? key_prefix(e->key + 2, e->klen - 2) : 0;
+        ds[n].pre = ds[n].pre >> 8 | (uint64_t)e->key[1] << 56;
+        ds[n++].e = e;
+    }
+    qsort(ds, n, sizeof *ds, dsort_cmp);
+    for (size_t i = 0; i < n; i++)
+        v[i] = ds[i].e;
+    cm_free(ds);
+    for (size_t a = 0; a < n && st == CM_OK;) {
+        uint8_t f = v[a]->key[1];
+        size_t b = a;
+        bool renum = false;
+        while (b < n && v[b]->key[1] == f)
+            b++;
+        st = dict_assign(w, (enum idx_sort_field)f, v + a, b - a, &renum);
+        if (st == CM_OK && renum) {
+            st = renumber(w, (enum idx_sort_field)f);
+            if (st == CM_OK)
+                st = dict_assign(w, (enum idx_sort_field)f, v + a, b - a,
+                                 &renum);
+            if (st == CM_OK && renum)
+                st = CM_INTERNAL; /* cannot happen after a renumber */
+        }
+        a = b;
+    }
+    for (size_t i = 0; i < n && st == CM_OK; i++) {
+        struct idx_dent *e = v[i];
+        uint8_t nv[12];
+        int64_t r = (int64_t)(e->found ? e->ref : 0) + e->delta;
+        if (r < 0 || r > UINT32_MAX) {
+            st = CM_CORRUPT;
+        } else if (r == 0) {
+            if (e->found) {
+                st = kv_del(w->t, KV_DB_SORTS, e->key, e->klen);
+                if (st == CM_NOTFOUND)
+                    st = CM_CORRUPT;
+            }
+        } else if (!e->found || e->delta) {
+            dict_val(nv, e->pos, (uint32_t)r);
+            st = put_raw(w, KV_DB_SORTS, e->key, e->klen, nv, 12);
+        }
+    }
+    for (size_t i = 0; i < w->ncs && st == CM_OK; i++)
+        st = col_set(w, (enum idx_sort_field)w->cs[i].f, w->cs[i].docid,
+                     w->cs[i].e ? w->cs[i].e->pos : 0);
+    cm_free(v);
+    return st;
 }
 
 /* ---- Applying a scene's change --------------------------------------- */
@@ -453,21 +683,25 @@ static enum cm_status apply_sorts(struct idx_writer *w, uint32_t docid,
         uint32_t ol = old ? old->dlen[f] : 0, nl = cur ? cur->dlen[f] : 0;
         const char *ob = old ? old->arena.data + old->doff[f] : NULL;
         const char *nb = cur ? cur->arena.data + cur->doff[f] : NULL;
-        uint64_t pos = 0;
+        struct idx_dent *ne = NULL, *oe = NULL;
         if (old && cur && ol == nl && (ol == 0 || memcmp(ob, nb, ol) == 0))
             continue;
         if (nl) {
             st = idx_dict_key(&w->kb, sf, nb, nl);
             if (st == CM_OK)
-                st = dict_ref(w, sf, &pos);
+                st = dent_get(w, &ne);
+            if (st == CM_OK)
+                ne->delta++;
         }
         if (st == CM_OK && ol) {
             st = idx_dict_key(&w->kb, sf, ob, ol);
             if (st == CM_OK)
-                st = dict_unref(w);
+                st = dent_get(w, &oe);
+            if (st == CM_OK)
+                oe->delta--;
         }
         if (st == CM_OK)
-            st = col_set(w, sf, docid, pos);
+            st = colset_push(w, docid, sf, ne);
     }
     return st;
 }
@@ -499,27 +733,136 @@ enum cm_status idx_apply(struct idx_writer *w, uint32_t docid,
     return st;
 }
 
-enum cm_status idx_writer_flush(struct idx_writer *w)
+static int pend_cmp(const void *a, const void *b)
 {
+    const struct idx_pend *x = *(const struct idx_pend *const *)a;
+    const struct idx_pend *y = *(const struct idx_pend *const *)b;
+    if (x->db != y->db)
+        return x->db < y->db ? -1 : 1;
+    return rawcmp(x->key, x->klen, y->key, y->klen);
+}
+
+static int chunk_cmp(const void *a, const void *b)
+{
+    const struct idx_chunk *x = *(const struct idx_chunk *const *)a;
+    const struct idx_chunk *y = *(const struct idx_chunk *const *)b;
+    if (x->f != y->f)
+        return x->f < y->f ? -1 : 1;
+    return x->chunk < y->chunk ? -1 : x->chunk > y->chunk;
+}
+
+/* Reads, edits and writes back each touched posting/text bitmap once, in
+ * key order. */
+static enum cm_status postings_flush(struct idx_writer *w)
+{
+    struct idx_pend **v = NULL;
+    size_t n = 0, cap = 0;
+    char *buf = NULL;
     enum cm_status st = CM_OK;
 
-    for (struct idx_pend *p = w->pend_list; p && st == CM_OK; p = p->all) {
-        roaring_bitmap_t *bm = NULL;
-        if (roaring_bitmap_is_empty(p->add) && roaring_bitmap_is_empty(p->rem))
+    if (!w->npend)
+        return CM_OK;
+    v = cm_malloc(w->npend * sizeof *v);
+    if (!v)
+        return CM_NOMEM;
+    for (struct idx_pend *p = w->pend_list; p; p = p->all)
+        v[n++] = p;
+    qsort(v, n, sizeof *v, pend_cmp);
+    for (size_t i = 0; i < n && st == CM_OK; i++) {
+        struct idx_pend *p = v[i];
+        roaring_bitmap_t *bm = NULL, *add = NULL, *rem = NULL;
+        size_t len;
+        st = pend_bitmaps(p, &add, &rem);
+        if (st != CM_OK)
+            break;
+        if (roaring_bitmap_is_empty(add) && (!rem || roaring_bitmap_is_empty(rem))) {
+            idx_bm_free(add);
+            idx_bm_free(rem);
             continue;
-        st = idx_bm_get(w->t, (enum kv_db)p->db, p->key, p->klen, &bm);
-        if (st == CM_OK) {
-            roaring_bitmap_andnot_inplace(bm, p->rem);
-            roaring_bitmap_or_inplace(bm, p->add);
-            st = idx_bm_put(w->t, (enum kv_db)p->db, p->key, p->klen, bm);
+        }
+        if (w->bulk) {
+            bm = add; /* nothing stored yet */
+            add = NULL;
+        } else {
+            st = idx_bm_get(w->t, (enum kv_db)p->db, p->key, p->klen, &bm);
+            if (st == CM_OK) {
+                if (rem)
+                    roaring_bitmap_andnot_inplace(bm, rem);
+                roaring_bitmap_or_inplace(bm, add);
+            }
+        }
+        idx_bm_free(add);
+        idx_bm_free(rem);
+        if (st != CM_OK) {
+            idx_bm_free(bm);
+            break;
+        }
+        if (roaring_bitmap_is_empty(bm)) {
+            st = kv_del(w->t, (enum kv_db)p->db, p->key, p->klen);
+            if (st == CM_NOTFOUND)
+                st = CM_OK;
+        } else {
+            roaring_bitmap_run_optimize(bm);
+            len = roaring_bitmap_portable_size_in_bytes(bm);
+            if (len > cap) {
+                char *nb = cm_realloc(buf, len);
+                if (!nb) {
+                    st = CM_NOMEM;
+                } else {
+                    buf = nb;
+                    cap = len;
+                }
+            }
+            if (st == CM_OK) {
+                roaring_bitmap_portable_serialize(bm, buf);
+                st = put_raw(w, (enum kv_db)p->db, p->key, p->klen, buf, len);
+            }
         }
         idx_bm_free(bm);
     }
-    for (struct idx_chunk *c = w->chunk_list; c && st == CM_OK; c = c->all) {
+    cm_free(buf);
+    cm_free(v);
+    return st;
+}
+
+static enum cm_status columns_flush(struct idx_writer *w)
+{
+    struct idx_chunk **v = NULL;
+    size_t n = 0;
+    enum cm_status st = CM_OK;
+
+    for (struct idx_chunk *c = w->chunk_list; c; c = c->all)
+        n++;
+    if (!n)
+        return CM_OK;
+    v = cm_malloc(n * sizeof *v);
+    if (!v)
+        return CM_NOMEM;
+    n = 0;
+    for (struct idx_chunk *c = w->chunk_list; c; c = c->all)
+        v[n++] = c;
+    qsort(v, n, sizeof *v, chunk_cmp);
+    for (size_t i = 0; i < n && st == CM_OK; i++) {
         uint8_t k[6];
-        idx_col_key(k, (enum idx_sort_field)c->f, c->chunk);
-        st = kv_put(w->t, KV_DB_COLUMNS, k, sizeof k, c->v, sizeof c->v);
+        idx_col_key(k, (enum idx_sort_field)v[i]->f, v[i]->chunk);
+        st = put_raw(w, KV_DB_COLUMNS, k, sizeof k, v[i]->v, sizeof v[i]->v);
     }
+    cm_free(v);
+    return st;
+}
+
+enum cm_status idx_writer_flush(struct idx_writer *w)
+{
+    bool changed = w->pend_list || w->chunk_list || w->dict_list;
+    enum cm_status st = postings_flush(w);
+
+    if (st == CM_OK)
+        st = dict_flush(w);
+    if (st == CM_OK)
+        st = columns_flush(w);
+    /* Cached sort orders of the old data must not be used any more. */
+    if (st == CM_OK && changed)
+        st = idx_gen_bump(w->t);
     return st;
 }
 

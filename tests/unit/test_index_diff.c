@@ -21,6 +21,7 @@
 #include "common/cm_natural.h"
 #include "index/idx.h"
 #include "index/idx_filter.h"
+#include "index/idx_int.h"
 #include "kv_testgen.h"
 #include "tests/lib/testutil.h"
 
@@ -594,7 +595,16 @@ static int gen_filter(struct world *w, char *b, size_t n, int depth)
     return len;
 }
 
+/* deep: half of the queries have at most one criterion and a page drawn
+ * over the whole result range (broad filters, deep offsets). */
+static unsigned run_queries_ex(struct world *w, int nq, bool deep);
+
 static unsigned run_queries(struct world *w, int nq)
+{
+    return run_queries_ex(w, nq, false);
+}
+
+static unsigned run_queries_ex(struct world *w, int nq, bool deep)
 {
     static const char *sorts[] = {"title", "date", "created_at", "updated_at",
         "rating", "o_counter", "play_count", "play_duration", "last_played_at",
@@ -621,7 +631,16 @@ static unsigned run_queries(struct world *w, int nq)
         uint32_t pp = tg_below(&w->rng, 4) == 0 ? 1 + tg_below(&w->rng, 300)
                                                  : 1 + tg_below(&w->rng, 40);
 
-        gen_filter(w, sf, sizeof sf, 0);
+        bool dq = deep && tg_below(&w->rng, 2);
+        if (dq && tg_below(&w->rng, 2)) {
+            snprintf(sf, sizeof sf, "{}");
+        } else if (dq) {
+            int l = snprintf(sf, sizeof sf, "{");
+            l += gen_crit(w, sf + l, sizeof sf - (size_t)l);
+            snprintf(sf + l, sizeof sf - (size_t)l, "}");
+        } else {
+            gen_filter(w, sf, sizeof sf, 0);
+        }
         jf = cJSON_CreateObject();
         ck_assert_ptr_nonnull(jf);
         cJSON_AddStringToObject(jf, "q", tg_below(&w->rng, 3) ? "" : PICK(qs));
@@ -629,7 +648,9 @@ static unsigned run_queries(struct world *w, int nq)
         cJSON_AddStringToObject(jf, "direction",
                                 tg_below(&w->rng, 2) ? "DESC" : "ASC");
         cJSON_AddNumberToObject(
-            jf, "page", 1 + (tg_below(&w->rng, 3) ? 0 : tg_below(&w->rng, 30)));
+            jf, "page",
+            dq ? 1 + tg_below(&w->rng, (uint32_t)(w->n_scenes / pp) + 1)
+               : 1 + (tg_below(&w->rng, 3) ? 0 : tg_below(&w->rng, 30)));
         cJSON_AddNumberToObject(jf, "per_page", pp);
         {
             char *txt = cJSON_PrintUnformatted(jf);
@@ -712,6 +733,80 @@ START_TEST(test_differential)
     verify_clean(&w);
     n = run_queries(&w, 300);
     ck_assert_uint_gt(n, 100);
+    kv_close(w.s);
+    tg_arena_free(&w.a);
+}
+END_TEST
+
+/* Rewrites k random scenes (some deleted) in one batch. */
+static void churn(struct world *w, size_t k)
+{
+    struct kv_txn *t;
+    struct idx_writer *iw;
+    ck_assert_int_eq(kv_write_begin(w->s, &t), CM_OK);
+    ck_assert_int_eq(idx_writer_begin(t, &iw), CM_OK);
+    for (size_t j = 0; j < k; j++) {
+        size_t i = tg_below(&w->rng, (uint32_t)w->n_scenes);
+        if (!w->scenes[i].id)
+            continue;
+        if (tg_below(&w->rng, 5) == 0) {
+            ck_assert_int_eq(idx_scene_delete(iw, w->scenes[i].id), CM_OK);
+            w->scenes[i].id = 0;
+        } else {
+            gen_scene(w, &w->scenes[i], i + 1);
+            ck_assert_int_eq(idx_scene_put(iw, &w->scenes[i], NULL), CM_OK);
+        }
+    }
+    ck_assert_int_eq(idx_writer_finish(iw), CM_OK);
+    ck_assert_int_eq(kv_commit(t), CM_OK);
+}
+
+/* The order plans at scale: 20k scenes, broad filters and unfiltered
+ * pages at any offset (slice, walk, block skipping), then the same after
+ * writes (every cached order is stale and rebuilt), and after a write
+ * transaction that ran queries and was aborted (its generation must never
+ * be mistaken for a committed one). */
+START_TEST(test_order_plans)
+{
+    struct world w;
+    uint64_t before[IDX_PLAN_COUNT];
+    unsigned n;
+    for (int p = 0; p < IDX_PLAN_COUNT; p++)
+        before[p] = idx_plan_count((enum idx_plan)p);
+    load(&w, 20000, 0xBEEF);
+    n = run_queries_ex(&w, 160, true);
+    ck_assert_uint_gt(n, 100);
+    churn(&w, 300);
+    n = run_queries_ex(&w, 80, true);
+    ck_assert_uint_gt(n, 50);
+    {
+        /* Aborted write txn that queried its own uncommitted data. */
+        struct kv_txn *t;
+        struct idx_writer *iw;
+        struct idx_query *q;
+        struct idx_error err;
+        struct idx_result res;
+        struct kv_scene sc = w.scenes[0];
+        cJSON *jf = cJSON_Parse("{\"sort\":\"title\",\"per_page\":40}");
+        sc.id = w.n_scenes + 1000;
+        ck_assert_int_eq(idx_query_parse(jf, NULL, 40, &q, &err), CM_OK);
+        ck_assert_int_eq(kv_write_begin(w.s, &t), CM_OK);
+        ck_assert_int_eq(idx_writer_begin(t, &iw), CM_OK);
+        ck_assert_int_eq(idx_scene_put(iw, &sc, NULL), CM_OK);
+        ck_assert_int_eq(idx_writer_finish(iw), CM_OK);
+        ck_assert_int_eq(idx_query_run(t, q, &res), CM_OK);
+        idx_result_fini(&res);
+        kv_abort(t);
+        idx_query_free(q);
+        cJSON_Delete(jf);
+    }
+    churn(&w, 100);
+    n = run_queries_ex(&w, 60, true);
+    ck_assert_uint_gt(n, 30);
+    verify_clean(&w);
+    for (int p = 0; p < IDX_PLAN_COUNT; p++)
+        ck_assert_msg(idx_plan_count((enum idx_plan)p) > before[p],
+                      "plan %d never used", p);
     kv_close(w.s);
     tg_arena_free(&w.a);
 }
@@ -931,6 +1026,7 @@ int main(void)
     tcase_add_test(tc, test_orders);
     tcase_add_test(tc, test_gap_exhaustion);
     tcase_add_test(tc, test_differential);
+    tcase_add_test(tc, test_order_plans);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

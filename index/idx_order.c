@@ -1,0 +1,526 @@
+/*
+ * idx_order.c - full sort orders of the library, cached in process memory.
+ *
+ * For a (sort field, direction, random seed) the "order" is every docid of
+ * the universe in the ordering contract: sort value in the requested
+ * direction (NULL lowest, so first ASC / last DESC), then the tie-break
+ * COALESCE(title, id) NATURAL_CI ASC, Stash id ASC.  DESC is therefore not
+ * the reverse of ASC.  An unfiltered page is a slice of it; a broad filter
+ * walks it testing membership; deep offsets skip whole 4096-position blocks
+ * with roaring_bitmap_and_cardinality against per-block docid bitmaps
+ * (built lazily, on the first query that needs them).
+ *
+ * Building: the tie-break order is itself a cached order (radix sort of
+ * the tie column); any other key's order is a stable LSD radix sort of the
+ * tie order by the key's u64 sort value, so the tie-break comes for free.
+ * Cost at 1M scenes: a few passes over 16 MB (tens of ms).
+ *
+ * Validity: every write transaction that changes postings or columns
+ * stores a fresh random 64-bit generation in meta (IDX_META_GEN, see
+ * idx_gen_bump()); an order is used only by a query whose transaction
+ * reads the generation it was built at.  Random (not incremented) values
+ * mean an aborted transaction's generation never comes back with other
+ * data.  A store without a generation (never written by this code) gets
+ * no cache: queries use the candidate plan.
+ *
+ * Sharing and threads: one process-wide table of IDX_ORDER_SLOTS slots,
+ * keyed by (store, field, direction, seed), guarded by one mutex; orders
+ * are reference counted (a slot holds one reference, each user one), so a
+ * reader keeps using an order while a newer one replaces it.  An order is
+ * built by the one query that claims its slot, outside the mutex; other
+ * queries wanting it meanwhile get NULL and use the candidate plan (they
+ * never wait).  This is the index module's only mutable process state: it
+ * is a cache of derived data, it outlives stores (slots of a closed store
+ * are never matched again, as its generations are random, and are evicted
+ * least-recently-used first).
+ */
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "common/cm_alloc.h"
+#include "common/cm_log.h"
+#include "index/idx_int.h"
+
+struct slot {
+    struct kv_store *s;     /* NULL: free */
+    uint8_t f;              /* enum idx_sort_field (IDX_SF_RANDOM too) */
+    bool desc;
+    uint64_t seed;          /* random only */
+    struct idx_order *ord;  /* one reference; NULL while never built */
+    uint64_t last_use;      /* LRU tick */
+    uint32_t requests;      /* random: builds from the second request */
+    bool building;          /* claimed by one query */
+};
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static struct slot slots[IDX_ORDER_SLOTS];
+static uint64_t tick;
+
+/* ---- Generation ------------------------------------------------------- */
+
+enum cm_status idx_gen_bump(struct kv_txn *t)
+{
+    static atomic_uint_fast64_t ctr;
+    struct timespec ts;
+    uint64_t in[4], g;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    in[0] = (uint64_t)ts.tv_sec;
+    in[1] = (uint64_t)ts.tv_nsec;
+    in[2] = atomic_fetch_add(&ctr, 1);
+    in[3] = (uint64_t)getpid() ^ (uint64_t)(uintptr_t)t;
+    g = XXH64(in, sizeof in, 0x9E3779B97F4A7C15ULL);
+    if (g == 0)
+        g = 1;
+    return kv_meta_put_u64(t, IDX_META_GEN, g);
+}
+
+enum cm_status idx_gen_get(struct kv_txn *t, uint64_t *gen)
+{
+    enum cm_status st = kv_meta_get_u64(t, IDX_META_GEN, gen);
+    if (st == CM_NOTFOUND) {
+        *gen = 0;
+        return CM_OK;
+    }
+    return st;
+}
+
+/* ---- Orders ----------------------------------------------------------- */
+
+static void order_free(struct idx_order *o)
+{
+    if (!o)
+        return;
+    if (o->blocks) {
+        for (uint32_t i = 0; i < o->nblocks; i++)
+            idx_bm_free(o->blocks[i]);
+        cm_free(o->blocks);
+    }
+    cm_free(o->docids);
+    cm_free(o->rank);
+    cm_free(o);
+}
+
+/* Drops one reference; the caller holds mu.  Returns the order to free
+ * (after unlocking) or NULL. */
+static struct idx_order *unref_locked(struct idx_order *o)
+{
+    if (o && --o->refs == 0)
+        return o;
+    return NULL;
+}
+
+void idx_order_release(struct idx_order *o)
+{
+    struct idx_order *f;
+    if (!o)
+        return;
+    pthread_mutex_lock(&mu);
+    f = unref_locked(o);
+    pthread_mutex_unlock(&mu);
+    order_free(f);
+}
+
+struct kitem {
+    uint64_t k;
+    uint32_t d;
+};
+
+/* Stable LSD radix sort of v[0..n) by k (8-bit digits; digits that are
+ * equal in every item are skipped).  tmp has room for n items.  Returns
+ * the buffer holding the result. */
+static struct kitem *radix(struct kitem *v, struct kitem *tmp, size_t n)
+{
+    uint32_t (*cnt)[256] = cm_calloc(8, sizeof *cnt);
+    if (!cnt)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k = v[i].k;
+        for (int b = 0; b < 8; b++)
+            cnt[b][(k >> (8 * b)) & 0xFF]++;
+    }
+    for (int b = 0; b < 8; b++) {
+        uint32_t sum = 0, *c = cnt[b];
+        bool trivial = false;
+        for (int x = 0; x < 256; x++)
+            if (c[x] == n) {
+                trivial = true;
+                break;
+            }
+        if (trivial)
+            continue;
+        for (int x = 0; x < 256; x++) {
+            uint32_t y = c[x];
+            c[x] = sum;
+            sum += y;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[c[(v[i].k >> (8 * b)) & 0xFF]++] = v[i];
+        struct kitem *sw = v;
+        v = tmp;
+        tmp = sw;
+    }
+    cm_free(cnt);
+    return v;
+}
+
+/* Dense copy of column f: OUT *vals[0..maxdoc] (0 = NULL/absent). */
+static enum cm_status read_column(struct kv_txn *t, enum idx_sort_field f,
+                                  uint32_t maxdoc, uint64_t **vals)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    uint8_t start[6];
+    uint64_t *a;
+    size_t cap = (size_t)maxdoc + 1;
+    enum cm_status st = CM_OK;
+    int rc;
+
+    *vals = NULL;
+    a = cm_calloc(cap, sizeof *a);
+    if (!a)
+        return CM_NOMEM;
+    rc = mdb_cursor_open(kv_txn_mdb(t), kv_dbi(kv_txn_store(t), KV_DB_COLUMNS),
+                         &cur);
+    if (rc) {
+        cm_free(a);
+        return kv_from_mdb(rc, "column cursor");
+    }
+    idx_col_key(start, f, 0);
+    k.mv_data = start;
+    k.mv_size = sizeof start;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *p = k.mv_data;
+        size_t base;
+        if (k.mv_size != 6 || p[0] != 'c' || p[1] != (uint8_t)f)
+            break;
+        if (v.mv_size % 8 || v.mv_size > IDX_CHUNK * 8) {
+            st = CM_CORRUPT;
+            break;
+        }
+        base = (size_t)idx_rd_be32(p + 2) * IDX_CHUNK;
+        if (base >= cap)
+            break;
+        memcpy(a + base, v.mv_data,
+               base + v.mv_size / 8 > cap ? (cap - base) * 8 : v.mv_size);
+    }
+    if (st == CM_OK && rc && rc != MDB_NOTFOUND)
+        st = kv_from_mdb(rc, "column walk");
+    mdb_cursor_close(cur);
+    if (st != CM_OK) {
+        cm_free(a);
+        return st;
+    }
+    *vals = a;
+    return CM_OK;
+}
+
+/* Builds the order of (f, desc, seed) over universe all; tie (NULL for the
+ * tie-break order itself) gives the tie-break order to refine. */
+static enum cm_status build(struct kv_txn *t, enum idx_sort_field f,
+                            bool desc, uint64_t seed,
+                            const roaring_bitmap_t *all,
+                            const struct idx_order *tie,
+                            struct idx_order **out)
+{
+    uint64_t n64 = roaring_bitmap_get_cardinality(all);
+    uint32_t maxdoc = n64 ? roaring_bitmap_maximum(all) : 0;
+    uint64_t *col = NULL;
+    struct kitem *v = NULL, *tmp = NULL, *res;
+    struct idx_order *o = NULL;
+    size_t n = (size_t)n64, i = 0;
+    enum cm_status st;
+
+    *out = NULL;
+    if (tie && tie->n != n)
+        return CM_INTERNAL;
+    st = read_column(t, f == IDX_SF_RANDOM ? IDX_SF_ID : f, maxdoc, &col);
+    if (st != CM_OK)
+        return st;
+    o = cm_calloc(1, sizeof *o);
+    v = cm_malloc((n ? n : 1) * sizeof *v);
+    tmp = cm_malloc((n ? n : 1) * sizeof *tmp);
+    if (!o || !v || !tmp) {
+        st = CM_NOMEM;
+        goto out;
+    }
+    o->docids = cm_malloc((n ? n : 1) * sizeof *o->docids);
+    if (!o->docids) {
+        st = CM_NOMEM;
+        goto out;
+    }
+    if (tie) {
+        for (i = 0; i < n; i++)
+            v[i].d = tie->docids[i];
+    } else {
+        roaring_uint32_iterator_t it;
+        roaring_init_iterator(all, &it);
+        for (; it.has_value && i < n; roaring_advance_uint32_iterator(&it))
+            v[i++].d = it.current_value;
+    }
+    for (i = 0; i < n; i++) {
+        uint64_t k = col[v[i].d];
+        if (f == IDX_SF_RANDOM)
+            k = idx_enc_double(idx_random_key((uint64_t)idx_dec_i64(k), seed));
+        v[i].k = desc ? ~k : k;
+    }
+    res = radix(v, tmp, n);
+    if (!res) {
+        st = CM_NOMEM;
+        goto out;
+    }
+    o->rank = cm_malloc(((size_t)maxdoc + 1) * sizeof *o->rank);
+    if (!o->rank) {
+        st = CM_NOMEM;
+        goto out;
+    }
+    memset(o->rank, 0xFF, ((size_t)maxdoc + 1) * sizeof *o->rank);
+    for (i = 0; i < n; i++) {
+        o->docids[i] = res[i].d;
+        o->rank[res[i].d] = (uint32_t)i;
+    }
+    o->n = (uint32_t)n;
+    o->maxdoc = maxdoc;
+    o->refs = 1;
+    *out = o;
+    o = NULL;
+out:
+    order_free(o);
+    cm_free(v);
+    cm_free(tmp);
+    cm_free(col);
+    return st;
+}
+
+static struct slot *find_locked(struct kv_store *s, uint8_t f, bool desc,
+                                uint64_t seed)
+{
+    for (size_t i = 0; i < IDX_ORDER_SLOTS; i++)
+        if (slots[i].s == s && slots[i].f == f && slots[i].desc == desc &&
+            slots[i].seed == seed)
+            return &slots[i];
+    return NULL;
+}
+
+/* A free or least recently used slot not being built; NULL when all are
+ * being built.  *evicted: the order to release. */
+static struct slot *take_locked(struct idx_order **evicted)
+{
+    struct slot *best = NULL;
+    *evicted = NULL;
+    for (size_t i = 0; i < IDX_ORDER_SLOTS; i++) {
+        struct slot *x = &slots[i];
+        if (x->building)
+            continue;
+        if (!x->s)
+            return x;
+        if (!best || x->last_use < best->last_use)
+            best = x;
+    }
+    if (best) {
+        *evicted = unref_locked(best->ord);
+        memset(best, 0, sizeof *best);
+    }
+    return best;
+}
+
+void idx_order_peek(struct kv_store *s, enum idx_sort_field f, bool desc,
+                    uint64_t seed, uint64_t gen, struct idx_order **out)
+{
+    struct slot *sl;
+
+    *out = NULL;
+    if (gen == 0)
+        return;
+    if (f != IDX_SF_RANDOM)
+        seed = 0;
+    pthread_mutex_lock(&mu);
+    sl = find_locked(s, (uint8_t)f, desc, seed);
+    if (sl && sl->ord && sl->ord->gen == gen) {
+        sl->last_use = ++tick;
+        sl->ord->refs++;
+        *out = sl->ord;
+    }
+    pthread_mutex_unlock(&mu);
+}
+
+enum cm_status idx_order_get(struct kv_txn *t, enum idx_sort_field f,
+                             bool desc, uint64_t seed, uint64_t gen,
+                             const roaring_bitmap_t *all,
+                             struct idx_order **out)
+{
+    struct kv_store *s = kv_txn_store(t);
+    struct idx_order *tie = NULL, *built = NULL, *drop = NULL;
+    struct slot *sl;
+    enum cm_status st = CM_OK;
+
+    *out = NULL;
+    if (gen == 0)
+        return CM_OK;
+    if (f != IDX_SF_RANDOM)
+        seed = 0;
+    if (f == IDX_SF_TIE)
+        desc = false;
+    pthread_mutex_lock(&mu);
+    sl = find_locked(s, (uint8_t)f, desc, seed);
+    if (sl) {
+        sl->last_use = ++tick;
+        if (sl->ord && sl->ord->gen == gen) {
+            sl->ord->refs++;
+            *out = sl->ord;
+            pthread_mutex_unlock(&mu);
+            return CM_OK;
+        }
+        if (sl->building) {
+            pthread_mutex_unlock(&mu);
+            return CM_OK; /* someone builds it: use the candidate plan */
+        }
+    } else {
+        sl = take_locked(&drop);
+        if (!sl) {
+            pthread_mutex_unlock(&mu);
+            return CM_OK;
+        }
+        sl->s = s;
+        sl->f = (uint8_t)f;
+        sl->desc = desc;
+        sl->seed = seed;
+        sl->last_use = ++tick;
+    }
+    /* A random seed is often used once: build from its second request. */
+    if (f == IDX_SF_RANDOM && ++sl->requests < 2) {
+        pthread_mutex_unlock(&mu);
+        order_free(drop);
+        return CM_OK;
+    }
+    sl->building = true;
+    pthread_mutex_unlock(&mu);
+    order_free(drop);
+    drop = NULL;
+
+    if (f != IDX_SF_TIE)
+        st = idx_order_get(t, IDX_SF_TIE, false, 0, gen, all, &tie);
+    if (st == CM_OK && (tie || f == IDX_SF_TIE))
+        st = build(t, f, desc, seed, all, tie, &built);
+    idx_order_release(tie);
+
+    pthread_mutex_lock(&mu);
+    /* The slot may not have moved: building slots are never taken. */
+    sl->building = false;
+    if (built) {
+        built->gen = gen;
+        built->refs = 2; /* the slot's and the caller's */
+        drop = unref_locked(sl->ord);
+        sl->ord = built;
+        *out = built;
+    }
+    pthread_mutex_unlock(&mu);
+    order_free(drop);
+    if (st == CM_NOMEM) {
+        cm_warn("index", "no memory for a sort order cache; using the "
+                         "candidate plan");
+        st = CM_OK;
+    }
+    return st;
+}
+
+/* Per-block docid bitmaps: block b holds docids[b*IDX_ORDER_BLOCK ...]. */
+static enum cm_status build_blocks(const struct idx_order *o,
+                                   roaring_bitmap_t ***out, uint32_t *nout)
+{
+    uint32_t nb = (o->n + IDX_ORDER_BLOCK - 1) / IDX_ORDER_BLOCK;
+    const uint32_t *blk;
+    uint32_t *start = NULL, *ids = NULL;
+    roaring_bitmap_t **b = NULL;
+    enum cm_status st = CM_OK;
+
+    *out = NULL;
+    *nout = 0;
+    blk = o->rank; /* docid -> position; divided by the block size below */
+    start = cm_calloc((size_t)nb + 1, sizeof *start);
+    ids = cm_malloc(((size_t)o->n + 1) * sizeof *ids);
+    b = cm_calloc(nb ? nb : 1, sizeof *b);
+    if (!blk || !start || !ids || !b) {
+        st = CM_NOMEM;
+        goto out;
+    }
+    /* A counting sort by block of the docids in increasing docid order,
+     * so each block's list comes out sorted. */
+    for (uint32_t x = 0; x < nb; x++)
+        start[x + 1] = start[x] + (x + 1 == nb ? o->n - x * IDX_ORDER_BLOCK
+                                               : IDX_ORDER_BLOCK);
+    {
+        uint32_t *fill = cm_malloc(((size_t)nb + 1) * sizeof *fill);
+        if (!fill) {
+            st = CM_NOMEM;
+            goto out;
+        }
+        memcpy(fill, start, ((size_t)nb + 1) * sizeof *fill);
+        for (uint32_t d = 0; d <= o->maxdoc; d++)
+            if (blk[d] != UINT32_MAX)
+                ids[fill[blk[d] / IDX_ORDER_BLOCK]++] = d;
+        cm_free(fill);
+    }
+    for (uint32_t x = 0; x < nb; x++) {
+        b[x] = roaring_bitmap_of_ptr(start[x + 1] - start[x], ids + start[x]);
+        if (!b[x]) {
+            st = CM_NOMEM;
+            goto out;
+        }
+        roaring_bitmap_run_optimize(b[x]);
+    }
+    *out = b;
+    *nout = nb;
+    b = NULL;
+out:
+    if (b) {
+        for (uint32_t x = 0; x < nb; x++)
+            idx_bm_free(b[x]);
+        cm_free(b);
+    }
+    cm_free(start);
+    cm_free(ids);
+    return st;
+}
+
+enum cm_status idx_order_blocks(struct idx_order *o,
+                                roaring_bitmap_t *const **blocks,
+                                uint32_t *nblocks)
+{
+    roaring_bitmap_t **b = NULL;
+    uint32_t nb = 0;
+    enum cm_status st;
+    bool mine = false;
+
+    *blocks = NULL;
+    *nblocks = 0;
+    pthread_mutex_lock(&mu);
+    if (o->blocks) {
+        *blocks = o->blocks;
+        *nblocks = o->nblocks;
+    } else if (!o->blocks_building) {
+        o->blocks_building = true;
+        mine = true;
+    }
+    pthread_mutex_unlock(&mu);
+    if (!mine)
+        return CM_OK; /* built already, or being built: walk without */
+    st = build_blocks(o, &b, &nb);
+    pthread_mutex_lock(&mu);
+    o->blocks_building = false;
+    if (st == CM_OK) {
+        o->blocks = b;
+        o->nblocks = nb;
+        *blocks = b;
+        *nblocks = nb;
+    }
+    pthread_mutex_unlock(&mu);
+    return st == CM_NOMEM ? CM_OK : st;
+}
