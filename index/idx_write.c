@@ -605,7 +605,8 @@ static enum cm_status dict_flush(struct idx_writer *w)
         ds[n].pre = ds[n].pre >> 8 | (uint64_t)e->key[1] << 56;
         ds[n++].e = e;
     }
-    qsort(ds, n, sizeof *ds, dsort_cmp);
+    if (n > 1)
+        qsort(ds, n, sizeof *ds, dsort_cmp);
     for (size_t i = 0; i < n; i++)
         v[i] = ds[i].e;
     cm_free(ds);
