@@ -121,10 +121,24 @@ wrk -t1 -c1 -d5s --latency -s "$W/grid.lua" "$URL/api/library/scenes" \
     >"$W/wrk1.txt"
 wrk -t2 -c16 -d5s --latency -s "$W/grid.lua" "$URL/api/library/scenes" \
     >"$W/wrk16.txt"
-rps1=$(awk '/Requests\/sec/ {print $2}' "$W/wrk1.txt")
-rps16=$(awk '/Requests\/sec/ {print $2}' "$W/wrk16.txt")
-p99_16=$(awk '/ 99%/ {print $2}' "$W/wrk16.txt")
-echo "wrk grid page 1: ${rps1} req/s (1 conn), ${rps16} req/s (16 conns, p99 ${p99_16})"
+cat >"$W/filtered.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"filter":{"page":2,"per_page":24,"sort":"date","direction":"DESC"},"scene_filter":{"rating100":{"value":80,"modifier":"GREATER_THAN"},"tags":{"value":["1"],"modifier":"EXCLUDES"}}}'
+LUA
+wrk -t1 -c1 -d5s --latency -s "$W/filtered.lua" "$URL/api/library/scenes" \
+    >"$W/wrkf1.txt"
+wrk -t2 -c16 -d5s --latency -s "$W/filtered.lua" "$URL/api/library/scenes" \
+    >"$W/wrkf16.txt"
+rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
+lat() { awk -v p="$2" '$1 == p {print $2}' "$1"; }
+rps1=$(rps "$W/wrk1.txt")
+rps16=$(rps "$W/wrk16.txt")
+frps1=$(rps "$W/wrkf1.txt")
+frps16=$(rps "$W/wrkf16.txt")
+for f in wrk1 wrk16 wrkf1 wrkf16; do
+    echo "wrk $f: $(rps "$W/$f.txt") req/s, p50 $(lat "$W/$f.txt" 50%), p99 $(lat "$W/$f.txt" 99%)"
+done
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$spid/status")
 echo "serve peak RSS: ${rss} KB"
 
@@ -134,6 +148,8 @@ cat >"$W/summary.json" <<JSON
  "full_sync_wall_s": $full_wall, "full_sync_cpu_s": $full_cpu,
  "incremental_1000_s": $inc_wall, "reindex_s": $reindex,
  "store_bytes": $size, "bytes_per_scene": $per, "cold_start_s": $cold,
- "rps_1conn": $rps1, "rps_16conn": $rps16, "serve_peak_rss_kb": $rss}
+ "rps_1conn": $rps1, "rps_16conn": $rps16,
+ "rps_filtered_1conn": $frps1, "rps_filtered_16conn": $frps16,
+ "serve_peak_rss_kb": $rss}
 JSON
 echo "results: $W/results.json $W/summary.json"
