@@ -3,15 +3,21 @@
  * (POST /api/library/<entities>, Peek's find<Entity>s envelope) and the
  * autocomplete lists (POST /api/library/<entities>/minimal).
  *
- * Entities are few (tens of thousands at most), so a request scans the
- * entities database for the type, filters and sorts in memory, and
- * renders one page; scene_count comes from the posting bitmaps
- * (idx_entity_scene_count), computed for every match only when the sort or
- * a minimum needs it.  Strings stay borrowed from the read transaction.
+ * Entities are few (tens of thousands at most).  Their sort and filter
+ * fields live in a per-type snapshot of the store (see api_handlers.h,
+ * "Entity list snapshots"): built by one scan of the entities database per
+ * LMDB snapshot, names pre-ranked in natural order, scene counts (from the
+ * posting bitmaps, idx_entity_scene_count) computed for the whole type on
+ * first use.  A request filters the snapshot's rows (favorite, ids, q on
+ * pre-folded text, minimum scene count) and keeps the best page + offset
+ * in a bounded heap; only the page's records are read and decoded.
  */
 #include <cjson/cJSON.h>
 #include <lmdb.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +34,7 @@
         if ((st = (x)) != CM_OK)                                               \
             goto out;                                                          \
     } while (0)
-#define LIT(b, s) cm_buf_append((b), (s), sizeof(s) - 1)
+#define LIT(b, s) API_LIT((b), (s))
 
 enum esort {
     S_NAME,
@@ -297,49 +303,83 @@ static enum cm_status parse_ids(const cJSON *ids, struct eopts *o,
     return CM_OK;
 }
 
-/* ---- Scan, filter, sort ------------------------------------------------- */
+/* ---- Snapshots ---------------------------------------------------------- */
 
-static bool ci_contains(const char *h, size_t hn, const char *n, size_t nn)
+struct srow {
+    uint64_t id;
+    struct kv_str name, created, updated; /* into snap->arena */
+    uint32_t text_off, text_len; /* folded search text: name, disambiguation,
+                                    aliases, NUL-separated */
+    int32_t rating;
+    int32_t date;       /* yyyymmdd, -1 null */
+    uint32_t name_rank; /* dense rank by (natural name, NULL first) */
+    bool favorite;
+};
+
+struct esnap {
+    atomic_int refs;
+    uint8_t type;
+    size_t txnid; /* LMDB snapshot the rows come from */
+    size_t n;
+    struct srow *rows; /* in key (id) order */
+    char *arena;       /* strings of rows */
+    /* Filled on first use, under the table's mutex. */
+    uint32_t *created_rank, *updated_rank;
+    int64_t *scenes;
+};
+
+#define N_ETYPES 5
+
+struct api_elists {
+    pthread_mutex_t mu;
+    struct esnap *snap[N_ETYPES];
+};
+
+static int etype_index(uint8_t t)
 {
-    if (!h || nn > hn)
-        return false;
-    for (size_t i = 0; i + nn <= hn; i++) {
-        size_t k = 0;
-        while (k < nn) {
-            unsigned char a = (unsigned char)h[i + k];
-            unsigned char b = (unsigned char)n[k];
-            if (a >= 'A' && a <= 'Z')
-                a = (unsigned char)(a - 'A' + 'a');
-            if (b >= 'A' && b <= 'Z')
-                b = (unsigned char)(b - 'A' + 'a');
-            if (a != b)
-                break;
-            k++;
-        }
-        if (k == nn)
-            return true;
+    switch (t) {
+    case KV_PERFORMER: return 0;
+    case KV_STUDIO: return 1;
+    case KV_TAG: return 2;
+    case KV_GROUP: return 3;
+    default: return 4;
     }
-    return false;
 }
 
-static bool matches(const struct kv_entity *e, const struct eopts *o)
+static void snap_release(struct esnap *sn)
 {
-    if (o->favorite >= 0 && (int)e->favorite != o->favorite)
-        return false;
-    if (o->has_ids &&
-        !bsearch(&e->id, o->ids, o->nids, sizeof *o->ids, u64_cmp))
-        return false;
-    if (o->q) {
-        if (ci_contains(e->name.p, e->name.len, o->q, o->qlen) ||
-            ci_contains(e->disambiguation.p, e->disambiguation.len, o->q,
-                        o->qlen))
-            return true;
-        for (uint32_t i = 0; i < e->n_aliases; i++)
-            if (ci_contains(e->aliases[i].p, e->aliases[i].len, o->q, o->qlen))
-                return true;
-        return false;
+    if (!sn || atomic_fetch_sub(&sn->refs, 1) != 1)
+        return;
+    cm_free(sn->rows);
+    cm_free(sn->arena);
+    cm_free(sn->created_rank);
+    cm_free(sn->updated_rank);
+    cm_free(sn->scenes);
+    cm_free(sn);
+}
+
+enum cm_status api_elists_new(struct api_elists **out)
+{
+    struct api_elists *el = cm_calloc(1, sizeof *el);
+    *out = NULL;
+    if (!el)
+        return CM_NOMEM;
+    if (pthread_mutex_init(&el->mu, NULL) != 0) {
+        cm_free(el);
+        return CM_NOMEM;
     }
-    return true;
+    *out = el;
+    return CM_OK;
+}
+
+void api_elists_free(struct api_elists *el)
+{
+    if (!el)
+        return;
+    for (int i = 0; i < N_ETYPES; i++)
+        snap_release(el->snap[i]);
+    pthread_mutex_destroy(&el->mu);
+    cm_free(el);
 }
 
 static int kvstr_cmp(struct kv_str a, struct kv_str b)
@@ -347,31 +387,6 @@ static int kvstr_cmp(struct kv_str a, struct kv_str b)
     if (!a.p || !b.p)
         return (a.p != NULL) - (b.p != NULL); /* NULL first */
     return cm_natural_cmp(a.p, a.len, b.p, b.len);
-}
-
-static _Thread_local const struct eopts *sort_opts;
-
-static int row_cmp(const void *pa, const void *pb)
-{
-    const struct erow *a = pa, *b = pb;
-    const struct eopts *o = sort_opts;
-    int c = 0;
-    switch (o->sort) {
-    case S_NAME: c = kvstr_cmp(a->name, b->name); break;
-    case S_SCENES: c = (a->scenes > b->scenes) - (a->scenes < b->scenes); break;
-    case S_CREATED: c = kvstr_cmp(a->created, b->created); break;
-    case S_UPDATED: c = kvstr_cmp(a->updated, b->updated); break;
-    case S_RATING: c = (a->rating > b->rating) - (a->rating < b->rating); break;
-    case S_DATE: c = (a->date > b->date) - (a->date < b->date); break;
-    case S_RANDOM: c = (a->rnd > b->rnd) - (a->rnd < b->rnd); break;
-    }
-    if (o->desc)
-        c = -c;
-    if (c == 0 && o->sort != S_NAME)
-        c = kvstr_cmp(a->name, b->name);
-    if (c == 0)
-        c = (a->id > b->id) - (a->id < b->id);
-    return c;
 }
 
 static uint64_t be64(const unsigned char *p)
@@ -382,30 +397,111 @@ static uint64_t be64(const unsigned char *p)
     return v;
 }
 
-/* Collects the rows of type et matching o. */
-static enum cm_status scan(struct kv_txn *t, uint8_t et, const struct eopts *o,
-                           struct erow **rows, size_t *nrows)
+/* Appends s to the arena; OUT *off (the string is fixed up to a pointer
+ * once the arena stops moving: p holds the offset + 1, 0 = NULL). */
+static enum cm_status arena_str(struct cm_buf *a, struct kv_str s,
+                                struct kv_str *out)
+{
+    out->p = NULL;
+    out->len = 0;
+    if (!s.p)
+        return CM_OK;
+    out->p = (const char *)(uintptr_t)(a->len + 1);
+    out->len = s.len;
+    return cm_buf_append(a, s.p, s.len);
+}
+
+static enum cm_status arena_folded(struct cm_buf *a, struct kv_str s)
+{
+    size_t at = a->len;
+    enum cm_status st;
+    if (!s.p)
+        return CM_OK;
+    if ((st = cm_buf_append(a, s.p, s.len)) != CM_OK)
+        return st;
+    for (size_t i = at; i < a->len; i++)
+        if (a->data[i] >= 'A' && a->data[i] <= 'Z')
+            a->data[i] = (char)(a->data[i] - 'A' + 'a');
+    return cm_buf_putc(a, '\0');
+}
+
+static void fix_str(struct kv_str *s, const char *base)
+{
+    if (s->p)
+        s->p = base + ((uintptr_t)s->p - 1);
+}
+
+/* Dense ranks of the kv_str at offset field of rows[0..n) in natural order
+ * (equal strings share a rank).  The strings are sorted as a contiguous
+ * (string, row) array: the comparisons, not the rows, stay in cache. */
+struct rkey {
+    struct kv_str s;
+    uint32_t row;
+};
+
+static int rkey_cmp(const void *pa, const void *pb)
+{
+    const struct rkey *a = pa, *b = pb;
+    return kvstr_cmp(a->s, b->s);
+}
+
+static enum cm_status make_ranks(const struct srow *rows, size_t n,
+                                 size_t field, uint32_t *rank)
+{
+    struct rkey *k = cm_malloc((n + 1) * sizeof *k);
+    uint32_t r = 0;
+    if (!k)
+        return CM_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        k[i].s = *(const struct kv_str *)((const char *)&rows[i] + field);
+        k[i].row = (uint32_t)i;
+    }
+    if (n > 1)
+        qsort(k, n, sizeof *k, rkey_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (i && rkey_cmp(&k[i - 1], &k[i]) != 0)
+            r++;
+        rank[k[i].row] = r;
+    }
+    cm_free(k);
+    return CM_OK;
+}
+
+/* Reads every entity of type et from t into a new snapshot (one ref). */
+static enum cm_status snap_build(struct kv_txn *t, uint8_t et, size_t txnid,
+                                 struct esnap **out)
 {
     MDB_cursor *cur = NULL;
     MDB_val k, v;
     unsigned char key0 = et;
-    struct erow *r = NULL;
-    size_t n = 0, cap = 0;
+    struct esnap *sn = NULL;
+    struct cm_buf arena;
+    size_t cap = 0;
+    uint32_t *rank = NULL;
     enum cm_status st = CM_OK;
     int rc;
 
-    *rows = NULL;
-    *nrows = 0;
+    *out = NULL;
+    cm_buf_init(&arena, CM_MAX_RESPONSE);
+    sn = cm_calloc(1, sizeof *sn);
+    if (!sn)
+        return CM_NOMEM;
+    atomic_init(&sn->refs, 1);
+    sn->type = et;
+    sn->txnid = txnid;
     rc = mdb_cursor_open(kv_txn_mdb(t), kv_dbi(kv_txn_store(t), KV_DB_ENTITIES),
                          &cur);
-    if (rc)
-        return kv_from_mdb(rc, "entities cursor");
+    if (rc) {
+        st = kv_from_mdb(rc, "entities cursor");
+        goto out;
+    }
     k.mv_data = &key0;
     k.mv_size = 1;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         const unsigned char *kp = k.mv_data;
         struct kv_entity e;
+        struct srow *r;
         if (k.mv_size < 1 || kp[0] != et)
             break;
         if (k.mv_size != 9)
@@ -415,69 +511,309 @@ static enum cm_status scan(struct kv_txn *t, uint8_t et, const struct eopts *o,
             kv_entity_fini(&e);
             goto out;
         }
-        if (matches(&e, o)) {
-            if (n == cap) {
-                size_t ncap = cap ? cap * 2 : 256;
-                struct erow *nr = cm_realloc(r, ncap * sizeof *nr);
-                if (!nr) {
-                    kv_entity_fini(&e);
-                    st = CM_NOMEM;
-                    goto out;
-                }
-                r = nr;
-                cap = ncap;
+        if (sn->n == cap) {
+            size_t ncap = cap ? cap * 2 : 256;
+            struct srow *nr = cm_realloc(sn->rows, ncap * sizeof *nr);
+            if (!nr) {
+                kv_entity_fini(&e);
+                st = CM_NOMEM;
+                goto out;
             }
-            r[n].id = e.id ? e.id : be64(kp + 1);
-            r[n].name = e.name;
-            r[n].created = e.created_at;
-            r[n].updated = e.updated_at;
-            r[n].rating = e.rating100;
-            r[n].date = e.date.year > 0 ? e.date.year * 10000 +
-                                              e.date.month * 100 + e.date.day
-                                        : -1;
-            r[n].scenes = -1;
-            r[n].rnd =
-                o->sort == S_RANDOM ? idx_random_key(r[n].id, o->seed) : 0;
-            n++;
+            sn->rows = nr;
+            cap = ncap;
         }
+        r = &sn->rows[sn->n];
+        memset(r, 0, sizeof *r);
+        r->id = e.id ? e.id : be64(kp + 1);
+        r->rating = e.rating100;
+        r->date = e.date.year > 0
+                      ? e.date.year * 10000 + e.date.month * 100 + e.date.day
+                      : -1;
+        r->favorite = e.favorite;
+        st = arena_str(&arena, e.name, &r->name);
+        if (st == CM_OK)
+            st = arena_str(&arena, e.created_at, &r->created);
+        if (st == CM_OK)
+            st = arena_str(&arena, e.updated_at, &r->updated);
+        r->text_off = (uint32_t)arena.len;
+        if (arena.len > UINT32_MAX / 2)
+            st = CM_TOOBIG;
+        if (st == CM_OK)
+            st = arena_folded(&arena, e.name);
+        if (st == CM_OK)
+            st = arena_folded(&arena, e.disambiguation);
+        for (uint32_t i = 0; i < e.n_aliases && st == CM_OK; i++)
+            st = arena_folded(&arena, e.aliases[i]);
+        r->text_len = (uint32_t)(arena.len - r->text_off);
         kv_entity_fini(&e);
+        if (st != CM_OK)
+            goto out;
+        sn->n++;
     }
     if (rc != 0 && rc != MDB_NOTFOUND) {
         st = kv_from_mdb(rc, "entities scan");
         goto out;
     }
-    *rows = r;
-    *nrows = n;
-    r = NULL;
+    if (!arena.data && (st = cm_buf_reserve(&arena, 1)) != CM_OK)
+        goto out;
+    sn->arena = cm_buf_take(&arena, NULL);
+    for (size_t i = 0; i < sn->n; i++) {
+        fix_str(&sn->rows[i].name, sn->arena);
+        fix_str(&sn->rows[i].created, sn->arena);
+        fix_str(&sn->rows[i].updated, sn->arena);
+    }
+    rank = cm_malloc((sn->n + 1) * sizeof *rank);
+    if (!rank) {
+        st = CM_NOMEM;
+        goto out;
+    }
+    TRY(make_ranks(sn->rows, sn->n, offsetof(struct srow, name), rank));
+    for (size_t i = 0; i < sn->n; i++)
+        sn->rows[i].name_rank = rank[i];
+    *out = sn;
+    sn = NULL;
 out:
     mdb_cursor_close(cur);
-    cm_free(r);
+    cm_buf_fini(&arena);
+    cm_free(rank);
+    snap_release(sn);
     return st;
 }
 
-/* Computes scene counts when the sort or a minimum needs them; drops rows
- * below the minimum; sorts. */
-static enum cm_status order(struct kv_txn *t, uint8_t et, const struct eopts *o,
-                            struct erow *rows, size_t *n)
+/* The snapshot of type et for t's LMDB snapshot: the published one when
+ * current, else a new one (published when newer than the published one;
+ * a request on an older transaction gets a private copy).  OUT *out: one
+ * reference, release with snap_release(). */
+static enum cm_status snap_get(struct api_req *req, struct kv_txn *t,
+                               uint8_t et, struct esnap **out)
 {
-    enum cm_status st;
-    if (o->sort == S_SCENES || o->min_scenes >= 0) {
-        size_t k = 0;
-        for (size_t i = 0; i < *n; i++) {
-            uint64_t c = 0;
-            st = idx_entity_scene_count(t, et, rows[i].id, &c);
-            if (st != CM_OK)
-                return st;
-            rows[i].scenes = (int64_t)c;
-            if (o->min_scenes >= 0 && rows[i].scenes < o->min_scenes)
-                continue;
-            rows[k++] = rows[i];
-        }
-        *n = k;
+    struct api_elists *el = req->ctx ? req->ctx->elists : NULL;
+    size_t txnid = mdb_txn_id(kv_txn_mdb(t));
+    int ti = etype_index(et);
+    struct esnap *cur, *sn = NULL;
+    enum cm_status st = CM_OK;
+
+    *out = NULL;
+    if (!el)
+        return snap_build(t, et, txnid, out);
+    pthread_mutex_lock(&el->mu);
+    cur = el->snap[ti];
+    if (cur && cur->txnid == txnid) {
+        atomic_fetch_add(&cur->refs, 1);
+        *out = cur;
+        goto out;
     }
-    sort_opts = o;
-    if (*n > 1)
-        qsort(rows, *n, sizeof *rows, row_cmp);
+    st = snap_build(t, et, txnid, &sn);
+    if (st != CM_OK)
+        goto out;
+    if (!cur || cur->txnid < txnid) {
+        el->snap[ti] = sn;
+        atomic_fetch_add(&sn->refs, 1);
+        snap_release(cur);
+    }
+    *out = sn;
+out:
+    pthread_mutex_unlock(&el->mu);
+    return st;
+}
+
+/* Fills the lazily computed columns the options need (under the mutex
+ * when the snapshot is shared: concurrent requests on it wait, then see
+ * the published arrays). */
+static enum cm_status snap_need(struct api_req *req, struct kv_txn *t,
+                                struct esnap *sn, const struct eopts *o)
+{
+    struct api_elists *el = req->ctx ? req->ctx->elists : NULL;
+    enum cm_status st = CM_OK;
+    if (el)
+        pthread_mutex_lock(&el->mu);
+    if ((o->sort == S_SCENES || o->min_scenes >= 0) && !sn->scenes) {
+        int64_t *c = cm_malloc((sn->n + 1) * sizeof *c);
+        if (!c) {
+            st = CM_NOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < sn->n && st == CM_OK; i++) {
+            uint64_t v = 0;
+            st = idx_entity_scene_count(t, sn->type, sn->rows[i].id, &v);
+            c[i] = (int64_t)v;
+        }
+        if (st != CM_OK) {
+            cm_free(c);
+            goto out;
+        }
+        sn->scenes = c;
+    }
+    if ((o->sort == S_CREATED || o->sort == S_UPDATED)) {
+        uint32_t **dst =
+            o->sort == S_CREATED ? &sn->created_rank : &sn->updated_rank;
+        if (!*dst) {
+            uint32_t *r = cm_malloc((sn->n + 1) * sizeof *r);
+            if (!r) {
+                st = CM_NOMEM;
+                goto out;
+            }
+            st = make_ranks(sn->rows, sn->n,
+                            o->sort == S_CREATED
+                                ? offsetof(struct srow, created)
+                                : offsetof(struct srow, updated),
+                            r);
+            if (st != CM_OK) {
+                cm_free(r);
+                goto out;
+            }
+            *dst = r;
+        }
+    }
+out:
+    if (el)
+        pthread_mutex_unlock(&el->mu);
+    return st;
+}
+
+/* ---- Filter and select ----------------------------------------------------
+ */
+
+/* A match with its sort key: k ascending (negated for DESC), then the
+ * name rank ascending, then the id ascending (Stash's tie-breaks). */
+struct pick {
+    double k;
+    uint32_t name_rank;
+    uint32_t row;
+    uint64_t id;
+};
+
+static int pick_cmp(const struct pick *a, const struct pick *b)
+{
+    if (a->k != b->k)
+        return a->k < b->k ? -1 : 1;
+    if (a->name_rank != b->name_rank)
+        return a->name_rank < b->name_rank ? -1 : 1;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+static int pick_qcmp(const void *a, const void *b)
+{
+    return pick_cmp(a, b);
+}
+
+static bool row_matches(const struct esnap *sn, size_t i, const struct eopts *o,
+                        const char *fq)
+{
+    const struct srow *r = &sn->rows[i];
+    if (o->favorite >= 0 && (int)r->favorite != o->favorite)
+        return false;
+    if (o->has_ids &&
+        !bsearch(&r->id, o->ids, o->nids, sizeof *o->ids, u64_cmp))
+        return false;
+    if (o->min_scenes >= 0 && sn->scenes[i] < o->min_scenes)
+        return false;
+    /* q has no NUL (a C string), so a match never spans two fields. */
+    if (fq && (o->qlen > r->text_len ||
+               !memmem(sn->arena + r->text_off, r->text_len, fq, o->qlen)))
+        return false;
+    return true;
+}
+
+static double sort_key(const struct esnap *sn, size_t i, const struct eopts *o)
+{
+    const struct srow *r = &sn->rows[i];
+    double k = 0;
+    switch (o->sort) {
+    case S_NAME: k = r->name_rank; break;
+    case S_SCENES: k = (double)sn->scenes[i]; break;
+    case S_CREATED: k = sn->created_rank[i]; break;
+    case S_UPDATED: k = sn->updated_rank[i]; break;
+    case S_RATING: k = r->rating; break;
+    case S_DATE: k = r->date; break;
+    case S_RANDOM: k = idx_random_key(r->id, o->seed); break;
+    }
+    return o->desc ? -k : k;
+}
+
+/* Sift-down in a max-heap (the worst kept pick on top). */
+static void heap_down(struct pick *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        struct pick tmp;
+        if (l < n && pick_cmp(&h[l], &h[m]) > 0)
+            m = l;
+        if (l + 1 < n && pick_cmp(&h[l + 1], &h[m]) > 0)
+            m = l + 1;
+        if (m == i)
+            return;
+        tmp = h[i];
+        h[i] = h[m];
+        h[m] = tmp;
+        i = m;
+    }
+}
+
+/* Filters the snapshot and selects the rows of [from, from + limit) in
+ * sort order: a bounded max-heap of the best from + limit matches (one
+ * comparison per match that cannot make the page), then a sort of those
+ * few.  OUT *page (caller frees with cm_free), *npage, *count (all
+ * matches). */
+static enum cm_status select_page(const struct esnap *sn, const struct eopts *o,
+                                  size_t from, size_t limit, struct pick **page,
+                                  size_t *npage, size_t *count)
+{
+    char fq[CM_MAX_Q_LEN + 1];
+    const char *q = NULL;
+    size_t want, n = 0, cnt = 0;
+    struct pick *h;
+
+    *page = NULL;
+    *npage = 0;
+    *count = 0;
+    if (o->q) {
+        for (size_t i = 0; i < o->qlen; i++)
+            fq[i] =
+                (char)(o->q[i] >= 'A' && o->q[i] <= 'Z' ? o->q[i] - 'A' + 'a'
+                                                        : o->q[i]);
+        q = fq;
+    }
+    want = from > SIZE_MAX - limit ? SIZE_MAX : from + limit;
+    if (want > sn->n)
+        want = sn->n;
+    h = cm_malloc((want + 1) * sizeof *h);
+    if (!h)
+        return CM_NOMEM;
+    for (size_t i = 0; i < sn->n; i++) {
+        struct pick p;
+        if (!row_matches(sn, i, o, q))
+            continue;
+        cnt++;
+        if (!want)
+            continue;
+        p.k = sort_key(sn, i, o);
+        p.name_rank = sn->rows[i].name_rank;
+        p.row = (uint32_t)i;
+        p.id = sn->rows[i].id;
+        if (n < want) {
+            /* sift up */
+            size_t c = n++;
+            h[c] = p;
+            while (c > 0 && pick_cmp(&h[(c - 1) / 2], &h[c]) < 0) {
+                struct pick tmp = h[c];
+                h[c] = h[(c - 1) / 2];
+                h[(c - 1) / 2] = tmp;
+                c = (c - 1) / 2;
+            }
+        } else if (pick_cmp(&p, &h[0]) < 0) {
+            h[0] = p;
+            heap_down(h, n, 0);
+        }
+    }
+    if (n > 1)
+        qsort(h, n, sizeof *h, pick_qcmp);
+    if (from < n) {
+        memmove(h, h + from, (n - from) * sizeof *h);
+        *npage = n - from;
+    }
+    *page = h;
+    *count = cnt;
     return CM_OK;
 }
 
@@ -486,16 +822,29 @@ static enum cm_status order(struct kv_txn *t, uint8_t et, const struct eopts *o,
 
 static enum cm_status put_id(struct cm_buf *b, uint64_t id)
 {
-    return cm_buf_printf(b, "\"%llu\"", (unsigned long long)id);
+    return api_json_id(b, id);
 }
 
 static enum cm_status put_image(struct cm_buf *b, uint8_t et, uint64_t id,
                                 struct kv_str img, const char *what)
 {
+    enum cm_status st;
     if (!img.p || !img.len)
         return LIT(b, "null");
-    return cm_buf_printf(b, "\"/api/proxy/%s/%llu/%s\"", singular(et),
-                         (unsigned long long)id, what);
+    st = LIT(b, "\"/api/proxy/");
+    if (st == CM_OK)
+        st = cm_buf_puts(b, singular(et));
+    if (st == CM_OK)
+        st = LIT(b, "/");
+    if (st == CM_OK)
+        st = api_json_u64(b, id);
+    if (st == CM_OK)
+        st = LIT(b, "/");
+    if (st == CM_OK)
+        st = cm_buf_puts(b, what);
+    if (st == CM_OK)
+        st = LIT(b, "\"");
+    return st;
 }
 
 static enum cm_status put_str_array(struct cm_buf *b, const struct kv_str *v,
@@ -585,7 +934,7 @@ static enum cm_status put_entity(struct cm_buf *b, struct kv_txn *t,
                                             "INTERSEX",
                                             "NON_BINARY"};
             if (e->gender < 7 && g[e->gender])
-                TRY(cm_buf_printf(b, "\"%s\"", g[e->gender]));
+                TRY(api_json_strn(b, g[e->gender], strlen(g[e->gender])));
             else
                 TRY(LIT(b, "null"));
         }
@@ -691,16 +1040,37 @@ static void opts_init(struct eopts *o)
     o->min_scenes = -1;
 }
 
+/* Runs the filter/sort of o over the snapshot of et.  OUT *sn (release
+ * with snap_release), *page (cm_free), *npage, *count. */
+static enum cm_status run_list(struct api_req *req, struct kv_txn *t,
+                               uint8_t et, const struct eopts *o,
+                               struct esnap **sn, struct pick **page,
+                               size_t *npage, size_t *count)
+{
+    enum cm_status st;
+    size_t from;
+    *page = NULL;
+    *npage = *count = 0;
+    TRY(snap_get(req, t, et, sn));
+    TRY(snap_need(req, t, *sn, o));
+    from = (size_t)(o->page - 1) * (size_t)o->per_page;
+    TRY(select_page(*sn, o, from, (size_t)o->per_page, page, npage, count));
+out:
+    return st;
+}
+
 enum cm_status api_h_entities(struct api_req *req, struct api_resp *resp,
                               uint8_t et)
 {
     enum cm_status st;
     cJSON *root = NULL;
     struct eopts o;
-    struct erow *rows = NULL;
-    size_t n = 0, from, to;
+    struct esnap *sn = NULL;
+    struct pick *page = NULL;
+    size_t npage = 0, count = 0;
     struct kv_txn *t;
     char fname[32];
+    struct cm_buf *b = &resp->body;
 
     opts_init(&o);
     TRY(api_body_json(req, resp, &root));
@@ -711,35 +1081,39 @@ enum cm_status api_h_entities(struct api_req *req, struct api_resp *resp,
                             fname, &o, resp));
     TRY(parse_ids(cJSON_GetObjectItemCaseSensitive(root, "ids"), &o, resp));
     TRY(api_req_txn(req, &t));
-    TRY(scan(t, et, &o, &rows, &n));
-    TRY(order(t, et, &o, rows, &n));
-    from = (size_t)(o.page - 1) * (size_t)o.per_page;
-    if (from > n)
-        from = n;
-    to = n - from > (size_t)o.per_page ? from + (size_t)o.per_page : n;
+    TRY(run_list(req, t, et, &o, &sn, &page, &npage, &count));
     resp->content_type = "application/json";
-    TRY(cm_buf_printf(&resp->body, "{\"%s\":{\"count\":%zu,\"%s\":[",
-                      find_key(et), n, plural(et)));
-    for (size_t i = from; i < to; i++) {
+    TRY(LIT(b, "{\""));
+    TRY(cm_buf_puts(b, find_key(et)));
+    TRY(LIT(b, "\":{\"count\":"));
+    TRY(api_json_u64(b, count));
+    TRY(LIT(b, ",\""));
+    TRY(cm_buf_puts(b, plural(et)));
+    TRY(LIT(b, "\":["));
+    for (size_t i = 0; i < npage; i++) {
         struct kv_entity e;
         uint64_t sc = 0;
-        TRY(kv_entity_get(t, et, rows[i].id, &e));
-        if (rows[i].scenes >= 0)
-            sc = (uint64_t)rows[i].scenes;
+        uint64_t id = page[i].id;
+        TRY(kv_entity_get(t, et, id, &e));
+        /* Only columns this request ensured (snap_need) are read: another
+         * thread may be filling the others. */
+        if (o.sort == S_SCENES || o.min_scenes >= 0)
+            sc = (uint64_t)sn->scenes[page[i].row];
         else
-            st = idx_entity_scene_count(t, et, rows[i].id, &sc);
-        if (st == CM_OK && i > from)
-            st = cm_buf_putc(&resp->body, ',');
+            st = idx_entity_scene_count(t, et, id, &sc);
+        if (st == CM_OK && i > 0)
+            st = LIT(b, ",");
         if (st == CM_OK)
-            st = put_entity(&resp->body, t, &e, sc);
+            st = put_entity(b, t, &e, sc);
         kv_entity_fini(&e);
         if (st != CM_OK)
             goto out;
     }
-    TRY(cm_buf_puts(&resp->body, "]}}"));
+    TRY(LIT(b, "]}}"));
     resp->status = 200;
 out:
-    cm_free(rows);
+    cm_free(page);
+    snap_release(sn);
     cm_free(o.ids);
     cJSON_Delete(root);
     return st;
@@ -751,10 +1125,12 @@ enum cm_status api_h_minimal(struct api_req *req, struct api_resp *resp,
     enum cm_status st;
     cJSON *root = NULL;
     struct eopts o;
-    struct erow *rows = NULL;
-    size_t n = 0, from, to;
+    struct esnap *sn = NULL;
+    struct pick *page = NULL;
+    size_t npage = 0, count = 0;
     struct kv_txn *t;
     const cJSON *it;
+    struct cm_buf *b = &resp->body;
 
     opts_init(&o);
     TRY(api_body_json(req, resp, &root));
@@ -770,27 +1146,26 @@ enum cm_status api_h_minimal(struct api_req *req, struct api_resp *resp,
     TRY(parse_count_filter(
         cJSON_GetObjectItemCaseSensitive(root, "count_filter"), &o, resp));
     TRY(api_req_txn(req, &t));
-    TRY(scan(t, et, &o, &rows, &n));
-    TRY(order(t, et, &o, rows, &n));
-    from = (size_t)(o.page - 1) * (size_t)o.per_page;
-    if (from > n)
-        from = n;
-    to = n - from > (size_t)o.per_page ? from + (size_t)o.per_page : n;
+    TRY(run_list(req, t, et, &o, &sn, &page, &npage, &count));
     resp->content_type = "application/json";
-    TRY(cm_buf_printf(&resp->body, "{\"%s\":[", plural(et)));
-    for (size_t i = from; i < to; i++) {
-        if (i > from)
-            TRY(cm_buf_putc(&resp->body, ','));
-        TRY(LIT(&resp->body, "{\"id\":"));
-        TRY(put_id(&resp->body, rows[i].id));
-        TRY(LIT(&resp->body, ",\"name\":"));
-        TRY(api_json_str(&resp->body, rows[i].name));
-        TRY(LIT(&resp->body, ",\"instanceId\":\"" API_INSTANCE_ID "\"}"));
+    TRY(LIT(b, "{\""));
+    TRY(cm_buf_puts(b, plural(et)));
+    TRY(LIT(b, "\":["));
+    for (size_t i = 0; i < npage; i++) {
+        const struct srow *r = &sn->rows[page[i].row];
+        if (i > 0)
+            TRY(LIT(b, ","));
+        TRY(LIT(b, "{\"id\":"));
+        TRY(api_json_id(b, r->id));
+        TRY(LIT(b, ",\"name\":"));
+        TRY(api_json_str(b, r->name));
+        TRY(LIT(b, ",\"instanceId\":\"" API_INSTANCE_ID "\"}"));
     }
-    TRY(cm_buf_puts(&resp->body, "]}"));
+    TRY(LIT(b, "]}"));
     resp->status = 200;
 out:
-    cm_free(rows);
+    cm_free(page);
+    snap_release(sn);
     cm_free(o.ids);
     cJSON_Delete(root);
     return st;

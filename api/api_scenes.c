@@ -26,29 +26,48 @@
 #define SIMILAR_MAX       500        /* Peek's candidate cap */
 #define SIMILAR_MAX_PAIRS (4u << 20) /* bounded work per request */
 
+/* Bytes reserved per scene before rendering a page (a typical scene is
+ * 2-3 KB): one allocation per page instead of a doubling series. */
+#define SCENE_JSON_ESTIMATE 3072
+
 /* Renders docids[0..n) as a JSON array of scenes into b. */
 static enum cm_status put_scenes(struct api_req *req, struct kv_txn *t,
                                  const uint32_t *docids, size_t n,
-                                 const char *base, struct cm_buf *b)
+                                 const struct cm_buf *base, struct cm_buf *b)
 {
-    enum cm_status st = cm_buf_putc(b, '[');
+    struct api_ecache *ec = NULL;
+    enum cm_status st;
+    bool first = true, owned = false;
+    size_t want;
+
+    if (!__builtin_mul_overflow(n, (size_t)SCENE_JSON_ESTIMATE, &want) &&
+        cm_buf_reserve(b, want + 64) != CM_OK) {
+        /* only a hint: the writes below reserve what they need */
+    }
+    st = api_req_ecache(req, &ec, &owned);
+    if (st == CM_OK) {
+        api_ecache_begin(ec, t);
+        st = api_put(b, "[", 1);
+    }
     for (size_t i = 0; i < n && st == CM_OK; i++) {
-        struct kv_scene sc;
-        st = kv_scene_get(t, docids[i], &sc);
+        size_t mark = b->len;
+        if (!first)
+            st = api_put(b, ",", 1);
+        if (st == CM_OK)
+            st = api_scene_json_docid(req, ec, docids[i], base->data, base->len,
+                                      b);
         if (st == CM_NOTFOUND) {
-            st = CM_OK; /* deleted between index and record: skip */
+            /* deleted between index and record: skip */
+            cm_buf_truncate(b, mark);
+            st = CM_OK;
             continue;
         }
-        if (st != CM_OK)
-            break;
-        if (b->data[b->len - 1] != '[')
-            st = cm_buf_putc(b, ',');
-        if (st == CM_OK)
-            st = api_scene_json(req, t, &sc, base, b);
-        kv_scene_fini(&sc);
+        first = false;
     }
     if (st == CM_OK)
-        st = cm_buf_putc(b, ']');
+        st = api_put(b, "]", 1);
+    if (owned)
+        api_ecache_free(ec);
     return st;
 }
 
@@ -172,7 +191,7 @@ enum cm_status api_h_scenes(struct api_req *req, struct api_resp *resp)
     const cJSON *ff, *sf, *ids_j;
     struct idx_query *q = NULL;
     struct idx_error err;
-    struct idx_result res = {0, NULL, 0};
+    struct idx_result res;
     struct kv_txn *t;
     struct cm_buf base;
     uint64_t *ids = NULL;
@@ -180,6 +199,7 @@ enum cm_status api_h_scenes(struct api_req *req, struct api_resp *resp)
     cJSON *idsf = NULL;
     int def_pp = 40;
 
+    memset(&res, 0, sizeof res); /* idx_result_fini-safe whatever its fields */
     cm_buf_init(&base, CM_MAX_CONFIG_VALUE + 16);
     TRY(api_body_json(req, resp, &root));
     ff = obj_member(root, "filter", resp, &st);
@@ -223,11 +243,11 @@ enum cm_status api_h_scenes(struct api_req *req, struct api_resp *resp)
     TRY(api_req_base_url(req, &base));
     TRY(idx_query_run(t, q, &res));
     resp->content_type = "application/json";
-    TRY(cm_buf_puts(&resp->body, "{\"findScenes\":{\"count\":"));
-    TRY(cm_buf_put_i64(&resp->body, (int64_t)res.count));
-    TRY(cm_buf_puts(&resp->body, ",\"scenes\":"));
-    TRY(put_scenes(req, t, res.docids, res.n, base.data, &resp->body));
-    TRY(cm_buf_puts(&resp->body, "}}"));
+    TRY(API_LIT(&resp->body, "{\"findScenes\":{\"count\":"));
+    TRY(api_json_u64(&resp->body, (uint64_t)res.count));
+    TRY(API_LIT(&resp->body, ",\"scenes\":"));
+    TRY(put_scenes(req, t, res.docids, res.n, &base, &resp->body));
+    TRY(API_LIT(&resp->body, "}}"));
     resp->status = 200;
 out:
     idx_result_fini(&res);
@@ -247,6 +267,8 @@ enum cm_status api_h_scene(struct api_req *req, struct api_resp *resp)
     bool have = false;
     uint32_t docid;
     struct cm_buf base;
+    struct api_ecache *ec = NULL;
+    bool owned = false;
 
     cm_buf_init(&base, CM_MAX_CONFIG_VALUE + 16);
     TRY(api_req_txn(req, &t));
@@ -260,10 +282,14 @@ enum cm_status api_h_scene(struct api_req *req, struct api_resp *resp)
     TRY(kv_scene_get(t, docid, &sc));
     have = true;
     TRY(api_req_base_url(req, &base));
+    TRY(api_req_ecache(req, &ec, &owned));
+    api_ecache_begin(ec, t);
     resp->content_type = "application/json";
-    TRY(api_scene_json(req, t, &sc, base.data, &resp->body));
+    TRY(api_scene_json(req, ec, &sc, base.data, base.len, &resp->body));
     resp->status = 200;
 out:
+    if (owned)
+        api_ecache_free(ec);
     if (have)
         kv_scene_fini(&sc);
     cm_buf_fini(&base);
@@ -465,7 +491,7 @@ enum cm_status api_h_similar(struct api_req *req, struct api_resp *resp)
     TRY(api_req_base_url(req, &base));
     resp->content_type = "application/json";
     TRY(cm_buf_puts(&resp->body, "{\"scenes\":"));
-    TRY(put_scenes(req, t, page_docs, to - from, base.data, &resp->body));
+    TRY(put_scenes(req, t, page_docs, to - from, &base, &resp->body));
     TRY(cm_buf_printf(&resp->body,
                       ",\"count\":%zu,\"page\":%ld,"
                       "\"perPage\":%d}",

@@ -14,6 +14,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -114,6 +115,35 @@ enum cm_status api_req_base_url(const struct api_req *req, struct cm_buf *out)
             st = cm_buf_puts(out, host);
         return st;
     }
+}
+
+static void ecache_destroy(void *c)
+{
+    api_ecache_free(c);
+}
+
+enum cm_status api_req_ecache(struct api_req *req, struct api_ecache **out,
+                              bool *owned)
+{
+    struct api_ctx *ctx = req->ctx;
+    struct api_ecache *c;
+    enum cm_status st;
+    *out = NULL;
+    *owned = false;
+    if (!ctx || !ctx->ecache_key_set) {
+        *owned = true;
+        return api_ecache_new(out);
+    }
+    c = pthread_getspecific(ctx->ecache_key);
+    if (!c) {
+        if ((st = api_ecache_new(&c)) != CM_OK)
+            return st;
+        if (pthread_setspecific(ctx->ecache_key, c) != 0) {
+            *owned = true; /* keep working, uncached across requests */
+        }
+    }
+    *out = c;
+    return CM_OK;
 }
 
 /* ---- Building the MHD response -------------------------------------- */
@@ -486,6 +516,13 @@ enum cm_status api_server_start(const struct cm_config *cfg,
     api_auth_init(&srv->ctx);
     if ((st = api_metrics_new(&srv->ctx.metrics)) != CM_OK)
         goto fail;
+    if ((st = api_elists_new(&srv->ctx.elists)) != CM_OK)
+        goto fail;
+    if (pthread_key_create(&srv->ctx.ecache_key, ecache_destroy) != 0) {
+        st = CM_NOMEM;
+        goto fail;
+    }
+    srv->ctx.ecache_key_set = true;
     if ((st = api_images_new(cfg, &srv->ctx.images)) != CM_OK)
         goto fail;
     if ((st = api_video_init(cfg, store, &srv->ctx.video)) != CM_OK)
@@ -577,5 +614,13 @@ void api_server_stop(struct api_server *srv)
     if (srv->video_started)
         api_video_fini(srv->ctx.video);
     api_metrics_free(srv->ctx.metrics);
+    api_elists_free(srv->ctx.elists);
+    /* MHD's threads have exited (their caches were freed by the key's
+     * destructor); a cache of this thread (none in the server) would be
+     * freed here. */
+    if (srv->ctx.ecache_key_set) {
+        api_ecache_free(pthread_getspecific(srv->ctx.ecache_key));
+        pthread_key_delete(srv->ctx.ecache_key);
+    }
     cm_free(srv);
 }

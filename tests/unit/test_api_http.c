@@ -1006,6 +1006,375 @@ START_TEST(test_entities_vs_oracle)
 }
 END_TEST
 
+/* The entity list pages (heap selection over the snapshot) against a
+ * brute-force oracle: every page of every sort and direction equals the
+ * matching slice of the oracle's full order; a write makes the next
+ * request see it (the snapshot follows the LMDB transaction). */
+struct eora {
+    uint64_t id;
+    const char *name;
+    double k; /* primary key, already negated for DESC */
+};
+
+static int eora_cmp(const void *pa, const void *pb)
+{
+    const struct eora *a = pa, *b = pb;
+    int c;
+    if (a->k != b->k)
+        return a->k < b->k ? -1 : 1;
+    c = cm_natural_cmp(a->name, strlen(a->name), b->name, strlen(b->name));
+    if (c)
+        return c;
+    return (a->id > b->id) - (a->id < b->id);
+}
+
+static void check_entity_pages(const char *route, const char *key,
+                               const char *arr_key, int n, const char *sort,
+                               bool desc, int per_page, const char *filter,
+                               bool only_fav)
+{
+    struct eora o[N_PERF + 1];
+    int m = 0;
+    char body[256];
+    for (int i = 1; i <= n; i++) {
+        double k = 0;
+        if (only_fav && i % 3 != 0)
+            continue;
+        o[m].id = (uint64_t)i;
+        o[m].name = strcmp(route, "performers") == 0 ? perf_name[i]
+                    : strcmp(route, "tags") == 0     ? tag_name[i]
+                                                     : studio_name[i];
+        if (strcmp(sort, "name") == 0) {
+            k = 0; /* the name decides */
+        } else if (strcmp(sort, "rating") == 0) {
+            k = i % 2 ? i * 2 : -1;
+        } else if (strcmp(sort, "scene_count") == 0) {
+            uint64_t id = (uint64_t)i;
+            k = (double)count_where(
+                strcmp(route, "performers") == 0 ? pred_perf : pred_studio,
+                &id);
+        } else if (strcmp(sort, "random_7") == 0) {
+            k = idx_random_key((uint64_t)i, 7);
+        }
+        o[m].k = desc ? -k : k;
+        m++;
+    }
+    if (strcmp(sort, "name") == 0 && desc) {
+        /* name DESC, ties (none here: names are unique) by id */
+        qsort(o, (size_t)m, sizeof o[0], eora_cmp);
+        for (int i = 0; i < m / 2; i++) {
+            struct eora t = o[i];
+            o[i] = o[m - 1 - i];
+            o[m - 1 - i] = t;
+        }
+    } else {
+        qsort(o, (size_t)m, sizeof o[0], eora_cmp);
+    }
+    for (int page = 1; (page - 1) * per_page <= m; page++) {
+        char path[64];
+        cJSON *j, *e, *arr, *it;
+        int idx = (page - 1) * per_page;
+        snprintf(path, sizeof path, "/api/library/%s", route);
+        snprintf(body, sizeof body,
+                 "{\"filter\":{\"page\":%d,\"per_page\":%d,\"sort\":\"%s\","
+                 "\"direction\":\"%s\"}%s}",
+                 page, per_page, sort, desc ? "DESC" : "ASC", filter);
+        j = post_json(path, body, 200);
+        e = cJSON_GetObjectItem(j, key);
+        ck_assert_int_eq(cJSON_GetObjectItem(e, "count")->valueint, m);
+        arr = cJSON_GetObjectItem(e, arr_key);
+        ck_assert_int_eq(cJSON_GetArraySize(arr),
+                         m - idx < per_page ? (m - idx > 0 ? m - idx : 0)
+                                            : per_page);
+        cJSON_ArrayForEach (it, arr) {
+            uint64_t id =
+                strtoull(cJSON_GetObjectItem(it, "id")->valuestring, NULL, 10);
+            ck_assert_msg(
+                id == o[idx].id, "%s sort %s %s page %d pos %d: %llu != %llu",
+                route, sort, desc ? "desc" : "asc", page, idx,
+                (unsigned long long)id, (unsigned long long)o[idx].id);
+            idx++;
+        }
+        cJSON_Delete(j);
+    }
+}
+
+static enum cm_status add_performer(struct kv_txn *t, void *ctx)
+{
+    struct idx_writer *w;
+    struct kv_entity e;
+    enum cm_status st;
+    memset(&e, 0, sizeof e);
+    e.type = KV_PERFORMER;
+    e.id = *(uint64_t *)ctx;
+    e.name = S("Aaron Added");
+    e.rating100 = -1;
+    e.duration = -1;
+    e.image_count = -1;
+    if ((st = idx_writer_begin(t, &w)) != CM_OK)
+        return st;
+    st = idx_entity_put(w, &e);
+    if (st != CM_OK) {
+        idx_writer_discard(w);
+        return st;
+    }
+    return idx_writer_finish(w);
+}
+
+static enum cm_status del_performer(struct kv_txn *t, void *ctx)
+{
+    struct idx_writer *w;
+    enum cm_status st;
+    if ((st = idx_writer_begin(t, &w)) != CM_OK)
+        return st;
+    st = idx_entity_delete(w, KV_PERFORMER, *(uint64_t *)ctx);
+    if (st != CM_OK) {
+        idx_writer_discard(w);
+        return st;
+    }
+    return idx_writer_finish(w);
+}
+
+START_TEST(test_entity_pages_vs_oracle)
+{
+    static const char *const sorts[] = {"name", "rating", "scene_count",
+                                        "random_7"};
+    uint64_t extra = 1000;
+    cJSON *j, *arr;
+    setup();
+    for (int s = 0; s < 4; s++)
+        for (int d = 0; d < 2; d++) {
+            check_entity_pages("performers", "findPerformers", "performers",
+                               N_PERF, sorts[s], d, 7, "", false);
+            check_entity_pages(
+                "performers", "findPerformers", "performers", N_PERF, sorts[s],
+                d, 4, ",\"performer_filter\":{\"favorite\":true}", true);
+            if (s != 2) /* tag scene counts include more than direct tags */
+                check_entity_pages("tags", "findTags", "tags", N_TAGS, sorts[s],
+                                   d, 6, "", false);
+            check_entity_pages("studios", "findStudios", "studios", N_STUDIOS,
+                               sorts[s], d, 3, "", false);
+        }
+
+    /* A commit is seen by the next request (new snapshot), and gone again
+     * after the delete. */
+    ck_assert_int_eq(kv_write_run(store, add_performer, &extra), CM_OK);
+    j = post_json("/api/library/performers/minimal",
+                  "{\"filter\":{\"per_page\":1,\"sort\":\"name\"}}", 200);
+    arr = cJSON_GetObjectItem(j, "performers");
+    ck_assert_int_eq(cJSON_GetArraySize(arr), 1);
+    ck_assert_str_eq(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 0), "name")->valuestring,
+        "Aaron Added");
+    cJSON_Delete(j);
+    j = post_json("/api/library/performers", "{\"filter\":{\"q\":\"aaron\"}}",
+                  200);
+    ck_assert_int_eq(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "findPerformers"), "count")
+            ->valueint,
+        1);
+    cJSON_Delete(j);
+    ck_assert_int_eq(kv_write_run(store, del_performer, &extra), CM_OK);
+    j = post_json("/api/library/performers",
+                  "{\"filter\":{\"per_page\":1,\"sort\":\"name\"}}", 200);
+    ck_assert_int_eq(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "findPerformers"), "count")
+            ->valueint,
+        N_PERF);
+    cJSON_Delete(j);
+}
+END_TEST
+
+/* The renderer's per-thread entity cache follows commits: a studio's
+ * parent and the parent's name (not carried by the scene record) change
+ * in the very next response. */
+struct studio_edit {
+    uint64_t id, parent;
+    const char *name;
+};
+
+static enum cm_status put_studio_ent(struct kv_txn *t, void *ctx)
+{
+    const struct studio_edit *ed = ctx;
+    struct idx_writer *w;
+    struct kv_entity e;
+    enum cm_status st;
+    memset(&e, 0, sizeof e);
+    e.type = KV_STUDIO;
+    e.id = ed->id;
+    e.name = S(ed->name);
+    e.rating100 = -1;
+    e.duration = -1;
+    e.image_count = -1;
+    e.parents = (uint64_t *)&ed->parent;
+    e.n_parents = ed->parent ? 1 : 0;
+    if ((st = idx_writer_begin(t, &w)) != CM_OK)
+        return st;
+    st = idx_entity_put(w, &e);
+    if (st != CM_OK) {
+        idx_writer_discard(w);
+        return st;
+    }
+    return idx_writer_finish(w);
+}
+
+/* The studio object of a scene: round 0 by the single-scene route, round 1
+ * by the list route (the one that keeps rendered fragments). */
+static cJSON *scene_studio(uint64_t scene, int round, cJSON **root)
+{
+    char path[64], body[96];
+    if (round == 0) {
+        snprintf(path, sizeof path, "/api/library/scenes/%llu",
+                 (unsigned long long)scene);
+        *root = get_json(path, 200);
+        return cJSON_GetObjectItem(*root, "studio");
+    }
+    snprintf(body, sizeof body, "{\"ids\":[\"%llu\"]}",
+             (unsigned long long)scene);
+    *root = post_json("/api/library/scenes", body, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(scenes_of(*root)), 1);
+    return cJSON_GetObjectItem(cJSON_GetArrayItem(scenes_of(*root), 0),
+                               "studio");
+}
+
+START_TEST(test_entity_cache_follows_commits)
+{
+    const struct gscene *g = NULL;
+    struct studio_edit ed;
+    cJSON *j, *st, *ps;
+    setup();
+    for (int i = 0; i < N_SCENES && !g; i++)
+        if (lib[i].studio && lib[i].studio != 1)
+            g = &lib[i];
+    ck_assert_ptr_nonnull(g);
+    for (int round = 0; round < 2; round++) { /* both MHD threads, likely */
+        st = scene_studio(g->id, round, &j);
+        ck_assert(cJSON_IsNull(cJSON_GetObjectItem(st, "parent_studio")));
+        cJSON_Delete(j);
+    }
+    ed.id = g->studio;
+    ed.parent = 1;
+    ed.name = studio_name[g->studio];
+    ck_assert_int_eq(kv_write_run(store, put_studio_ent, &ed), CM_OK);
+    for (int round = 0; round < 2; round++) {
+        st = scene_studio(g->id, round, &j);
+        ps = cJSON_GetObjectItem(st, "parent_studio");
+        ck_assert(cJSON_IsObject(ps));
+        ck_assert_str_eq(cJSON_GetObjectItem(ps, "id")->valuestring, "1");
+        ck_assert_str_eq(cJSON_GetObjectItem(ps, "name")->valuestring,
+                         studio_name[1]);
+        cJSON_Delete(j);
+    }
+    /* Rename the parent: only its entity record changes. */
+    ed.id = 1;
+    ed.parent = 0;
+    ed.name = "Renamed Parent";
+    ck_assert_int_eq(kv_write_run(store, put_studio_ent, &ed), CM_OK);
+    for (int round = 0; round < 2; round++) {
+        st = scene_studio(g->id, round, &j);
+        ps = cJSON_GetObjectItem(st, "parent_studio");
+        ck_assert_str_eq(cJSON_GetObjectItem(ps, "name")->valuestring,
+                         "Renamed Parent");
+        cJSON_Delete(j);
+    }
+    /* Restore the fixture. */
+    ed.name = studio_name[1];
+    ck_assert_int_eq(kv_write_run(store, put_studio_ent, &ed), CM_OK);
+    ed.id = g->studio;
+    ed.name = studio_name[g->studio];
+    ck_assert_int_eq(kv_write_run(store, put_studio_ent, &ed), CM_OK);
+    for (int round = 0; round < 2; round++) {
+        st = scene_studio(g->id, round, &j);
+        ck_assert(cJSON_IsNull(cJSON_GetObjectItem(st, "parent_studio")));
+        cJSON_Delete(j);
+    }
+}
+END_TEST
+
+/* Scene fragments: a page served again (from the per-thread fragments)
+ * is byte-identical; every scene of a list equals the single-scene route's
+ * object (rendered without fragments); the absolute stream URLs follow
+ * each request's Host. */
+static void post_raw(const char *body, const char *host, struct res *r)
+{
+    const char *h[] = {host, NULL};
+    req_on(NULL, "POST", "/api/library/scenes", body, host ? h : NULL, true, r);
+    ck_assert_int_eq(r->code, 200);
+}
+
+START_TEST(test_scene_fragments)
+{
+    static const char *const bodies[] = {
+        "{\"filter\":{\"per_page\":60,\"sort\":\"created_at\","
+        "\"direction\":\"DESC\"}}",
+        "{\"filter\":{\"page\":3,\"per_page\":45,\"sort\":\"random_5\"}}",
+        "{\"filter\":{\"per_page\":-1,\"sort\":\"title\"}}"};
+    setup();
+    for (size_t q = 0; q < sizeof bodies / sizeof bodies[0]; q++) {
+        struct res a, b;
+        cJSON *j, *sc;
+        int checked = 0;
+        post_raw(bodies[q], NULL, &a);
+        for (int rep = 0; rep < 4; rep++) { /* both MHD threads, likely */
+            post_raw(bodies[q], NULL, &b);
+            ck_assert_uint_eq(a.body.len, b.body.len);
+            ck_assert_mem_eq(a.body.data, b.body.data, a.body.len);
+            res_fini(&b);
+        }
+        j = json_of(&a);
+        cJSON_ArrayForEach (sc, scenes_of(j)) {
+            char path[64];
+            cJSON *one;
+            if (checked++ >= 60)
+                break;
+            snprintf(path, sizeof path, "/api/library/scenes/%s",
+                     cJSON_GetObjectItem(sc, "id")->valuestring);
+            one = get_json(path, 200);
+            ck_assert_msg(cJSON_Compare(sc, one, 1), "scene %s differs",
+                          cJSON_GetObjectItem(sc, "id")->valuestring);
+            cJSON_Delete(one);
+        }
+        ck_assert_int_gt(checked, 0);
+        cJSON_Delete(j);
+        res_fini(&a);
+    }
+    {
+        struct res a, b;
+        cJSON *ja, *jb, *sa, *sb;
+        int n = 0;
+        post_raw(bodies[0], "Host: a.example:1", &a);
+        post_raw(bodies[0], "Host: b.example:2", &b);
+        ja = json_of(&a);
+        jb = json_of(&b);
+        for (sa = scenes_of(ja)->child, sb = scenes_of(jb)->child; sa && sb;
+             sa = sa->next, sb = sb->next) {
+            cJSON *ua =
+                cJSON_GetArrayItem(cJSON_GetObjectItem(sa, "sceneStreams"), 0);
+            cJSON *ub =
+                cJSON_GetArrayItem(cJSON_GetObjectItem(sb, "sceneStreams"), 0);
+            if (!ua)
+                continue;
+            n++;
+            ck_assert_int_eq(
+                strncmp(cJSON_GetObjectItem(ua, "url")->valuestring,
+                        "http://a.example:1/api/scene/", 29),
+                0);
+            ck_assert_int_eq(
+                strncmp(cJSON_GetObjectItem(ub, "url")->valuestring,
+                        "http://b.example:2/api/scene/", 29),
+                0);
+            ck_assert_str_eq(cJSON_GetObjectItem(ua, "url")->valuestring + 18,
+                             cJSON_GetObjectItem(ub, "url")->valuestring + 18);
+        }
+        ck_assert_int_gt(n, 0);
+        cJSON_Delete(ja);
+        cJSON_Delete(jb);
+        res_fini(&a);
+        res_fini(&b);
+    }
+}
+END_TEST
+
 START_TEST(test_bad_input)
 {
     char *big;
@@ -1514,6 +1883,9 @@ int main(void)
     tcase_add_test(tc, test_scene_queries_vs_oracle);
     tcase_add_test(tc, test_similar_vs_oracle);
     tcase_add_test(tc, test_entities_vs_oracle);
+    tcase_add_test(tc, test_entity_pages_vs_oracle);
+    tcase_add_test(tc, test_entity_cache_follows_commits);
+    tcase_add_test(tc, test_scene_fragments);
     tcase_add_test(tc, test_bad_input);
     tcase_add_test(tc, test_keepalive_cors_static);
     tcase_add_test(tc, test_images);
