@@ -37,10 +37,13 @@
 
 struct kv_scene;
 
-#define HLS_SEG_SECONDS 4.0   /* segment length (transcode; remux target) */
+/* Segment length (transcode; remux target).  2 s, as Stash: time to the
+ * first segment is dominated by SEG / encoder speed (hls.md 5.5), so
+ * halving it halves the wait before playback and after a far seek. */
+#define HLS_SEG_SECONDS 2.0
 #define HLS_TS_OFFSET 1.0     /* -output_ts_offset of every run (hls.md 8.2) */
 #define HLS_MAX_RUNGS 8       /* variants of one scene */
-#define HLS_MAX_SEGMENTS 200000 /* segments of one variant (~9 days) */
+#define HLS_MAX_SEGMENTS 200000 /* segments of one variant (~4.6 days) */
 #define HLS_MAX_PROBE_OUT (4 * 1024 * 1024)       /* ffprobe JSON output */
 #define HLS_MAX_KEYFRAME_OUT (128 * 1024 * 1024)  /* ffprobe packet CSV */
 

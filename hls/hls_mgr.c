@@ -425,8 +425,12 @@ static enum cm_status build_argv(struct hls_mgr *m, struct job *j,
     } else {
         arg(a, "-c:v");
         arg(a, "libx264");
+        /* superfast: no lookahead and no mbtree, so the first frames
+         * leave the encoder at once and a 2 s segment costs about 2/3 of
+         * veryfast's CPU (docs/VIDEO.md, measured); threads: x264's
+         * default (1.5 x cores) is what the transcode limit assumes. */
         arg(a, "-preset");
-        arg(a, "veryfast");
+        arg(a, "superfast");
         arg(a, "-crf");
         arg(a, "23");
         arg(a, "-pix_fmt");
@@ -434,7 +438,7 @@ static enum cm_status build_argv(struct hls_mgr *m, struct job *j,
         arg(a, "-profile:v");
         arg(a, "high");
         arg(a, "-x264opts");
-        arg(a, "subme=0:me_range=16:rc_lookahead=10:me=hex:open_gop=0");
+        arg(a, "open_gop=0");
         arg(a, "-sc_threshold");
         arg(a, "0");
         arg(a, "-force_key_frames");
@@ -445,9 +449,9 @@ static enum cm_status build_argv(struct hls_mgr *m, struct job *j,
                  (j->src_w < j->src_h ? j->src_w : j->src_h))) {
             arg(a, "-vf");
             if (j->src_w > 0 && j->src_h > j->src_w)
-                argf(a, "scale=%d:-2", j->rung.short_side);
+                argf(a, "scale=%d:-2:flags=bilinear", j->rung.short_side);
             else
-                argf(a, "scale=-2:%d", j->rung.short_side);
+                argf(a, "scale=-2:%d:flags=bilinear", j->rung.short_side);
         } else {
             arg(a, "-vf");
             arg(a, "scale=trunc(iw/2)*2:trunc(ih/2)*2");
@@ -713,7 +717,8 @@ static void job_tick(struct hls_mgr *m, struct job *j, int64_t now,
                      struct cbs *c)
 {
     struct run *r = &j->run;
-    struct hls_wait *w, *nx;
+    struct hls_wait *w, *nx, *newest = NULL;
+    bool covered = false;
 
     if (r->pid)
         reap(m, r, false);
@@ -730,14 +735,19 @@ static void job_tick(struct hls_mgr *m, struct job *j, int64_t now,
         } else if (now >= w->deadline) {
             w->timed_out = true;
             wait_complete(w, CM_ABORTED, c);
-        } else if ((!r->pid || w->n < r->start || w->n >= r->end) &&
-                   !m->shutting) {
-            /* no run covers it (killed for a slot, ended, or another
-             * viewer moved it): start one there */
-            if (run_start(m, j, w->n, c) != CM_OK)
-                continue;
+        } else if (r->pid && w->n >= r->next && w->n < r->end) {
+            covered = true;
+        } else if (!newest || w->deadline > newest->deadline) {
+            newest = w;
         }
     }
+    /* No waiter is covered by the run (it was killed for a slot, ended,
+     * or passed a segment evicted since): start one for the most recent
+     * request, the reader's position.  Only when none is covered, and only
+     * one start per tick: two waiters far apart (a seek while an older
+     * request is still pending) must not restart ffmpeg back and forth. */
+    if (newest && !covered && !m->shutting)
+        (void)run_start(m, j, newest->n, c);
     if (r->pid) {
         bool far = r->next > j->last_req + (uint32_t)m->o.ahead;
         if (!r->stopped && far && !j->waiters) {
@@ -1393,7 +1403,9 @@ enum cm_status hls_segment_open(struct hls_mgr *m, const struct hls_media *md,
         j->seg_used[n] = now;
         goto out;
     }
-    if (!j->run.pid || n < j->run.start || n >= j->run.end ||
+    /* Restart when no run covers n: none, n outside its window, n far
+     * ahead of it, or n already passed (published, then evicted). */
+    if (!j->run.pid || n < j->run.next || n >= j->run.end ||
         n > j->run.next + (uint32_t)m->o.gap) {
         st = run_start(m, j, n, &c);
         if (st != CM_OK)

@@ -10,7 +10,11 @@
 # seed; full sync (timed); 1,000 edits + incremental sync (timed); reindex
 # (timed); store size; cold start to first answer; the query mix through
 # HTTP and both SQLite variants with identical-answer checks (bench_peek);
-# wrk at 1 and 16 connections; peak RSS.  Results: build/bench/.
+# wrk at 1 and 16 connections; peak RSS; last, time to first HLS segment
+# (tools/bench_hls.sh).  Results: build/bench/.
+#   BENCH_HLS (auto)        1: run bench_hls.sh, 0: skip; auto: run it
+#                           only for a full `make bench` (BENCH_SCENES
+#                           unset), never for bench-smoke / make test
 set -eu
 B=${1:-build/release}
 N=${BENCH_SCENES:-1000000}
@@ -153,3 +157,9 @@ cat >"$W/summary.json" <<JSON
  "serve_peak_rss_kb": $rss}
 JSON
 echo "results: $W/results.json $W/summary.json"
+
+# Time to first HLS segment (remux, 720p, 1080p, far seeks) through peekd.
+if [ "${BENCH_HLS:-auto}" = 1 ] ||
+    { [ "${BENCH_HLS:-auto}" = auto ] && [ -z "${BENCH_SCENES:-}" ]; }; then
+    sh tools/bench_hls.sh "$B" | tee "$W/hls.txt"
+fi

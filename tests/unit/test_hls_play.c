@@ -230,15 +230,21 @@ END_TEST
 
 START_TEST(keyframe_bounds)
 {
-    static const double kf[] = {0, 2, 4.04, 6, 8, 14, 26, 27.9};
-    double *b;
+    /* In units of S = HLS_SEG_SECONDS / 4 (the table was written for
+     * 4 s segments; scaling keeps it valid for any segment length). */
+    static const double kf0[] = {0, 2, 4.04, 6, 8, 14, 26, 27.9};
+    const double S = HLS_SEG_SECONDS / 4.0;
+    double kf[8], *b;
     uint32_t n;
-    ck_assert_int_eq(hls_keyframe_bounds(kf, 8, 28.2, &b, &n), CM_OK);
+    for (int i = 0; i < 8; i++)
+        kf[i] = kf0[i] * S;
+    ck_assert_int_eq(hls_keyframe_bounds(kf, 8, 28.2 * S, &b, &n), CM_OK);
     /* cuts at the first keyframe >= 4k: 4.04, 8, 14 (>=12), 26 (>=16..24
      * all map to 26, once) */
     ck_assert_int_eq(n, 5);
-    ck_assert(b[1] == 4.04 && b[2] == 8 && b[3] == 14 && b[4] == 26);
-    ck_assert(b[5] == 28.2);
+    ck_assert(b[1] == kf[2] && b[2] == kf[4] && b[3] == kf[5] &&
+              b[4] == kf[6]);
+    ck_assert(b[5] == 28.2 * S);
     cm_free(b);
     ck_assert_int_eq(hls_keyframe_bounds(NULL, 0, 10, &b, &n), CM_OK);
     ck_assert_int_eq(n, 1);

@@ -7,6 +7,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -168,13 +169,13 @@ START_TEST(transcode_grid_and_seek_restart)
     resolve(m, 1, v_mp4, &md);
     ck_assert_str_eq(md.vcodec, "h264");
     n = playlist_bounds(m, &md, "240p", b, 64);
-    ck_assert_int_eq(n, 5);
-    /* 0, 1, then a far seek to 4 (restart), then back to 2, 3 (restart) */
+    ck_assert_int_eq(n, (int)(20 / HLS_SEG_SECONDS));
+    /* 0, 1, then a far seek to the last (restart), then back to 2.. (restart) */
     fetch(m, &md, "240p", 0, dir);
     fetch(m, &md, "240p", 1, dir);
-    fetch(m, &md, "240p", 4, dir);
-    fetch(m, &md, "240p", 2, dir);
-    fetch(m, &md, "240p", 3, dir);
+    fetch(m, &md, "240p", (uint32_t)n - 1, dir);
+    for (int k = 2; k < n - 1; k++)
+        fetch(m, &md, "240p", (uint32_t)k, dir);
     hls_mgr_stats(m, &s);
     ck_assert_int_ge(s.runs_started, 2);
     check_stream(dir, b, n, 25, true, 0);
@@ -196,10 +197,11 @@ START_TEST(transcode_fractional_fps)
     ck_assert(fabs(md.fps - 30000.0 / 1001) < 1e-3);
     ck_assert_str_eq(md.acodec, "");
     n = playlist_bounds(m, &md, "240p", b, 64);
-    ck_assert_int_eq(n, 3);
-    fetch(m, &md, "240p", 2, dir); /* start in the middle */
-    fetch(m, &md, "240p", 0, dir);
-    fetch(m, &md, "240p", 1, dir);
+    ck_assert_int_eq(n, (int)(12 / HLS_SEG_SECONDS));
+    fetch(m, &md, "240p", (uint32_t)n / 2, dir); /* start in the middle */
+    for (int k = 0; k < n; k++)
+        if (k != n / 2)
+            fetch(m, &md, "240p", (uint32_t)k, dir);
     check_stream(dir, b, n, 30000.0 / 1001, false, 0);
     hls_media_fini(&md);
     hls_mgr_free(m);
@@ -240,12 +242,61 @@ START_TEST(remux_windows_and_restarts)
     int n;
     resolve(m, 4, v_mp4, &md);
     n = playlist_bounds(m, &md, "copy", b, 64);
-    ck_assert_int_eq(n, 5);
+    /* GOP 2 s: the copy cuts fall on the grid */
+    ck_assert_int_eq(n, (int)(20 / HLS_SEG_SECONDS));
+    ck_assert_int_ne(n % 3, 0); /* k * 3 % n visits every segment */
     for (int k = 0; k < n; k++)
         fetch(m, &md, "copy", (uint32_t)((k * 3) % n), dir);
     hls_mgr_stats(m, &s);
     ck_assert_int_ge(s.runs_started, 3);
     check_stream(dir, b, n, 25, true, 1024.0 / 48000);
+    hls_media_fini(&md);
+    hls_mgr_free(m);
+    cm_config_fini(&cfg);
+}
+END_TEST
+
+/* Regression (found by the browser test): a seek while an older request
+ * is still pending left two waiters far apart, and the monitor restarted
+ * ffmpeg for each in turn, every tick, until the old wait timed out.  Now
+ * the newest request owns the run and the old one is served after. */
+static void sem_post_cb(void *cls)
+{
+    sem_post(cls);
+}
+
+START_TEST(pending_old_request_does_not_thrash)
+{
+    struct hls_opts o = {.gap = 1, .ahead = 1};
+    struct hls_mgr *m = mk(&o, 2, 0);
+    struct hls_media md;
+    struct hls_stats s;
+    struct hls_wait *old = NULL;
+    sem_t sem;
+    int fd, n;
+    uint64_t size;
+    double b[64];
+    resolve(m, 13, v_mp4, &md);
+    n = playlist_bounds(m, &md, "240p", b, 64);
+    ck_assert_int_ge(n, 6);
+    ck_assert_int_eq(
+        hls_segment_open(m, &md, "240p", 2, &fd, &size, &old), CM_OK);
+    ck_assert_ptr_nonnull(old);
+    /* the seek: the far segment comes with at most one more run */
+    fetch(m, &md, "240p", (uint32_t)n - 2, tu_tmpdir());
+    hls_mgr_stats(m, &s);
+    ck_assert_msg(s.runs_started <= 3, "%llu runs",
+                  (unsigned long long)s.runs_started);
+    /* and the old request is still answered */
+    sem_init(&sem, 0, 0);
+    hls_wait_arm(old, sem_post_cb, &sem);
+    while (sem_wait(&sem) != 0 && errno == EINTR)
+        ;
+    ck_assert_int_eq(hls_wait_result(old, &fd, &size), CM_OK);
+    ck_assert(size > 0);
+    close(fd);
+    hls_wait_free(old);
+    sem_destroy(&sem);
     hls_media_fini(&md);
     hls_mgr_free(m);
     cm_config_fini(&cfg);
@@ -443,7 +494,9 @@ START_TEST(bad_segment_numbers)
     int fd;
     uint64_t size;
     resolve(m, 12, v_mp4, &md);
-    ck_assert_int_eq(hls_segment_open(m, &md, "240p", 5, &fd, &size, &w),
+    ck_assert_int_eq(hls_segment_open(m, &md, "240p",
+                                      (uint32_t)(20 / HLS_SEG_SECONDS), &fd,
+                                      &size, &w),
                      CM_NOTFOUND);
     ck_assert_int_eq(hls_segment_open(m, &md, "720p", 0, &fd, &size, &w),
                      CM_NOTFOUND);
@@ -464,6 +517,7 @@ static Suite *suite(void)
     tcase_add_test(tc, transcode_fractional_fps);
     tcase_add_test(tc, remux_long_gop_cuts_at_keyframes);
     tcase_add_test(tc, remux_windows_and_restarts);
+    tcase_add_test(tc, pending_old_request_does_not_thrash);
     tcase_add_test(tc, hevc_mkv_transcodes);
     tcase_add_test(tc, idle_job_killed_and_removed);
     tcase_add_test(tc, transcode_limit_busy);
