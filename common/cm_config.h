@@ -39,6 +39,7 @@ struct cm_config {
     enum cm_log_format log_format;
     int64_t sync_interval;  /* seconds between syncs, 0 = off */
     int64_t sync_page_size; /* items per GraphQL page */
+    int64_t sync_commit;    /* full sync: items per write transaction */
     int64_t sync_timeout;   /* seconds per HTTP request to Stash */
     int64_t sync_retries;   /* retries per request */
     int full;               /* sync: force a full pass */

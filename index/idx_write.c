@@ -1143,6 +1143,14 @@ static enum cm_status entity_change(struct idx_writer *w, uint8_t type,
         not_ = old.n_tags;
     }
     kv_entity_fini(&old);
+    /* rederive() below takes the old tags from the writer's cache: load
+     * them into it before the record changes, else it reads the new ones
+     * and finds nothing to move. */
+    if (type == KV_PERFORMER || type == KV_STUDIO || type == KV_GROUP) {
+        const struct idx_etags *cached;
+        if ((st = idx_ecache_tags(&w->ec, type, id, &cached)) != CM_OK)
+            goto out;
+    }
     /* Store or delete the record. */
     if (e)
         st = kv_entity_put(w->t, e);

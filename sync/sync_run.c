@@ -156,6 +156,7 @@ struct run {
     char *err;
     size_t errlen;
     int page;              /* items per page */
+    uint64_t commit;       /* full walks: objects per write transaction */
     enum sync_mode mode;
     bool tty;
     double t_type;         /* start of the current type's phase */
@@ -653,6 +654,36 @@ bad:
     return CM_INVALID;
 }
 
+/* Writes pg's watermark and checkpoint (or drops the checkpoint). */
+static enum cm_status put_meta(struct kv_txn *t, const struct page *pg)
+{
+    enum cm_status st = CM_OK;
+    if (pg->wm) {
+        char key[32];
+        snprintf(key, sizeof key, "wm/%s", sync_type_name(pg->type));
+        st = kv_put(t, KV_DB_SYNC, key, strlen(key), pg->wm, strlen(pg->wm));
+    }
+    if (st == CM_OK && pg->ckpt)
+        st = kv_put(t, KV_DB_SYNC, "ckpt", 4, pg->ckpt, strlen(pg->ckpt));
+    if (st == CM_OK && pg->drop_ckpt) {
+        st = kv_del(t, KV_DB_SYNC, "ckpt", 4);
+        if (st == CM_NOTFOUND)
+            st = CM_OK;
+    }
+    return st;
+}
+
+/* Upserts one object of pg's kind. */
+static enum cm_status put_item(struct page *pg, struct kv_txn *t,
+                               struct idx_writer *w, const cJSON *it)
+{
+    if (pg->activity)
+        return put_activity(pg, t, w, it);
+    if (pg->type == SYNC_SCENES)
+        return put_scene(pg, t, w, it);
+    return put_entity(pg, t, w, it);
+}
+
 static enum cm_status page_fn(struct kv_txn *t, void *ctx)
 {
     struct page *pg = ctx;
@@ -663,16 +694,9 @@ static enum cm_status page_fn(struct kv_txn *t, void *ctx)
     pg->written = pg->rewritten = pg->deleted = pg->unknown = 0;
     if ((st = idx_writer_begin(t, &w)) != CM_OK)
         return st;
-    for (size_t i = 0; i < pg->n_items; i++) {
-        if (pg->activity)
-            st = put_activity(pg, t, w, pg->items[i]);
-        else if (pg->type == SYNC_SCENES)
-            st = put_scene(pg, t, w, pg->items[i]);
-        else
-            st = put_entity(pg, t, w, pg->items[i]);
-        if (st != CM_OK)
+    for (size_t i = 0; i < pg->n_items; i++)
+        if ((st = put_item(pg, t, w, pg->items[i])) != CM_OK)
             goto fail;
-    }
     for (size_t i = 0; i < pg->n_del; i++) {
         if (pg->del_type == SYNC_SCENES)
             st = idx_scene_delete(w, pg->del[i]);
@@ -684,29 +708,30 @@ static enum cm_status page_fn(struct kv_txn *t, void *ctx)
         else if (st != CM_NOTFOUND)
             goto fail;
     }
-    if ((st = drain_rewrites(pg, t, w, REWRITE_BUDGET)) != CM_OK)
+    if ((st = drain_rewrites(pg, t, w, REWRITE_BUDGET)) != CM_OK ||
+        (st = put_meta(t, pg)) != CM_OK)
         goto fail;
-    if (pg->wm) {
-        char key[32];
-        snprintf(key, sizeof key, "wm/%s", sync_type_name(pg->type));
-        if ((st = kv_put(t, KV_DB_SYNC, key, strlen(key), pg->wm,
-                         strlen(pg->wm))) != CM_OK)
-            goto fail;
-    }
-    if (pg->ckpt &&
-        (st = kv_put(t, KV_DB_SYNC, "ckpt", 4, pg->ckpt, strlen(pg->ckpt))) !=
-            CM_OK)
-        goto fail;
-    if (pg->drop_ckpt) {
-        st = kv_del(t, KV_DB_SYNC, "ckpt", 4);
-        if (st != CM_OK && st != CM_NOTFOUND)
-            goto fail;
-    }
     return idx_writer_finish(w);
 fail:
     idx_writer_discard(w);
     return st;
 }
+
+/* Adds the results of a committed page to the run's stats. */
+static void add_stats(struct run *r, const struct page *pg)
+{
+    if (!r->stats)
+        return;
+    if (pg->activity)
+        r->stats->activity += pg->written;
+    else
+        r->stats->written[pg->type] += pg->written;
+    r->stats->deleted[pg->del_type] += pg->deleted;
+    r->stats->rewritten += pg->rewritten;
+    r->stats->unknown_refs += pg->unknown;
+}
+
+static enum cm_status drain_more(struct run *r, struct page *pg);
 
 /* Commits one page, then drains leftover rewrites in more transactions. */
 static enum cm_status commit_page(struct run *r, struct page *pg)
@@ -719,16 +744,15 @@ static enum cm_status commit_page(struct run *r, struct page *pg)
             errf(r, "store write failed: %s", cm_status_str(st));
         return st;
     }
-    if (r->stats) {
-        enum sync_type ty = pg->activity ? SYNC_SCENES : pg->type;
-        if (pg->activity)
-            r->stats->activity += pg->written;
-        else
-            r->stats->written[ty] += pg->written;
-        r->stats->deleted[pg->del_type] += pg->deleted;
-        r->stats->rewritten += pg->rewritten;
-        r->stats->unknown_refs += pg->unknown;
-    }
+    add_stats(r, pg);
+    return drain_more(r, pg);
+}
+
+/* After a committed transaction that left rewrite markers: drains them,
+ * REWRITE_BUDGET scenes per transaction. */
+static enum cm_status drain_more(struct run *r, struct page *pg)
+{
+    enum cm_status st;
     while (pg->rw_left) {
         struct page more = {.r = r, .type = pg->type, .del_type = pg->type};
         if (stop_requested(r)) {
@@ -889,109 +913,213 @@ static enum cm_status probe_max(struct run *r, enum sync_type t, char *out,
 
 /* ---- full walk of one type ----------------------------------------- */
 
+/* Fetches the full-walk page of t after cursor `last` (keyset: the last
+ * id; page-numbered types: objects done) into items[0..*n).  OUT *data
+ * (caller owns; NULL on error), *cnt (Stash's count), *last_id (the last
+ * object's id).  Checks the page: at most pp objects, ids ascending. */
+static enum cm_status fetch_full_page(struct run *r, enum sync_type t,
+                                      int pp, uint64_t last, cJSON **data,
+                                      const cJSON **items, size_t *n,
+                                      uint64_t *cnt, uint64_t *last_id)
+{
+    cJSON *vars;
+    const cJSON *list, *it;
+    uint64_t id = 0;
+    enum cm_status st;
+
+    *n = 0;
+    if (T[t].id_filter) {
+        vars = vars_new(1, pp, "id", false);
+        if (vars && !vars_crit(vars, T[t].filter_arg, "id", "GREATER_THAN",
+                               NULL, (double)last)) {
+            cJSON_Delete(vars);
+            vars = NULL;
+        }
+    } else {
+        vars = vars_new((int)(last / (uint64_t)pp) + 1, pp, "id", false);
+    }
+    if ((st = query(r, T[t].doc, t, vars, data, &list, cnt)) != CM_OK)
+        return st;
+    cJSON_ArrayForEach(it, list)
+    {
+        uint64_t prev = id;
+        if (*n == (size_t)pp || (st = item_id(r, it, &id)) != CM_OK)
+            break;
+        if (T[t].id_filter && id <= (*n ? prev : last)) {
+            errf(r, "%s: ids not ascending", sync_type_name(t));
+            st = CM_UPSTREAM;
+            break;
+        }
+        items[(*n)++] = it;
+    }
+    if (st == CM_OK && *n == (size_t)pp && it) {
+        errf(r, "%s: Stash returned more than per_page objects",
+             sync_type_name(t));
+        st = CM_UPSTREAM;
+    }
+    if (st != CM_OK) {
+        cJSON_Delete(*data);
+        *data = NULL;
+    }
+    *last_id = id;
+    return st;
+}
+
+/* One commit unit of a full walk: whole pages, fetched and applied one
+ * after the other in ONE write transaction, until r->commit objects, the
+ * type's last page, a failed fetch or a stop request.  The checkpoint of
+ * the last applied page is written in the same transaction.  Run through
+ * kv_write_run(): a redo after map growth starts again at the unit's
+ * first page and fetches it again (keyset and page numbers return the
+ * same objects). */
+struct unit {
+    struct run *r;
+    enum sync_type t;
+    bool checkpoint;        /* write "ckpt" (and the watermark at the end) */
+    const char *wm;         /* the type's starting watermark */
+    const cJSON **items;    /* r->page slots */
+    uint64_t last0, done0;  /* cursor at the unit's start */
+    /* results of the last attempt */
+    uint64_t last, done, total;
+    bool end;               /* the type's last page was applied */
+    enum cm_status cut;     /* fetch error or stop that ended the unit */
+    int pages;              /* pages applied */
+    struct page pg;         /* counters of the applied pages */
+};
+
+static enum cm_status unit_fn(struct kv_txn *t, void *ctx)
+{
+    struct unit *u = ctx;
+    struct run *r = u->r;
+    struct idx_writer *w = NULL;
+    uint64_t in_unit = 0;
+    char ck[256];
+    enum cm_status st;
+
+    u->last = u->last0;
+    u->done = u->done0;
+    u->end = false;
+    u->cut = CM_OK;
+    u->pages = 0;
+    memset(&u->pg, 0, sizeof u->pg);
+    u->pg.r = r;
+    u->pg.type = u->pg.del_type = u->t;
+    if ((st = idx_writer_begin(t, &w)) != CM_OK)
+        return st;
+    for (;;) {
+        cJSON *data = NULL;
+        size_t n = 0;
+        uint64_t cnt = 0, last_id = 0;
+
+        if (stop_requested(r)) {
+            errf(r, "sync aborted");
+            u->cut = CM_ABORTED;
+            break;
+        }
+        st = fetch_full_page(r, u->t, r->page, u->last, &data, u->items, &n,
+                             &cnt, &last_id);
+        if (st != CM_OK) { /* commit the pages before it, then fail */
+            u->cut = st;
+            st = CM_OK;
+            break;
+        }
+        sync_arena_reset(&r->arena);
+        for (size_t i = 0; i < n && st == CM_OK; i++)
+            st = put_item(&u->pg, t, w, u->items[i]);
+        cJSON_Delete(data);
+        if (st != CM_OK)
+            goto fail;
+        u->total = T[u->t].id_filter ? u->done + cnt : cnt;
+        u->last = T[u->t].id_filter ? (n ? last_id : u->last) : u->last + n;
+        u->done += n;
+        u->pg.n_items += n; /* objects fetched */
+        in_unit += n;
+        u->pages++;
+        progress(r, u->t, "fetch", u->done,
+                 u->total > u->done ? u->total : u->done);
+        if (n < (size_t)r->page) {
+            u->end = true;
+            break;
+        }
+        if (in_unit >= r->commit)
+            break;
+    }
+    if ((st = drain_rewrites(&u->pg, t, w, REWRITE_BUDGET)) != CM_OK)
+        goto fail;
+    if (u->checkpoint && u->pages) {
+        if (u->end) { /* type t + 1: this walk done */
+            fmt_ckpt(ck, sizeof ck, (int)u->t + 1, 0, r->page, "");
+            u->pg.wm = u->wm[0] ? u->wm : NULL;
+        } else {
+            fmt_ckpt(ck, sizeof ck, (int)u->t, u->last, r->page, u->wm);
+        }
+        u->pg.ckpt = ck;
+        st = put_meta(t, &u->pg);
+        u->pg.ckpt = NULL;
+        u->pg.wm = NULL;
+        if (st != CM_OK)
+            goto fail;
+    }
+    return idx_writer_finish(w);
+fail:
+    idx_writer_discard(w);
+    return st;
+}
+
 /* Walks every object of t (keyset by id where Stash can filter on id,
- * offset pages otherwise), upserting.  With a checkpoint, starts after it
- * and writes one per page; at the end writes the type's watermark. */
+ * offset pages otherwise), upserting, in commit units of r->commit
+ * objects.  With a checkpoint, starts after it and writes one per unit;
+ * at the end writes the type's watermark. */
 static enum cm_status walk_full(struct run *r, enum sync_type t,
                                 const struct ckpt *resume, bool checkpoint)
 {
-    uint64_t last = 0, done = 0, total = 0;
-    char wm[64] = "", ck[256];
-    const cJSON **items = NULL;
+    struct unit u;
+    char wm[64] = "";
     enum cm_status st = CM_OK;
-    int pp = r->page;
 
+    memset(&u, 0, sizeof u);
     r->t_type = now_s();
     if (resume && resume->valid && resume->type == t) {
         snprintf(wm, sizeof wm, "%s", resume->wm);
-        if (T[t].id_filter || resume->per_page == pp)
-            last = resume->last;
+        if (T[t].id_filter || resume->per_page == r->page)
+            u.last0 = resume->last;
         if (!T[t].id_filter)
-            done = last;
+            u.done0 = u.last0;
         if (r->stats)
             r->stats->resumed = true;
     }
     if (checkpoint && !wm[0] && (st = probe_max(r, t, wm, sizeof wm)) != CM_OK)
         return st;
-    if (!(items = cm_malloc(sizeof *items * (size_t)pp))) {
+    if (!(u.items = cm_malloc(sizeof *u.items * (size_t)r->page))) {
         errf(r, "out of memory");
         return CM_NOMEM;
     }
+    u.r = r;
+    u.t = t;
+    u.checkpoint = checkpoint;
+    u.wm = wm;
     for (;;) {
-        cJSON *vars, *data = NULL;
-        const cJSON *list, *it;
-        struct page pg = {.type = t, .del_type = t};
-        size_t n = 0;
-        uint64_t id = 0, cnt;
-
-        if (stop_requested(r)) {
-            errf(r, "sync aborted");
-            st = CM_ABORTED;
+        st = kv_write_run(r->s, unit_fn, &u);
+        if (st != CM_OK) {
+            if (r->err && !r->err[0])
+                errf(r, "store write failed: %s", cm_status_str(st));
             break;
         }
-        if (T[t].id_filter) {
-            vars = vars_new(1, pp, "id", false);
-            if (vars && !vars_crit(vars, T[t].filter_arg, "id", "GREATER_THAN",
-                                   NULL, (double)last)) {
-                cJSON_Delete(vars);
-                vars = NULL;
-            }
-        } else {
-            vars = vars_new((int)(last / (uint64_t)pp) + 1, pp, "id", false);
-        }
-        if ((st = query(r, T[t].doc, t, vars, &data, &list, &cnt)) != CM_OK)
+        if (r->stats)
+            r->stats->fetched[t] += u.pg.n_items;
+        add_stats(r, &u.pg);
+        if ((st = drain_more(r, &u.pg)) != CM_OK)
             break;
-        if (T[t].id_filter)
-            total = done + cnt;
-        else
-            total = cnt;
-        cJSON_ArrayForEach(it, list)
-        {
-            if (n == (size_t)pp || (st = item_id(r, it, &id)) != CM_OK)
-                break;
-            items[n++] = it;
+        u.last0 = u.last;
+        u.done0 = u.done;
+        if (u.cut != CM_OK) {
+            st = u.cut;
+            break;
         }
-        if (st == CM_OK && n == (size_t)pp && it) {
-            errf(r, "%s: Stash returned more than per_page objects",
-                 sync_type_name(t));
-            st = CM_UPSTREAM;
-        }
-        if (st == CM_OK && T[t].id_filter && n && id <= last) {
-            errf(r, "%s: ids not ascending", sync_type_name(t));
-            st = CM_UPSTREAM;
-        }
-        if (st == CM_OK) {
-            uint64_t nlast = T[t].id_filter ? (n ? id : last) : last + n;
-            bool end = n < (size_t)pp;
-            pg.items = items;
-            pg.n_items = n;
-            if (checkpoint) {
-                if (end) {
-                    /* type SYNC_NTYPES: walks done, reconcile pending */
-                    fmt_ckpt(ck, sizeof ck, (int)t + 1, 0, pp, "");
-                    pg.wm = wm[0] ? wm : NULL;
-                } else {
-                    fmt_ckpt(ck, sizeof ck, (int)t, nlast, pp, wm);
-                }
-                pg.ckpt = ck;
-            }
-            st = commit_page(r, &pg);
-            if (r->stats)
-                r->stats->fetched[t] += n;
-            done += n;
-            last = nlast;
-            if (st == CM_OK)
-                progress(r, t, "fetch", done, total > done ? total : done);
-            if (end) {
-                cJSON_Delete(data);
-                break;
-            }
-        }
-        cJSON_Delete(data);
-        if (st != CM_OK)
+        if (u.end)
             break;
     }
-    cm_free(items);
+    cm_free(u.items);
     progress_end(r, t);
     return st;
 }
@@ -1778,6 +1906,7 @@ enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
     r.page = (int)cfg->sync_page_size;
     if (r.page < 1 || r.page > CM_MAX_SYNC_PAGE)
         r.page = 1000;
+    r.commit = cfg->sync_commit > 0 ? (uint64_t)cfg->sync_commit : 1;
     r.tty = status && status->tty;
     sync_arena_init(&r.arena, CM_MAX_GRAPHQL_RESPONSE);
     if (!cfg->stash_url) {
