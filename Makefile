@@ -6,6 +6,7 @@
 #   make lint       clang-format check + banned-function/prefix check
 #   make run        build, then start the demo (fake Stash + sync + serve)
 #   make bench      benchmark against SQLite (not part of make test)
+#   make bench-engine  in-process engine p50/p99 at 100k and 1M scenes
 #
 # Objects go to build/<variant>/ so variants never mix.  Honours CC, CFLAGS,
 # CPPFLAGS, LDFLAGS, LDLIBS.  WERROR=0 relaxes -Werror locally.
@@ -63,7 +64,7 @@ QUERY_FILES := $(sort $(wildcard sync/queries/*.graphql))
 GEN_QUERIES := $(B)/gen/sync_queries.c
 
 PHONY_EXTRA := tsan
-.PHONY: all test asan tsan lint run bench bench-smoke deps clean fuzz check-c \
+.PHONY: all test asan tsan lint run bench bench-engine bench-smoke deps clean fuzz check-c \
         test-c test-js test-fuzz-replay format
 all: build/peekd
 
@@ -127,6 +128,17 @@ $(B)/bench/bench_peek: tests/bench/bench_peek.c tests/bench/bench_sqlite.c \
 	$(CC) $(BENCH_CFLAGS) $(ALL_LDFLAGS) -o $@ tests/bench/bench_peek.c \
 	  tests/bench/bench_sqlite.c $(call libs_for,common) -lsqlite3 -lcurl \
 	  -lcjson -lm -lpthread
+
+# The engine benchmark (issue 3 item 9): in-process p50/p99 of a fixed
+# query mix at 100k and 1M generated scenes (BENCH_ENGINE_SIZES to change).
+BENCH_ENGINE_SIZES ?= 100000 1000000
+$(B)/bench/bench_index: tests/bench/bench_index.c $(call libs_for,index)
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) $(ALL_LDFLAGS) -o $@ tests/bench/bench_index.c \
+	  $(call libs_for,index) $(SYSLIBS)
+
+bench-engine: $(B)/bench/bench_index
+	for n in $(BENCH_ENGINE_SIZES); do $(B)/bench/bench_index $$n || exit 1; done
 
 deps:
 	@sh tools/deps.sh

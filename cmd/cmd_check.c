@@ -6,6 +6,7 @@
  * not (run `peekd reindex` to repair index problems).
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "cmd/cmd.h"
 #include "common/cm_buf.h"
@@ -47,11 +48,18 @@ int cmd_check(int argc, char **argv)
                kv_dir(s), (unsigned long long)n);
         rc = 0;
     } else {
-        printf("peekd check: %s: %llu scenes: %s\n%s", kv_dir(s),
+        /* the first line of the report names the first disagreement */
+        const char *r = rep.data && rep.len ? rep.data : "";
+        const char *nl = strchr(r, '\n');
+        int first_len = nl ? (int)(nl - r) : (int)strlen(r);
+        printf("peekd check: %s: %llu scenes: %s\n", kv_dir(s),
                (unsigned long long)n,
                st == CM_CORRUPT ? "PROBLEMS FOUND (run peekd reindex)"
-                                : cm_status_str(st),
-               rep.data ? rep.data : "");
+                                : cm_status_str(st));
+        if (first_len > 0)
+            fprintf(stderr, "peekd check: first disagreement: %.*s\n",
+                    first_len, r);
+        printf("%s", r);
         rc = 1;
     }
     cm_buf_fini(&rep);

@@ -54,7 +54,19 @@ struct idx_result {
     uint64_t count;   /* exact number of matching scenes */
     uint32_t *docids; /* the page, in order; caller owns */
     size_t n;
+    /* Stash's FindScenesResultType totals over the whole matching set
+     * (not just the page), filled only when the query asked for them with
+     * idx_query_want_totals(): */
+    double duration_sum; /* seconds: sum of files[0].duration (no file: 0) */
+    double filesize_sum; /* bytes: sum of files[0].size (no file: 0) */
+    bool has_totals;     /* the two sums above are valid */
 };
+
+/* Asks idx_query_run() to also compute the duration and filesize totals
+ * (off by default: they cost one dense-column read per matching scene,
+ * ~1-2 ms per million).  Call before the query is shared between threads
+ * (it writes q).  q may be NULL (no-op). */
+void idx_query_want_totals(struct idx_query *q, bool on);
 
 /* Runs q in read (or write) transaction t.  OUT *res: release with
  * idx_result_fini().  CM_INVALID for an unknown referenced entity is NOT
@@ -105,6 +117,17 @@ void idx_writer_discard(struct idx_writer *w);
  * one write transaction (readers keep seeing the old indexes until commit).
  * OUT stats (may be NULL): scenes indexed. */
 enum cm_status idx_rebuild(struct kv_store *s, uint64_t *scenes) CM_WUR;
+
+/* Progress callback of idx_rebuild_progress: done of total scenes derived
+ * so far (called every IDX_PROGRESS_STEP scenes and once at the end with
+ * done == total; a map-full retry starts again from 0).  Called on the
+ * rebuilding thread, inside the write transaction: keep it short. */
+typedef void (*idx_progress_fn)(uint64_t done, uint64_t total, void *ctx);
+#define IDX_PROGRESS_STEP 4096u
+
+/* idx_rebuild with a progress callback (fn may be NULL). */
+enum cm_status idx_rebuild_progress(struct kv_store *s, idx_progress_fn fn,
+                                    void *ctx, uint64_t *scenes) CM_WUR;
 
 /* Verifies that every index entry matches what idx_rebuild() would write
  * (and that every record decodes).  Writes a description of the first

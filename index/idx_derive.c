@@ -501,7 +501,9 @@ static enum cm_status derive_facets(const struct kv_scene *sc,
 }
 
 /* The q search columns: title, details, every file's path and
- * fingerprints (phash as signed decimal), marker titles. */
+ * fingerprints (phash as signed decimal), marker titles, and peekd's
+ * name columns: code, studio name, performer names, tag names (the names
+ * embedded in the record; sync rewrites the records on a rename). */
 static enum cm_status derive_text(const struct kv_scene *sc,
                                   struct idx_entries *e)
 {
@@ -510,6 +512,14 @@ static enum cm_status derive_text(const struct kv_scene *sc,
 
     if (st == CM_OK)
         st = add_text(e, sc->details.p, sc->details.len);
+    if (st == CM_OK)
+        st = add_text(e, sc->code.p, sc->code.len);
+    if (st == CM_OK && sc->studio.id)
+        st = add_text(e, sc->studio.name.p, sc->studio.name.len);
+    for (uint32_t i = 0; i < sc->n_performers && st == CM_OK; i++)
+        st = add_text(e, sc->performers[i].name.p, sc->performers[i].name.len);
+    for (uint32_t i = 0; i < sc->n_tags && st == CM_OK; i++)
+        st = add_text(e, sc->tags[i].name.p, sc->tags[i].name.len);
     for (uint32_t i = 0; i < sc->n_files && st == CM_OK; i++) {
         const struct kv_file *f = &sc->files[i];
         st = add_text(e, f->path.p, f->path.len);
@@ -518,8 +528,10 @@ static enum cm_status derive_text(const struct kv_scene *sc,
         if (st == CM_OK)
             st = add_text(e, f->md5.p, f->md5.len);
         if (st == CM_OK && f->phash.p) {
-            /* Stash stores phash as a signed int64; q matches its
-             * decimal text: index both the hex and the decimal form. */
+            /* Stash stores phash as a signed int64 and q matches its
+             * decimal text, so only that form is a q column (the token
+             * set must be exactly the q columns' tokens: idx_run.c answers
+             * single-word searches from it without verification). */
             uint64_t v = 0;
             bool ok = f->phash.len > 0 && f->phash.len <= 16;
             for (uint32_t k = 0; ok && k < f->phash.len; k++) {
@@ -533,8 +545,7 @@ static enum cm_status derive_text(const struct kv_scene *sc,
                 else
                     v = v << 4 | (uint64_t)d;
             }
-            st = add_text(e, f->phash.p, f->phash.len);
-            if (st == CM_OK && ok) {
+            if (ok) {
                 int n = snprintf(num, sizeof num, "%lld", (long long)(int64_t)v);
                 if (n > 0 && (size_t)n < sizeof num)
                     st = add_text(e, num, (size_t)n);

@@ -9,6 +9,7 @@
  */
 #include "index/idx_filter.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "common/cm_alloc.h"
+#include "common/cm_limits.h"
 
 /* ---- Names --------------------------------------------------------- */
 
@@ -269,11 +271,29 @@ bool idx_like(const char *pat, size_t plen, const char *s, size_t slen)
                      (const unsigned char *)s, slen);
 }
 
-/* v LIKE '%w%' */
+/* v LIKE '%w%'.  A pure-ASCII w without '%'/'_' is a plain ASCII
+ * case-insensitive byte search: an ASCII byte is a character of its own in
+ * any UTF-8 (u8read never swallows one), so it decides the same. */
 static bool like_has(const struct idx_str *w, const char *v, size_t vlen)
 {
-    return like_impl((const unsigned char *)w->p, w->len, true, true,
-                     (const unsigned char *)v, vlen);
+    const unsigned char *p = (const unsigned char *)w->p;
+    const unsigned char *s = (const unsigned char *)v;
+    size_t n = w->len;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] >= 0x80 || p[i] == '%' || p[i] == '_')
+            return like_impl(p, n, true, true, s, vlen);
+    if (n == 0)
+        return true;
+    if (n > vlen)
+        return false;
+    for (size_t i = 0; i + n <= vlen; i++) {
+        size_t k = 0;
+        while (k < n && ascii_lower(s[i + k]) == ascii_lower(p[k]))
+            k++;
+        if (k == n)
+            return true;
+    }
+    return false;
 }
 
 /* ---- Match contexts ------------------------------------------------ */
@@ -1086,24 +1106,62 @@ static bool row_has(const struct qrow *r, const struct idx_str *t)
     return false;
 }
 
-static bool row_match(const struct idx_qspec *qs, const struct qrow *r)
+/* peekd's extension: the scene-level name columns (code, studio name,
+ * performer names, tag names), present on every row.  NULL ones are
+ * skipped: a term that would match '' already matches COALESCE(title, ''),
+ * so skipping them changes nothing for must_not. */
+static bool names_has(const struct kv_scene *sc, const struct idx_str *t)
+{
+    if (sc->code.p && like_has(t, sc->code.p, sc->code.len))
+        return true;
+    if (sc->studio.id && sc->studio.name.p &&
+        like_has(t, sc->studio.name.p, sc->studio.name.len))
+        return true;
+    for (uint32_t i = 0; i < sc->n_performers; i++)
+        if (sc->performers[i].name.p &&
+            like_has(t, sc->performers[i].name.p, sc->performers[i].name.len))
+            return true;
+    for (uint32_t i = 0; i < sc->n_tags; i++)
+        if (sc->tags[i].name.p &&
+            like_has(t, sc->tags[i].name.p, sc->tags[i].name.len))
+            return true;
+    return false;
+}
+
+/* The hits of each term on the name columns, computed once per scene
+ * (the row loop below would otherwise repeat them per row). */
+struct qnames {
+    bool *must, *must_not, **any;
+};
+
+static bool term_has(const struct qrow *r, const struct idx_str *t,
+                     bool name_hit)
+{
+    return name_hit || row_has(r, t);
+}
+
+static bool row_match(const struct idx_qspec *qs, const struct qrow *r,
+                      const struct qnames *nh)
 {
     for (size_t i = 0; i < qs->n_must; i++)
-        if (!row_has(r, &qs->must[i]))
+        if (!term_has(r, &qs->must[i], nh->must[i]))
             return false;
     for (size_t i = 0; i < qs->n_any; i++) {
         bool hit = false;
         for (size_t k = 0; k < qs->any_len[i] && !hit; k++)
-            hit = row_has(r, &qs->any[i][k]);
+            hit = term_has(r, &qs->any[i][k], nh->any[i][k]);
         if (!hit)
             return false;
     }
-    for (size_t i = 0; i < qs->n_must_not; i++)
+    for (size_t i = 0; i < qs->n_must_not; i++) {
+        if (nh->must_not[i])
+            return false;
         for (int k = 0; k < 5; k++) { /* COALESCE(col, '') NOT LIKE */
             struct kv_str c = r->col[k];
             if (like_has(&qs->must_not[i], c.p ? c.p : "", c.p ? c.len : 0))
                 return false;
         }
+    }
     return true;
 }
 
@@ -1126,11 +1184,11 @@ static size_t file_fps(const struct kv_file *f, struct kv_str *out,
     return n;
 }
 
-bool idx_q_match(const struct idx_query *q, const struct kv_scene *sc)
+/* The rows of Stash's join (files x fingerprints x markers), each with
+ * the name hits of nh. */
+static bool rows_match(const struct idx_qspec *qs, const struct kv_scene *sc,
+                       const struct qnames *nh)
 {
-    const struct idx_qspec *qs = &q->qs;
-    if (qs->n_must == 0 && qs->n_must_not == 0 && qs->n_any == 0)
-        return true;
     struct qrow r = {{sc->title, sc->details, {NULL, 0}, {NULL, 0}, {NULL, 0}}};
     uint32_t nf = sc->n_files ? sc->n_files : 1;
     uint32_t nm = sc->n_markers ? sc->n_markers : 1;
@@ -1149,10 +1207,42 @@ bool idx_q_match(const struct idx_query *q, const struct kv_scene *sc)
             for (uint32_t mi = 0; mi < nm; mi++) {
                 r.col[4] = sc->n_markers ? sc->markers[mi].title
                                          : (struct kv_str){NULL, 0};
-                if (row_match(qs, &r))
+                if (row_match(qs, &r, nh))
                     return true;
             }
         }
     }
     return false;
+}
+
+/* Terms per kind held in fixed arrays (the parser caps q at CM_MAX_Q_LEN
+ * bytes, so a query has at most CM_MAX_Q_LEN / 2 + 1 terms). */
+#define QN_MAX (CM_MAX_Q_LEN / 2 + 2)
+
+bool idx_q_match(const struct idx_query *q, const struct kv_scene *sc)
+{
+    const struct idx_qspec *qs = &q->qs;
+    bool must[QN_MAX], must_not[QN_MAX], anyb[QN_MAX];
+    bool *anyp[QN_MAX];
+    struct qnames nh = {must, must_not, anyp};
+    size_t na = 0;
+
+    if (qs->n_must == 0 && qs->n_must_not == 0 && qs->n_any == 0)
+        return true;
+    assert(qs->n_must <= QN_MAX && qs->n_must_not <= QN_MAX &&
+           qs->n_any <= QN_MAX);
+    for (size_t i = 0; i < qs->n_must; i++)
+        must[i] = names_has(sc, &qs->must[i]);
+    for (size_t i = 0; i < qs->n_must_not; i++) {
+        must_not[i] = names_has(sc, &qs->must_not[i]);
+        if (must_not[i])
+            return false; /* a name has an excluded word: no row passes */
+    }
+    for (size_t i = 0; i < qs->n_any; i++) {
+        assert(na + qs->any_len[i] <= QN_MAX);
+        anyp[i] = anyb + na;
+        for (size_t k = 0; k < qs->any_len[i]; k++)
+            anyb[na++] = names_has(sc, &qs->any[i][k]);
+    }
+    return rows_match(qs, sc, &nh);
 }

@@ -429,6 +429,8 @@ struct idx_query {
     uint64_t *ids;     /* idx_query_set_ids(): Stash scene ids in request
                           order (filters/sort/paging ignored when n_ids) */
     size_t n_ids;
+    bool want_totals;  /* idx_query_want_totals(): fill the result's
+                          duration/filesize sums */
 };
 
 /* Sets q->ids from a JSON array of ids: numbers, "12" or Peek's
@@ -483,7 +485,13 @@ bool idx_filter_match(const struct idx_filter *f, const struct kv_scene *sc,
  * (that file's fingerprints oshash, md5, phash-as-signed-decimal, or one
  * NULL) x (markers or one NULL) satisfies every must term (some of title,
  * details, file path, fingerprint, marker title LIKE '%t%'), every any-set,
- * and every must_not term (each column COALESCE(col,'') NOT LIKE '%t%'). */
+ * and every must_not term (each column COALESCE(col,'') NOT LIKE '%t%').
+ * peekd's extension (the issue's and Peek's name search, a superset of
+ * Stash's columns): the scene-level columns code, studio name (when the
+ * scene has a studio), every performer name and every tag name (the names
+ * embedded in sc's refs) belong to every row; a term hits a row when one
+ * of them LIKE '%t%', and a must_not term whose word is in any of them
+ * rejects the scene. */
 bool idx_q_match(const struct idx_query *q, const struct kv_scene *sc);
 
 /* SQLite's LIKE (no ESCAPE): ASCII case-insensitive, '%' any run, '_' one

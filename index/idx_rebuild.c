@@ -88,6 +88,8 @@ static enum cm_status rebuild_children(struct idx_writer *w)
 
 struct rb_ctx {
     uint64_t n;
+    idx_progress_fn fn;
+    void *fctx;
 };
 
 static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
@@ -99,7 +101,15 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
     enum cm_status st;
     int rc;
 
+    uint64_t total = 0;
+
     ctx->n = 0;
+    if (ctx->fn) {
+        st = kv_scene_count(t, &total);
+        if (st != CM_OK)
+            return st;
+        ctx->fn(0, total, ctx->fctx);
+    }
     for (size_t i = 0; i < sizeof index_dbs / sizeof *index_dbs; i++) {
         rc = mdb_drop(kv_txn_mdb(t), kv_dbi(kv_txn_store(t), index_dbs[i]), 0);
         if (rc)
@@ -130,6 +140,8 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
         if (st == CM_OK)
             st = idx_apply(&w, docid, NULL, &w.en);
         ctx->n++;
+        if (ctx->fn && ctx->n % IDX_PROGRESS_STEP == 0 && ctx->n < total)
+            ctx->fn(ctx->n, total, ctx->fctx);
     }
     if (st == CM_OK && rc && rc != MDB_NOTFOUND)
         st = kv_from_mdb(rc, "scene walk");
@@ -142,12 +154,15 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
     idx_writer_fini(&w);
     if (st == CM_OK)
         st = kv_index_version_set(t);
+    if (st == CM_OK && ctx->fn)
+        ctx->fn(ctx->n, ctx->n > total ? ctx->n : total, ctx->fctx);
     return st;
 }
 
-enum cm_status idx_rebuild(struct kv_store *s, uint64_t *scenes)
+enum cm_status idx_rebuild_progress(struct kv_store *s, idx_progress_fn fn,
+                                    void *fctx, uint64_t *scenes)
 {
-    struct rb_ctx ctx = {0};
+    struct rb_ctx ctx = {0, fn, fctx};
     enum cm_status st;
     if (scenes)
         *scenes = 0;
@@ -157,6 +172,11 @@ enum cm_status idx_rebuild(struct kv_store *s, uint64_t *scenes)
     if (st == CM_OK && scenes)
         *scenes = ctx.n;
     return st;
+}
+
+enum cm_status idx_rebuild(struct kv_store *s, uint64_t *scenes)
+{
+    return idx_rebuild_progress(s, NULL, NULL, scenes);
 }
 
 /* ---- Verify ------------------------------------------------------------- */
@@ -372,6 +392,83 @@ static enum cm_status expect_children(struct verify *v)
     return st;
 }
 
+/* A readable name of an index key for the report, e.g. "posting tag
+ * 123", "text token \"beach\"", "sort dictionary title". */
+static void describe_key(uint8_t db, const uint8_t *k, size_t n, char *out,
+                         size_t cap)
+{
+    static const struct {
+        uint8_t f;
+        const char *name;
+    } ids[] = {{IDX_P_TAG, "tag"},           {IDX_P_PERFORMER, "performer"},
+               {IDX_P_STUDIO, "studio"},     {IDX_P_GROUP, "group"},
+               {IDX_P_GALLERY, "gallery"},   {IDX_P_PERF_TAG, "performer tag"},
+               {IDX_P_INH_TAG, "inherited tag"}};
+    size_t o = 0;
+    int r;
+
+    out[0] = '\0';
+    if (db == KV_DB_TEXT || (db == KV_DB_POSTINGS && n >= 3 &&
+                             k[0] == IDX_P_STR)) {
+        size_t start = db == KV_DB_TEXT ? 0 : 2;
+        r = db == KV_DB_TEXT
+                ? snprintf(out, cap, "text token \"")
+                : snprintf(out, cap, "posting string facet '%c' \"", k[1]);
+        o = r > 0 && (size_t)r < cap ? (size_t)r : 0;
+        for (size_t i = start; i < n && i < start + 60 && o + 6 < cap; i++) {
+            r = k[i] >= 32 && k[i] < 127 && k[i] != '"'
+                    ? snprintf(out + o, cap - o, "%c", k[i])
+                    : snprintf(out + o, cap - o, "\\x%02x", k[i]);
+            if (r > 0)
+                o += (size_t)r;
+        }
+        if (o + 2 < cap)
+            snprintf(out + o, cap - o, "\"");
+        return;
+    }
+    if (db == KV_DB_SORTS && n >= 2) {
+        const char *name = idx_sfield_name((enum idx_sort_field)k[1]);
+        snprintf(out, cap, "sort dictionary %s (%zu key bytes)",
+                 name ? name : "tie-break", n - 2);
+        return;
+    }
+    if (n == 9)
+        for (size_t i = 0; i < sizeof ids / sizeof *ids; i++)
+            if (k[0] == ids[i].f) {
+                snprintf(out, cap, "posting %s %llu", ids[i].name,
+                         (unsigned long long)idx_rd_be64(k + 1));
+                return;
+            }
+    if (n == 10 && k[0] == IDX_P_CHILDREN) {
+        snprintf(out, cap, "children of entity type %u id %llu", k[1],
+                 (unsigned long long)idx_rd_be64(k + 2));
+        return;
+    }
+    r = snprintf(out, cap, "%s key", db == KV_DB_SORTS ? "sort" : "posting");
+    o = r > 0 && (size_t)r < cap ? (size_t)r : 0;
+    for (size_t i = 0; i < n && i < 16 && o + 4 < cap; i++) {
+        r = snprintf(out + o, cap - o, " %02x", k[i]);
+        if (r > 0)
+            o += (size_t)r;
+    }
+}
+
+/* The smallest docid in one bitmap and not the other (-1: equal). */
+static int64_t first_diff(const roaring_bitmap_t *a, const roaring_bitmap_t *b,
+                          bool *in_a)
+{
+    roaring_bitmap_t *x = roaring_bitmap_xor(a, b);
+    uint32_t d;
+    int64_t r = -1;
+    if (x && roaring_bitmap_get_cardinality(x) &&
+        roaring_bitmap_select(x, 0, &d)) {
+        r = d;
+        *in_a = roaring_bitmap_contains(a, d);
+    }
+    idx_bm_free(x);
+    return r;
+}
+
 /* Compares a stored database with the expectations. */
 static enum cm_status compare_db(struct verify *v, enum kv_db db)
 {
@@ -379,6 +476,7 @@ static enum cm_status compare_db(struct verify *v, enum kv_db db)
     MDB_val k, val;
     uint64_t lastpos = 0;
     uint8_t lastf = 0xFF;
+    char kd[160];
     enum cm_status st = walk_open(v->t, db, &cur);
     int rc;
 
@@ -395,26 +493,23 @@ static enum cm_status compare_db(struct verify *v, enum kv_db db)
         if (st != CM_OK)
             break;
         if (!x) {
-            problem(v, "stored %s key (%zu bytes, first byte '%c') is not "
-                       "expected",
-                    db == KV_DB_TEXT ? "text" : db == KV_DB_SORTS ? "sort"
-                                                                  : "posting",
-                    k.mv_size, k.mv_size ? (p[0] >= 32 && p[0] < 127 ? p[0] : '?') : '?');
+            describe_key((uint8_t)db, p, k.mv_size, kd, sizeof kd);
+            problem(v, "%s is stored but no record gives it", kd);
             continue;
         }
         x->seen = true;
         if (db == KV_DB_SORTS) {
             uint64_t pos;
             uint32_t ref;
+            describe_key((uint8_t)db, p, k.mv_size, kd, sizeof kd);
             if (val.mv_size != 12) {
-                problem(v, "dictionary value of %zu bytes", val.mv_size);
+                problem(v, "%s: value of %zu bytes", kd, val.mv_size);
                 continue;
             }
             memcpy(&pos, val.mv_data, 8);
             memcpy(&ref, (const uint8_t *)val.mv_data + 8, 4);
             if (ref != x->refs)
-                problem(v, "dictionary refcount %u, expected %u", ref,
-                        x->refs);
+                problem(v, "%s: refcount %u, expected %u", kd, ref, x->refs);
             if (k.mv_size >= 2 && p[1] == lastf && pos <= lastpos)
                 problem(v, "dictionary positions out of order (field %u)",
                         p[1]);
@@ -422,23 +517,32 @@ static enum cm_status compare_db(struct verify *v, enum kv_db db)
             lastpos = pos;
         } else if (k.mv_size >= 1 && p[0] == IDX_P_CHILDREN &&
                    db == KV_DB_POSTINGS) {
-            if (val.mv_size != (size_t)x->refs * 8)
-                problem(v, "children list has %zu entries, expected %u",
+            if (val.mv_size != (size_t)x->refs * 8) {
+                describe_key((uint8_t)db, p, k.mv_size, kd, sizeof kd);
+                problem(v, "%s: %zu entries, expected %u", kd,
                         val.mv_size / 8, x->refs);
+            }
         } else {
             roaring_bitmap_t *b = NULL;
             st = idx_bm_decode(val.mv_data, val.mv_size, &b);
             if (st == CM_CORRUPT) {
-                problem(v, "bitmap does not decode");
+                describe_key((uint8_t)db, p, k.mv_size, kd, sizeof kd);
+                problem(v, "%s: bitmap does not decode", kd);
                 st = CM_OK;
             } else if (st == CM_OK && !roaring_bitmap_equals(b, x->bm)) {
-                problem(v, "%s bitmap (first byte '%c') has %llu docids, "
-                           "expected %llu",
-                        db == KV_DB_TEXT ? "text" : "posting",
-                        p[0] >= 32 && p[0] < 127 ? p[0] : '?',
+                bool stored = false;
+                int64_t d = first_diff(b, x->bm, &stored);
+                describe_key((uint8_t)db, p, k.mv_size, kd, sizeof kd);
+                problem(v, "%s: bitmap has %llu docids, the records give "
+                           "%llu (docid %lld %s)",
+                        kd,
                         (unsigned long long)roaring_bitmap_get_cardinality(b),
                         (unsigned long long)roaring_bitmap_get_cardinality(
-                            x->bm));
+                            x->bm),
+                        (long long)d,
+                        stored ? "is in the bitmap but its record does not "
+                                 "give the key"
+                               : "is missing from the bitmap");
             }
             idx_bm_free(b);
         }
@@ -451,17 +555,14 @@ static enum cm_status compare_db(struct verify *v, enum kv_db db)
 
 static void missing_keys(struct verify *v)
 {
+    char kd[160];
     for (size_t i = 0; i < v->m.cap; i++)
         for (struct vent *e = v->m.keys[i] ? v->m.vals[i] : NULL; e;
              e = e->next)
-            if (!e->seen)
-                problem(v, "expected %s key (%u bytes, first byte '%c') is "
-                           "missing",
-                        e->db == KV_DB_TEXT    ? "text"
-                        : e->db == KV_DB_SORTS ? "sort"
-                                               : "posting",
-                        e->klen,
-                        e->key[0] >= 32 && e->key[0] < 127 ? e->key[0] : '?');
+            if (!e->seen) {
+                describe_key(e->db, e->key, e->klen, kd, sizeof kd);
+                problem(v, "%s is missing (the records give it)", kd);
+            }
 }
 
 enum cm_status idx_verify(struct kv_store *s, struct cm_buf *report)

@@ -850,6 +850,42 @@ static enum cm_status term_cands(struct run *r, const struct idx_str *t,
     return st;
 }
 
+/* A term the token index answers exactly: 1..(IDX_TOK_MAX -
+ * IDX_TOK_STEP) bytes, all ASCII alnum.  LIKE '%t%' on a column then
+ * holds iff one of the column's tokens contains t: t has no wildcards,
+ * the tokenizer and LIKE fold ASCII case alike, and an ASCII byte is a
+ * character of its own in any UTF-8 (even malformed), so a byte match is a
+ * character match. */
+static bool term_exact(const struct idx_str *t)
+{
+    if (t->len == 0 || t->len > IDX_TOK_MAX - IDX_TOK_STEP)
+        return false;
+    for (size_t i = 0; i < t->len; i++) {
+        unsigned char c = (unsigned char)t->p[i];
+        if (c >= 0x80 || !idx_is_tokbyte(c))
+            return false;
+    }
+    return true;
+}
+
+/* True when the candidates from the token index ARE the answer: one must
+ * term, or one OR set, of exact terms and no exclusion.  With a single
+ * positive condition Stash's row semantics reduce to "some column of the
+ * scene" (every column value appears on some row), and the text index
+ * holds exactly the tokens of the q columns (idx_derive.c), so no record
+ * needs to be read. */
+static bool q_exact(const struct idx_qspec *qs)
+{
+    if (qs->n_must_not || qs->n_must + qs->n_any != 1)
+        return false;
+    if (qs->n_must)
+        return term_exact(&qs->must[0]);
+    for (size_t j = 0; j < qs->any_len[0]; j++)
+        if (!term_exact(&qs->any[0][j]))
+            return false;
+    return true;
+}
+
 static enum cm_status q_eval(struct run *r, const struct idx_query *q,
                              roaring_bitmap_t *cand)
 {
@@ -882,7 +918,7 @@ static enum cm_status q_eval(struct run *r, const struct idx_query *q,
             roaring_bitmap_and_inplace(cand, any);
         idx_bm_free(any);
     }
-    if (st != CM_OK)
+    if (st != CM_OK || q_exact(qs))
         return st;
     st = bm_new(&keep);
     if (st != CM_OK)
@@ -1267,6 +1303,66 @@ static enum cm_status by_ids(struct run *r, const struct idx_query *q,
     return st;
 }
 
+void idx_query_want_totals(struct idx_query *q, bool on)
+{
+    if (q)
+        q->want_totals = on;
+}
+
+/* Adds docid's files[0] duration and size (0 = NULL: no file). */
+static enum cm_status total_one(struct idx_colcur *dc, struct idx_colcur *sc,
+                                uint32_t docid, double *dur, int64_t *size,
+                                double *size_over)
+{
+    uint64_t d, z;
+    enum cm_status st = idx_colcur_get(dc, docid, &d);
+    if (st == CM_OK)
+        st = idx_colcur_get(sc, docid, &z);
+    if (st != CM_OK)
+        return st;
+    if (d)
+        *dur += idx_dec_double(d);
+    if (z) {
+        int64_t v = idx_dec_i64(z);
+        /* exact in integers; past int64 (never in practice) in doubles */
+        if (__builtin_add_overflow(*size, v, size))
+            *size_over += (double)v;
+    }
+    return CM_OK;
+}
+
+/* The duration and filesize sums over cand (or the docids of the ids
+ * lookup when cand is NULL) from the dense columns, in docid order. */
+static enum cm_status totals(struct run *r, const roaring_bitmap_t *cand,
+                             struct idx_result *res)
+{
+    struct idx_colcur dc, zc;
+    double dur = 0, over = 0;
+    int64_t size = 0;
+    enum cm_status st = CM_OK;
+
+    idx_colcur_init(&dc, r->t, IDX_SF_DURATION);
+    idx_colcur_init(&zc, r->t, IDX_SF_FILESIZE);
+    if (cand) {
+        roaring_uint32_iterator_t it;
+        uint32_t buf[512], got;
+        roaring_init_iterator(cand, &it);
+        while (st == CM_OK &&
+               (got = roaring_read_uint32_iterator(&it, buf, 512)) > 0)
+            for (uint32_t i = 0; i < got && st == CM_OK; i++)
+                st = total_one(&dc, &zc, buf[i], &dur, &size, &over);
+    } else {
+        for (size_t i = 0; i < res->n && st == CM_OK; i++)
+            st = total_one(&dc, &zc, res->docids[i], &dur, &size, &over);
+    }
+    if (st != CM_OK)
+        return st;
+    res->duration_sum = dur;
+    res->filesize_sum = (double)size + over;
+    res->has_totals = true;
+    return CM_OK;
+}
+
 enum cm_status idx_query_run(struct kv_txn *t, const struct idx_query *q,
                              struct idx_result *res)
 {
@@ -1284,6 +1380,8 @@ enum cm_status idx_query_run(struct kv_txn *t, const struct idx_query *q,
     r.t = t;
     if (q->n_ids) {
         st = by_ids(&r, q, res);
+        if (st == CM_OK && q->want_totals)
+            st = totals(&r, NULL, res);
         goto out;
     }
     st = get_posting(&r, k, 1, &all);
@@ -1298,6 +1396,8 @@ enum cm_status idx_query_run(struct kv_txn *t, const struct idx_query *q,
         st = q_eval(&r, q, cand);
     if (st == CM_OK)
         st = page_of(&r, q, all, cand ? cand : all, res);
+    if (st == CM_OK && q->want_totals)
+        st = totals(&r, cand ? cand : all, res);
 out:
     idx_bm_free(all);
     idx_bm_free(cand);

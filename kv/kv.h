@@ -50,7 +50,7 @@
  * do (reindex for index-only changes, resync otherwise). */
 #define KV_SCHEMA_VERSION 1
 /* Bump when only derived index data changes: `peekd reindex` upgrades. */
-#define KV_INDEX_VERSION 1
+#define KV_INDEX_VERSION 2 /* 2: q tokens of code and names */
 
 enum kv_db {
     KV_DB_META,

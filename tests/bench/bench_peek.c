@@ -254,14 +254,28 @@ static struct bq *add_q(const char *name, const char *word, const char *sort,
              "{\"filter\":{\"page\":1,\"per_page\":24,\"sort\":\"%s\","
              "\"direction\":\"%s\",\"q\":\"%s\"},\"scene_filter\":{}}",
              sort, desc ? "DESC" : "ASC", word);
+    /* Peek's q shape: LIKE over the scene's columns OR EXISTS on the
+     * performer, studio and tag names (peek-api.md §3.1), over the fields
+     * peekd's q searches (docs/FILTERS.md). */
     snprintf(q->wpeek, sizeof q->wpeek,
              "AND (s.title LIKE '%%%s%%' OR s.details LIKE '%%%s%%' OR"
-             " s.filePath LIKE '%%%s%%' OR s.oshash LIKE '%%%s%%' OR"
-             " s.md5 LIKE '%%%s%%' OR s.phash LIKE '%%%s%%' OR EXISTS"
-             " (SELECT 1 FROM StashClip c WHERE c.sceneId = s.id AND"
-             " c.sceneInstanceId = s.stashInstanceId AND c.title LIKE"
-             " '%%%s%%'))",
-             word, word, word, word, word, word, word);
+             " s.filePath LIKE '%%%s%%' OR s.code LIKE '%%%s%%' OR"
+             " s.oshash LIKE '%%%s%%' OR s.md5 LIKE '%%%s%%' OR"
+             " s.phash LIKE '%%%s%%' OR EXISTS (SELECT 1 FROM StashClip c"
+             " WHERE c.sceneId = s.id AND c.sceneInstanceId ="
+             " s.stashInstanceId AND c.title LIKE '%%%s%%') OR EXISTS"
+             " (SELECT 1 FROM ScenePerformer sp JOIN StashPerformer p ON"
+             " p.id = sp.performerId AND p.stashInstanceId ="
+             " sp.performerInstanceId WHERE sp.sceneId = s.id AND"
+             " sp.sceneInstanceId = s.stashInstanceId AND p.name LIKE"
+             " '%%%s%%') OR EXISTS (SELECT 1 FROM StashStudio st WHERE"
+             " st.id = s.studioId AND st.stashInstanceId ="
+             " s.stashInstanceId AND st.name LIKE '%%%s%%') OR EXISTS"
+             " (SELECT 1 FROM SceneTag stg JOIN StashTag t ON t.id ="
+             " stg.tagId AND t.stashInstanceId = stg.tagInstanceId WHERE"
+             " stg.sceneId = s.id AND stg.sceneInstanceId ="
+             " s.stashInstanceId AND t.name LIKE '%%%s%%'))",
+             word, word, word, word, word, word, word, word, word, word, word);
     snprintf(q->wtuned, sizeof q->wtuned,
              "AND s.id IN (SELECT rowid FROM scene_text WHERE body LIKE"
              " '%%%s%%')",
@@ -635,6 +649,28 @@ static int build_mix(sqlite3 *db, const char *dir, long scenes)
     /* Text search. */
     add_q("q common word", "harbor", "created_at", 1);
     add_q("q rare word", "sapphire", "title", 0);
+    {
+        /* A performer's surname: found through the names q also searches. */
+        static char word[64];
+        char sql[256];
+        sqlite3_stmt *st;
+        snprintf(sql, sizeof sql,
+                 "SELECT name FROM StashPerformer WHERE id = '%s'", pf[0].id);
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW) {
+            const char *name = (const char *)sqlite3_column_text(st, 0);
+            const char *sp = name ? strrchr(name, ' ') : NULL;
+            const char *w = sp ? sp + 1 : name;
+            size_t n = w ? strspn(w, "abcdefghijklmnopqrstuvwxyz"
+                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+                         : 0;
+            if (n >= 3 && n < sizeof word && w[n] == '\0') {
+                memcpy(word, w, n + 1);
+                add_q("q performer surname", word, "date", 1);
+            }
+        }
+        sqlite3_finalize(st);
+    }
     /* Boolean structure. */
     one[0] = t5;
     tag_cond(one, 1, 0, 0, a, b, sizeof a);

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/cm_buf.h"
+#include "common/cm_limits.h"
 #include "common/cm_natural.h"
 
 static int natural_ci(void *ctx, int n1, const void *a, int n2, const void *b)
@@ -357,6 +359,29 @@ static const char *stored_date(const char *d, char *buf, size_t n)
     return buf;
 }
 
+/* Appends "\x01name" for each {id} ref in refs, looking the name up with
+ * the prepared statement st (SELECT name ... WHERE id = ?1). */
+static int append_names(struct cm_buf *b, sqlite3_stmt *st, const cJSON *refs)
+{
+    const cJSON *r;
+    cJSON_ArrayForEach (r, refs) {
+        const char *rid = ref_id(r);
+        int rc;
+        if (!rid)
+            continue;
+        sqlite3_bind_int64(st, 1, strtoll(rid, NULL, 10));
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+            cm_buf_printf(b, "\x01%s",
+                          (const char *)sqlite3_column_text(st, 0)) != CM_OK)
+            rc = SQLITE_ERROR;
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return -1;
+    }
+    return 0;
+}
+
 /* Peek's variant: statements 0 scene, 1 performer junction, 2 tag, 3 group,
  * 4 gallery, 5 clip.  Tuned: 0 scene, 1 scene_performer, 2 scene_tag,
  * 3 scene_text. */
@@ -513,27 +538,43 @@ static int load_scene(sqlite3 *db, enum bs_variant v, cJSON *o,
             if (step_reset(db, st[2]))
                 return -1;
         }
-        /* One text column per scene: the fields Stash's q searches,
-         * separated by a byte no search term contains. */
-        blen = (title ? strlen(title) : 0) + (details ? strlen(details) : 0) +
-               (path ? strlen(path) : 0) + strlen(fp) + 16;
-        cJSON_ArrayForEach (r, cJSON_GetObjectItem(o, "scene_markers")) {
-            const char *t = jstr(r, "title");
-            blen += (t ? strlen(t) : 0) + 1;
+        /* One text column per scene: every field peekd's q searches
+         * (docs/FILTERS.md: Stash's columns plus code and the names of the
+         * scene's performers, studio and tags), separated by a byte no
+         * search term contains. */
+        {
+            struct cm_buf body;
+            const char *code = jstr(o, "code");
+            int rc;
+            cm_buf_init(&body, 64 * CM_MiB);
+            if (cm_buf_printf(&body, "%s\x01%s\x01%s\x01%s\x01%s",
+                              title ? title : "", details ? details : "",
+                              path ? path : "", fp, code ? code : "") != CM_OK)
+                return -1;
+            cJSON_ArrayForEach (r, cJSON_GetObjectItem(o, "scene_markers")) {
+                const char *t = jstr(r, "title");
+                if (cm_buf_printf(&body, "\x01%s", t ? t : "") != CM_OK)
+                    return -1;
+            }
+            if (append_names(&body, st[4], cJSON_GetObjectItem(o, "tags")) ||
+                append_names(&body, st[5],
+                             cJSON_GetObjectItem(o, "performers")))
+                return -1;
+            {
+                cJSON *one = cJSON_CreateArray();
+                const cJSON *studio = cJSON_GetObjectItem(o, "studio");
+                if (cJSON_IsObject(studio))
+                    cJSON_AddItemReferenceToArray(one, (cJSON *)studio);
+                rc = append_names(&body, st[6], one);
+                cJSON_Delete(one);
+                if (rc)
+                    return -1;
+            }
+            sqlite3_bind_int64(st[3], 1, strtoll(id, NULL, 10));
+            sqlite3_bind_text(st[3], 2, body.data, (int)body.len,
+                              SQLITE_TRANSIENT);
+            cm_buf_fini(&body);
         }
-        body = malloc(blen);
-        if (!body)
-            return -1;
-        snprintf(body, blen, "%s\x01%s\x01%s\x01%s", title ? title : "",
-                 details ? details : "", path ? path : "", fp);
-        cJSON_ArrayForEach (r, cJSON_GetObjectItem(o, "scene_markers")) {
-            const char *t = jstr(r, "title");
-            size_t l = strlen(body);
-            snprintf(body + l, blen - l, "\x01%s", t ? t : "");
-        }
-        sqlite3_bind_int64(st[3], 1, strtoll(id, NULL, 10));
-        sqlite3_bind_text(st[3], 2, body, -1, SQLITE_TRANSIENT);
-        free(body);
         return step_reset(db, st[3]);
     }
 }
@@ -611,7 +652,10 @@ int bs_load(sqlite3 *db, enum bs_variant v, const char *dir)
         " ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
         "INSERT OR IGNORE INTO scene_performer VALUES (?1, ?2)",
         "INSERT OR IGNORE INTO scene_tag VALUES (?1, ?2)",
-        "INSERT INTO scene_text (rowid, body) VALUES (?1, ?2)"};
+        "INSERT INTO scene_text (rowid, body) VALUES (?1, ?2)",
+        "SELECT name FROM tag WHERE id = ?1",
+        "SELECT name FROM performer WHERE id = ?1",
+        "SELECT name FROM studio WHERE id = ?1"};
     int peek = v == BS_PEEK;
 
     if (exec(db, peek ? peek_schema : tuned_schema) || exec(db, "BEGIN"))
@@ -623,7 +667,7 @@ int bs_load(sqlite3 *db, enum bs_variant v, const char *dir)
         load_file(db, v, dir, "studios.ndjson", peek ? peek_studio : t_studio,
                   1, load_studio) ||
         load_file(db, v, dir, "scenes.ndjson", peek ? peek_scene : t_scene,
-                  peek ? 6 : 4, load_scene))
+                  peek ? 6 : 7, load_scene))
         return -1;
     if (exec(db, "COMMIT") || exec(db, "ANALYZE"))
         return -1;

@@ -1283,6 +1283,63 @@ START_TEST(oracle_q)
 }
 END_TEST
 
+/* peekd's name columns: code, studio, performer and tag names (the names
+ * embedded in the record's refs), present on every row. */
+START_TEST(oracle_q_names)
+{
+    struct kv_scene sc;
+    struct kv_ref perfs[2], tags[2];
+    memset(perfs, 0, sizeof perfs);
+    memset(tags, 0, sizeof tags);
+    blank_scene(&sc, 1);
+    sc.title = S("Summer Trip");
+    ck_assert(!mq("alice", &sc));
+    ck_assert(!mq("ABC-123", &sc));
+    sc.code = S("ABC-123");
+    ck_assert(mq("abc-123", &sc));
+    ck_assert(mq("c-1", &sc));
+    ck_assert(mq("summer abc", &sc)); /* title and code on the same row */
+    ck_assert(!mq("-abc", &sc));
+    perfs[0] = (struct kv_ref){.id = 30, .name = S("Alice Wonder")};
+    perfs[1] = (struct kv_ref){.id = 31, .name = NUL_STR};
+    sc.performers = perfs;
+    sc.n_performers = 2;
+    ck_assert(mq("alice", &sc));
+    ck_assert(mq("\"ce wo\"", &sc)); /* phrase inside one name */
+    ck_assert(mq("al_ce", &sc));      /* LIKE wildcard */
+    ck_assert(!mq("-wonder", &sc));
+    ck_assert(mq("bob OR alice", &sc));
+    tags[0] = (struct kv_ref){.id = 1, .name = S("Beach")};
+    tags[1] = (struct kv_ref){.id = 2, .name = S("Outdoor")};
+    sc.tags = tags;
+    sc.n_tags = 2;
+    ck_assert(mq("outdoor", &sc));
+    ck_assert(mq("beach outdoor alice abc trip", &sc)); /* across names */
+    ck_assert(!mq("beach indoor", &sc));
+    ck_assert(!mq("-door", &sc));
+    /* The studio name counts only when the scene has a studio. */
+    sc.studio.name = S("Sunny Studio");
+    ck_assert(!mq("sunny", &sc));
+    sc.studio.id = 10;
+    ck_assert(mq("sunny", &sc));
+    ck_assert(!mq("-studio", &sc));
+    /* Names are on every row: a marker-only word and a name together. */
+    struct kv_marker mk[2] = {{.id = 1, .title = S("Sunset")},
+                              {.id = 2, .title = S("Waves")}};
+    sc.markers = mk;
+    sc.n_markers = 2;
+    ck_assert(mq("sunset alice", &sc));
+    ck_assert(!mq("sunset waves", &sc)); /* still one marker per row */
+    ck_assert(mq("-sunset", &sc));       /* the Waves row lacks it */
+    ck_assert(!mq("-sunny", &sc));       /* a name is in every row */
+    /* Group names and URLs are not searched. */
+    struct kv_ref grp = {.id = 20, .name = S("Holiday Series")};
+    sc.groups = &grp;
+    sc.n_groups = 1;
+    ck_assert(!mq("holiday", &sc));
+}
+END_TEST
+
 /* ---- SQLite cross-checks ------------------------------------------- */
 
 static sqlite3 *db_open(void)
@@ -1574,6 +1631,7 @@ static Suite *suite(void)
     tcase_add_test(tc, oracle_misc);
     tcase_add_test(tc, oracle_and_or_not);
     tcase_add_test(tc, oracle_q);
+    tcase_add_test(tc, oracle_q_names);
     tcase_add_test(tc, oracle_kv_context);
     suite_add_tcase(s, tc);
     tc = tcase_create("sqlite");
