@@ -197,9 +197,8 @@ static enum cm_status direct(struct api_req *req, struct api_resp *resp,
     }
     if (st == CM_OK) {
         resp->status = 206;
-        snprintf(cr, sizeof cr, "bytes %llu-%llu/%lld",
-                 (unsigned long long)off, (unsigned long long)(off + cnt - 1),
-                 (long long)sb.st_size);
+        snprintf(cr, sizeof cr, "bytes %llu-%llu/%lld", (unsigned long long)off,
+                 (unsigned long long)(off + cnt - 1), (long long)sb.st_size);
         if ((st = api_resp_header(resp, "Content-Range", cr)) != CM_OK) {
             close(fd);
             return st;
@@ -269,8 +268,8 @@ static enum cm_status segment(struct api_req *req, struct api_resp *resp,
         return CM_OK;
     }
     if (st != CM_OK)
-        return api_fail(resp, st,
-                        st == CM_NOTFOUND ? "No such segment" : NULL, NULL);
+        return api_fail(resp, st, st == CM_NOTFOUND ? "No such segment" : NULL,
+                        NULL);
     if (!w)
         return seg_answer(resp, fd, size);
     v = cm_calloc(1, sizeof *v);
@@ -286,7 +285,8 @@ static enum cm_status segment(struct api_req *req, struct api_resp *resp,
     return CM_OK;
 }
 
-/* ---- Routing -------------------------------------------------------------- */
+/* ---- Routing --------------------------------------------------------------
+ */
 
 enum cm_status api_video_handle(struct api_req *req, struct api_resp *resp)
 {

@@ -34,8 +34,8 @@ static void draw_bar(uint64_t done, uint64_t total, void *vctx)
     for (int i = 0; i < 40; i++)
         cells[i] = i < fill ? '#' : '.';
     cells[40] = '\0';
-    fprintf(stderr, "\rpeekd reindex: [%s] %3d%% %llu/%llu scenes", cells,
-            pct, (unsigned long long)done, (unsigned long long)total);
+    fprintf(stderr, "\rpeekd reindex: [%s] %3d%% %llu/%llu scenes", cells, pct,
+            (unsigned long long)done, (unsigned long long)total);
     fflush(stderr);
 }
 

@@ -28,8 +28,7 @@ static void on_signal(int sig)
 
 static void print_summary(const struct sync_stats *s, enum cm_status st)
 {
-    printf("%-11s %10s %10s %10s\n", "type", "fetched", "written",
-           "deleted");
+    printf("%-11s %10s %10s %10s\n", "type", "fetched", "written", "deleted");
     for (int t = 0; t < SYNC_NTYPES; t++)
         printf("%-11s %10llu %10llu %10llu\n",
                sync_type_name((enum sync_type)t),

@@ -73,8 +73,8 @@ static const struct setting settings[] = {
      "time between incremental syncs (0 = only at start and on demand)"},
     {"page-size", "PEEKD_SYNC_PAGE_SIZE", K_INT, OFF(sync_page_size), "1000",
      SYN, 1, CM_MAX_SYNC_PAGE, "items per GraphQL page during sync"},
-    {"sync-commit", "PEEKD_SYNC_COMMIT", K_INT, OFF(sync_commit), "5000",
-     SYN, 1, 1000000,
+    {"sync-commit", "PEEKD_SYNC_COMMIT", K_INT, OFF(sync_commit), "5000", SYN,
+     1, 1000000,
      "full sync: items per write transaction (whole pages; readers see "
      "all of one or none)"},
     {"sync-timeout", "PEEKD_SYNC_TIMEOUT", K_DURATION, OFF(sync_timeout),

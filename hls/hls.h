@@ -40,23 +40,23 @@ struct kv_scene;
 /* Segment length (transcode; remux target).  2 s, as Stash: time to the
  * first segment is dominated by SEG / encoder speed (hls.md 5.5), so
  * halving it halves the wait before playback and after a far seek. */
-#define HLS_SEG_SECONDS 2.0
-#define HLS_TS_OFFSET 1.0     /* -output_ts_offset of every run (hls.md 8.2) */
-#define HLS_MAX_RUNGS 8       /* variants of one scene */
-#define HLS_MAX_SEGMENTS 200000 /* segments of one variant (~4.6 days) */
-#define HLS_MAX_PROBE_OUT (4 * 1024 * 1024)       /* ffprobe JSON output */
-#define HLS_MAX_KEYFRAME_OUT (128 * 1024 * 1024)  /* ffprobe packet CSV */
+#define HLS_SEG_SECONDS      2.0
+#define HLS_TS_OFFSET        1.0 /* -output_ts_offset of every run (hls.md 8.2) */
+#define HLS_MAX_RUNGS        8   /* variants of one scene */
+#define HLS_MAX_SEGMENTS     200000 /* segments of one variant (~4.6 days) */
+#define HLS_MAX_PROBE_OUT    (4 * 1024 * 1024)   /* ffprobe JSON output */
+#define HLS_MAX_KEYFRAME_OUT (128 * 1024 * 1024) /* ffprobe packet CSV */
 
 /* Tunables; zero fields take the defaults in brackets. */
 struct hls_opts {
-    int64_t idle_ms;     /* kill a job this long without requests [30000] */
-    int64_t tick_ms;     /* monitor period [100] */
-    int64_t wait_ms;     /* longest wait for one segment [20000] */
-    int ahead;           /* pause ffmpeg this many segments past the last
-                            request [10] */
-    int gap;             /* restart when a request is this many segments
-                            past what the run has produced [5] */
-    int remux_window;    /* segments one remux run produces [15] */
+    int64_t idle_ms;      /* kill a job this long without requests [30000] */
+    int64_t tick_ms;      /* monitor period [100] */
+    int64_t wait_ms;      /* longest wait for one segment [20000] */
+    int ahead;            /* pause ffmpeg this many segments past the last
+                             request [10] */
+    int gap;              /* restart when a request is this many segments
+                             past what the run has produced [5] */
+    int remux_window;     /* segments one remux run produces [15] */
     int transcode_window; /* segments one transcode run may produce [1000] */
 };
 
@@ -64,19 +64,19 @@ struct hls_opts {
  * hls_media_fini(). */
 struct hls_media {
     uint64_t scene_id;
-    char *path;          /* local file (mapped, regular), or NULL */
-    char *url;           /* Stash stream URL (no key), or NULL */
-    double duration;     /* seconds */
-    double start_time;   /* container start time (probe; 0 if unknown) */
-    double fps;          /* 0 = unknown */
-    int64_t size;        /* bytes, 0 = unknown */
-    int64_t bit_rate;    /* bits/s, 0 = unknown */
-    int width, height;   /* 0 = unknown */
-    char format[64];     /* container ("mp4", "matroska", "mov,mp4,...") */
-    char vcodec[32];     /* "h264", "hevc", ... ("" = none/unknown) */
-    char acodec[32];     /* "aac", ... ("" = none) */
-    char pix_fmt[32];    /* "yuv420p", ... ("" = unknown) */
-    bool probed;         /* fields come from ffprobe */
+    char *path;        /* local file (mapped, regular), or NULL */
+    char *url;         /* Stash stream URL (no key), or NULL */
+    double duration;   /* seconds */
+    double start_time; /* container start time (probe; 0 if unknown) */
+    double fps;        /* 0 = unknown */
+    int64_t size;      /* bytes, 0 = unknown */
+    int64_t bit_rate;  /* bits/s, 0 = unknown */
+    int width, height; /* 0 = unknown */
+    char format[64];   /* container ("mp4", "matroska", "mov,mp4,...") */
+    char vcodec[32];   /* "h264", "hevc", ... ("" = none/unknown) */
+    char acodec[32];   /* "aac", ... ("" = none) */
+    char pix_fmt[32];  /* "yuv420p", ... ("" = unknown) */
+    bool probed;       /* fields come from ffprobe */
 };
 
 void hls_media_fini(struct hls_media *md);
@@ -101,9 +101,9 @@ enum cm_status hls_range_parse(const char *buf, size_t len, uint64_t size,
                                uint64_t *off, uint64_t *cnt) CM_WUR;
 
 struct hls_rung {
-    char name[16];  /* "copy", "1080p", "720p", ... */
-    bool copy;      /* stream copy of the video */
-    int short_side; /* target short side (copy: the source's) */
+    char name[16];     /* "copy", "1080p", "720p", ... */
+    bool copy;         /* stream copy of the video */
+    int short_side;    /* target short side (copy: the source's) */
     int width, height; /* output size (even), 0 when unknown */
     int64_t bandwidth; /* bits/s for the master playlist */
 };

@@ -43,7 +43,7 @@
 #include "kv/kv.h"
 
 #define PROBE_CACHE 64
-#define MAX_ARGS 96
+#define MAX_ARGS    96
 
 struct run {
     pid_t pid;           /* 0 = no process */
@@ -61,15 +61,15 @@ struct job {
     uint64_t scene_id;
     struct hls_rung rung;
     char dir[PATH_MAX];
-    char *src;          /* local path or Stash URL */
+    char *src; /* local path or Stash URL */
     bool remote;
     char acodec[32];
     int src_w, src_h;
     double duration;
-    double *bounds;     /* n + 1 entries */
+    double *bounds; /* n + 1 entries */
     uint32_t n;
-    int64_t *seg_size;  /* -1 = not published */
-    int64_t *seg_used;  /* last use (ms) */
+    int64_t *seg_size; /* -1 = not published */
+    int64_t *seg_used; /* last use (ms) */
     int64_t last_access;
     uint32_t last_req;
     unsigned run_seq;
@@ -169,8 +169,7 @@ static void wait_unlink(struct hls_wait *w)
     w->job = NULL;
 }
 
-static void wait_complete(struct hls_wait *w, enum cm_status st,
-                          struct cbs *c)
+static void wait_complete(struct hls_wait *w, enum cm_status st, struct cbs *c)
 {
     wait_unlink(w);
     w->done = true;
@@ -310,7 +309,8 @@ static void run_kill(struct hls_mgr *m, struct job *j, struct cbs *c)
         run_finish(m, j, c);
 }
 
-/* ---- argv ------------------------------------------------------------------ */
+/* ---- argv ------------------------------------------------------------------
+ */
 
 struct argv_b {
     char *v[MAX_ARGS + 1];
@@ -370,8 +370,7 @@ static enum cm_status seg_times(const struct job *j, uint32_t start,
 }
 
 static enum cm_status build_argv(struct hls_mgr *m, struct job *j,
-                                 uint32_t start, uint32_t end,
-                                 struct argv_b *a)
+                                 uint32_t start, uint32_t end, struct argv_b *a)
 {
     const struct cm_config *cfg = m->cfg;
     struct cm_buf times;
@@ -563,7 +562,8 @@ static enum cm_status run_start(struct hls_mgr *m, struct job *j, uint32_t n,
     return CM_OK;
 }
 
-/* ---- Jobs ------------------------------------------------------------------- */
+/* ---- Jobs -------------------------------------------------------------------
+ */
 
 static void job_free(struct hls_mgr *m, struct job *j, struct cbs *c)
 {
@@ -661,7 +661,8 @@ oom:
     return CM_NOMEM;
 }
 
-/* ---- Cache cap --------------------------------------------------------------- */
+/* ---- Cache cap
+ * --------------------------------------------------------------- */
 
 struct cand {
     struct job *j;
@@ -679,7 +680,8 @@ static bool protected_seg(struct hls_mgr *m, const struct job *j, uint32_t i,
                           int64_t now)
 {
     bool active = now - j->last_access < m->o.idle_ms;
-    return active && i >= j->last_req && i <= j->last_req + (uint32_t)m->o.ahead;
+    return active && i >= j->last_req &&
+           i <= j->last_req + (uint32_t)m->o.ahead;
 }
 
 static void evict(struct hls_mgr *m, int64_t now)
@@ -711,7 +713,8 @@ static void evict(struct hls_mgr *m, int64_t now)
     cm_free(cv);
 }
 
-/* ---- Monitor -------------------------------------------------------------------- */
+/* ---- Monitor
+ * -------------------------------------------------------------------- */
 
 static void job_tick(struct hls_mgr *m, struct job *j, int64_t now,
                      struct cbs *c)
@@ -813,7 +816,8 @@ static void *monitor(void *arg)
     return NULL;
 }
 
-/* ---- Leftovers of a previous process ------------------------------------------------ */
+/* ---- Leftovers of a previous process
+ * ------------------------------------------------ */
 
 /* Kills the process recorded in piddir/pid when its command line names
  * piddir (it is then certainly an ffmpeg of ours). */
@@ -871,7 +875,8 @@ static void sweep_leftovers(const char *root)
     closedir(d);
 }
 
-/* ---- Public ---------------------------------------------------------------------- */
+/* ---- Public
+ * ---------------------------------------------------------------------- */
 
 enum cm_status hls_mgr_new(const struct cm_config *cfg,
                            const struct hls_opts *opts, struct hls_mgr **out)
@@ -1017,7 +1022,8 @@ int hls_mgr_pids(struct hls_mgr *m, int *pids, int max)
     return n;
 }
 
-/* ---- Probing ------------------------------------------------------------------------- */
+/* ---- Probing
+ * ------------------------------------------------------------------------- */
 
 static void probe_key(const struct hls_media *md, char *key, size_t cap)
 {
@@ -1127,8 +1133,7 @@ static void copy_kv(char *dst, size_t cap, struct kv_str s)
             dst[i] = (char)(dst[i] - 'A' + 'a');
 }
 
-static enum cm_status resolve_source(struct hls_mgr *m,
-                                     const struct kv_file *f,
+static enum cm_status resolve_source(struct hls_mgr *m, const struct kv_file *f,
                                      struct hls_media *md)
 {
     const struct cm_config *cfg = m->cfg;
@@ -1217,9 +1222,8 @@ enum cm_status hls_media_resolve(struct hls_mgr *m, const struct kv_scene *sc,
     return CM_OK;
 }
 
-static enum cm_status copy_bounds(struct hls_mgr *m,
-                                  const struct hls_media *md, double **b,
-                                  uint32_t *n)
+static enum cm_status copy_bounds(struct hls_mgr *m, const struct hls_media *md,
+                                  double **b, uint32_t *n)
 {
     const struct cm_config *cfg = m->cfg;
     struct argv_b a;
@@ -1265,8 +1269,7 @@ static enum cm_status copy_bounds(struct hls_mgr *m,
     st = hls_run_capture(a.v, &out, 120000);
     argv_free(&a);
     if (st == CM_OK)
-        st = hls_keyframes_parse(out.data ? out.data : "", out.len, &kf,
-                                 &nkf);
+        st = hls_keyframes_parse(out.data ? out.data : "", out.len, &kf, &nkf);
     cm_buf_fini(&out);
     if (st != CM_OK) {
         cm_warn("hls", "keyframe scan of scene %llu failed: %s",
@@ -1298,8 +1301,7 @@ static enum cm_status copy_bounds(struct hls_mgr *m,
     return CM_OK;
 }
 
-static enum cm_status rung_bounds(struct hls_mgr *m,
-                                  const struct hls_media *md,
+static enum cm_status rung_bounds(struct hls_mgr *m, const struct hls_media *md,
                                   const struct hls_rung *r, double **b,
                                   uint32_t *n)
 {
@@ -1329,7 +1331,8 @@ enum cm_status hls_variant_playlist(struct hls_mgr *m,
     return st;
 }
 
-/* ---- Segments ------------------------------------------------------------------------- */
+/* ---- Segments
+ * ------------------------------------------------------------------------- */
 
 static int open_seg(struct job *j, uint32_t n, uint64_t *size)
 {

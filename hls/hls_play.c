@@ -247,8 +247,7 @@ void hls_rungs(const struct hls_media *md, bool local,
 }
 
 enum cm_status hls_rung_find(const struct hls_media *md, bool local,
-                             const char *name, size_t len,
-                             struct hls_rung *out)
+                             const char *name, size_t len, struct hls_rung *out)
 {
     struct hls_rung r[HLS_MAX_RUNGS];
     int n;
@@ -267,8 +266,8 @@ void hls_rung_for_resolution(const struct hls_media *md, bool local,
     static const struct {
         const char *name;
         int side;
-    } map[] = {{"FOUR_K", 2160}, {"FULL_HD", 1080}, {"STANDARD_HD", 720},
-               {"STANDARD", 480}, {"LOW", 240},     {"ORIGINAL", 100000}};
+    } map[] = {{"FOUR_K", 2160},  {"FULL_HD", 1080}, {"STANDARD_HD", 720},
+               {"STANDARD", 480}, {"LOW", 240},      {"ORIGINAL", 100000}};
     struct hls_rung r[HLS_MAX_RUNGS];
     int n, target = 1080, best = -1, smallest = -1;
 
@@ -396,8 +395,8 @@ enum cm_status hls_master_playlist(const struct hls_media *md, bool local,
             st = cm_buf_printf(out, ",RESOLUTION=%dx%d", r[i].width,
                                r[i].height);
         if (st == CM_OK)
-            st = cm_buf_printf(out, ",NAME=\"%s\"\n%s/index.m3u8\n",
-                               r[i].name, r[i].name);
+            st = cm_buf_printf(out, ",NAME=\"%s\"\n%s/index.m3u8\n", r[i].name,
+                               r[i].name);
     }
     return st;
 }
@@ -416,8 +415,7 @@ enum cm_status hls_media_playlist(const double *bounds, uint32_t n,
                        "#EXT-X-MEDIA-SEQUENCE:0\n"
                        "#EXT-X-PLAYLIST-TYPE:VOD\n"
                        "#EXT-X-INDEPENDENT-SEGMENTS\n",
-                       (int)ceil(maxd - 1e-6) < 1 ? 1
-                                                  : (int)ceil(maxd - 1e-6));
+                       (int)ceil(maxd - 1e-6) < 1 ? 1 : (int)ceil(maxd - 1e-6));
     for (uint32_t k = 0; st == CM_OK && k < n; k++)
         st = cm_buf_printf(out, "#EXTINF:%.6f,\n%s%u.ts\n",
                            bounds[k + 1] - bounds[k], prefix, k);

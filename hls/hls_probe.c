@@ -34,8 +34,7 @@ int64_t hls_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag,
-                  struct FTW *f)
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *f)
 {
     (void)sb;
     (void)f;
@@ -85,14 +84,13 @@ enum cm_status hls_spawn(char *const argv[], int out_fd, const char *err_path,
     if (rc == 0)
         rc = posix_spawnattr_setsigdefault(&at, &def);
     if (rc == 0)
-        rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
-                                              0);
+        rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     if (rc == 0) {
         if (out_fd >= 0)
             rc = posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
         else
-            rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null",
-                                                  O_WRONLY, 0);
+            rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY,
+                                                  0);
     }
     if (rc == 0)
         rc = posix_spawn_file_actions_addopen(
@@ -174,7 +172,8 @@ enum cm_status hls_run_capture(char *const argv[], struct cm_buf *out,
     return st;
 }
 
-/* ---- JSON ----------------------------------------------------------------- */
+/* ---- JSON -----------------------------------------------------------------
+ */
 
 static void copy_str(char *dst, size_t cap, const cJSON *v)
 {
@@ -244,8 +243,7 @@ enum cm_status hls_probe_parse(const char *buf, size_t len,
         cJSON_Delete(root);
         return CM_INVALID;
     }
-    cJSON_ArrayForEach(s, streams)
-    {
+    cJSON_ArrayForEach (s, streams) {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(s, "codec_type");
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(s, "codec_name");
         if (!cJSON_IsString(type) || !type->valuestring)
@@ -253,8 +251,8 @@ enum cm_status hls_probe_parse(const char *buf, size_t len,
         if (!have_v && strcmp(type->valuestring, "video") == 0) {
             const cJSON *disp =
                 cJSON_GetObjectItemCaseSensitive(s, "disposition");
-            const cJSON *pic = cJSON_GetObjectItemCaseSensitive(
-                disp, "attached_pic");
+            const cJSON *pic =
+                cJSON_GetObjectItemCaseSensitive(disp, "attached_pic");
             double w = 0, h = 0, r = 0;
             if (cJSON_IsNumber(pic) && pic->valuedouble != 0)
                 continue; /* cover art, not the video */

@@ -46,8 +46,8 @@ void idx_ecache_drop(struct idx_ecache *c, uint8_t type, uint64_t id)
     }
 }
 
-enum cm_status idx_ecache_tags(struct idx_ecache *c, uint8_t type,
-                               uint64_t id, const struct idx_etags **out)
+enum cm_status idx_ecache_tags(struct idx_ecache *c, uint8_t type, uint64_t id,
+                               const struct idx_etags **out)
 {
     void **slot = idx_map_find(&c->m, ekey(type, id));
     struct kv_entity e;
@@ -123,8 +123,8 @@ const uint8_t *idx_entries_key(const struct idx_entries *e, size_t i)
     return (const uint8_t *)e->arena.data + e->keys[i].off;
 }
 
-static enum cm_status add_key(struct idx_entries *e, uint8_t db,
-                              const void *k, size_t n)
+static enum cm_status add_key(struct idx_entries *e, uint8_t db, const void *k,
+                              size_t n)
 {
     enum cm_status st;
     if (n == 0 || n > 511)
@@ -146,8 +146,7 @@ static enum cm_status add_key(struct idx_entries *e, uint8_t db,
     return st;
 }
 
-static enum cm_status add_id(struct idx_entries *e, uint8_t field,
-                             uint64_t id)
+static enum cm_status add_id(struct idx_entries *e, uint8_t field, uint64_t id)
 {
     uint8_t k[9];
     k[0] = field;
@@ -162,8 +161,8 @@ static enum cm_status add_flag(struct idx_entries *e, uint8_t a, uint8_t b)
 }
 
 /* Int facet: null when !has. */
-static enum cm_status add_int(struct idx_entries *e, uint8_t field,
-                              bool has, int64_t v)
+static enum cm_status add_int(struct idx_entries *e, uint8_t field, bool has,
+                              int64_t v)
 {
     uint8_t k[11] = {IDX_P_INT, field, 0};
     if (!has)
@@ -173,8 +172,8 @@ static enum cm_status add_int(struct idx_entries *e, uint8_t field,
     return add_key(e, KV_DB_POSTINGS, k, sizeof k);
 }
 
-static enum cm_status add_str(struct idx_entries *e, uint8_t field,
-                              bool has, struct kv_str s)
+static enum cm_status add_str(struct idx_entries *e, uint8_t field, bool has,
+                              struct kv_str s)
 {
     uint8_t k[3 + IDX_MAX_STRKEY] = {IDX_P_STR, field, 0};
     if (!has || !s.p)
@@ -200,8 +199,7 @@ static int tok_cb(const char *tok, size_t n, void *ctx)
     return tc->st != CM_OK;
 }
 
-static enum cm_status add_text(struct idx_entries *e, const char *s,
-                               size_t n)
+static enum cm_status add_text(struct idx_entries *e, const char *s, size_t n)
 {
     struct tokctx tc = {e, CM_OK};
     if (s)
@@ -257,8 +255,8 @@ static struct kv_str folder_of(const struct kv_file *f)
     if (!r.p)
         return r;
     if (f->basename.p && f->basename.len < r.len &&
-        memcmp(r.p + r.len - f->basename.len, f->basename.p,
-               f->basename.len) == 0) {
+        memcmp(r.p + r.len - f->basename.len, f->basename.p, f->basename.len) ==
+            0) {
         char sep = r.p[r.len - f->basename.len - 1];
         if (sep == '/' || sep == '\\')
             r.len -= f->basename.len + 1;
@@ -277,10 +275,10 @@ static enum cm_status derive_sorts(const struct kv_scene *sc,
     size_t start;
 
     if (sc->date.year)
-        e->num[IDX_SF_DATE] = idx_enc_i64(
-            (int64_t)sc->date.year * 10000 +
-            (sc->date.month ? sc->date.month : 1) * 100 +
-            (sc->date.day ? sc->date.day : 1));
+        e->num[IDX_SF_DATE] =
+            idx_enc_i64((int64_t)sc->date.year * 10000 +
+                        (sc->date.month ? sc->date.month : 1) * 100 +
+                        (sc->date.day ? sc->date.day : 1));
     if (sc->rating100 >= 0)
         e->num[IDX_SF_RATING] = idx_enc_i64(sc->rating100);
     e->num[IDX_SF_OCOUNT] = idx_enc_i64(sc->o_counter);
@@ -294,8 +292,8 @@ static enum cm_status derive_sorts(const struct kv_scene *sc,
         e->num[IDX_SF_FILESIZE] = idx_enc_i64(f0->size);
         e->num[IDX_SF_BITRATE] = idx_enc_i64(f0->bit_rate);
         e->num[IDX_SF_FRAMERATE] = idx_enc_double(f0->frame_rate);
-        e->num[IDX_SF_RESOLUTION] = idx_enc_i64(
-            f0->width < f0->height ? f0->width : f0->height);
+        e->num[IDX_SF_RESOLUTION] =
+            idx_enc_i64(f0->width < f0->height ? f0->width : f0->height);
     }
     e->num[IDX_SF_TAGCOUNT] = idx_enc_i64(sc->n_tags);
     e->num[IDX_SF_PERFCOUNT] = idx_enc_i64(sc->n_performers);
@@ -313,15 +311,14 @@ static enum cm_status derive_sorts(const struct kv_scene *sc,
     if (st == CM_OK)
         st = set_dict(e, IDX_SF_CODE, sc->code, none, 1, false);
     if (st == CM_OK)
-        st = set_dict(e, IDX_SF_STUDIO,
-                      sc->studio.id ? sc->studio.name : none, none, 1, false);
+        st = set_dict(e, IDX_SF_STUDIO, sc->studio.id ? sc->studio.name : none,
+                      none, 1, false);
     if (st == CM_OK)
         st = set_dict(e, IDX_SF_CREATED, sc->created_at, none, 1, false);
     if (st == CM_OK)
         st = set_dict(e, IDX_SF_UPDATED, sc->updated_at, none, 1, false);
     if (st == CM_OK)
-        st = set_dict(e, IDX_SF_LASTPLAYED, sc->last_played_at, none, 1,
-                      false);
+        st = set_dict(e, IDX_SF_LASTPLAYED, sc->last_played_at, none, 1, false);
     if (st != CM_OK)
         return st;
     /* Tie: COALESCE(title, id) NATURAL_CI, then the Stash id. */
@@ -447,12 +444,12 @@ static enum cm_status derive_facets(const struct kv_scene *sc,
     const struct kv_file *f0 = sc->n_files ? &sc->files[0] : NULL;
     bool hf = f0 != NULL;
     int32_t ss = hf ? (f0->width < f0->height ? f0->width : f0->height) : 0;
-    int orient = !hf ? 0
+    int orient = !hf                      ? 0
                  : f0->width > f0->height ? 0
                  : f0->width < f0->height ? 1
                                           : 2;
-    enum cm_status st = add_int(e, IDX_I_RATING, sc->rating100 >= 0,
-                                sc->rating100);
+    enum cm_status st =
+        add_int(e, IDX_I_RATING, sc->rating100 >= 0, sc->rating100);
     if (st == CM_OK)
         st = add_int(e, IDX_I_OCOUNT, true, sc->o_counter);
     if (st == CM_OK)
@@ -477,7 +474,8 @@ static enum cm_status derive_facets(const struct kv_scene *sc,
     if (st == CM_OK)
         st = add_int(e, IDX_I_SHORTSIDE, hf, ss);
     if (st == CM_OK)
-        st = add_int(e, IDX_I_FRAMERATE, hf, hf ? sql_round(f0->frame_rate) : 0);
+        st =
+            add_int(e, IDX_I_FRAMERATE, hf, hf ? sql_round(f0->frame_rate) : 0);
     if (st == CM_OK)
         st = add_int(e, IDX_I_DURATION, hf, hf ? (int64_t)f0->duration : 0);
     if (st == CM_OK)
@@ -546,7 +544,8 @@ static enum cm_status derive_text(const struct kv_scene *sc,
                     v = v << 4 | (uint64_t)d;
             }
             if (ok) {
-                int n = snprintf(num, sizeof num, "%lld", (long long)(int64_t)v);
+                int n =
+                    snprintf(num, sizeof num, "%lld", (long long)(int64_t)v);
                 if (n > 0 && (size_t)n < sizeof num)
                     st = add_text(e, num, (size_t)n);
             }

@@ -429,8 +429,8 @@ struct idx_query {
     uint64_t *ids;     /* idx_query_set_ids(): Stash scene ids in request
                           order (filters/sort/paging ignored when n_ids) */
     size_t n_ids;
-    bool want_totals;  /* idx_query_want_totals(): fill the result's
-                          duration/filesize sums */
+    bool want_totals; /* idx_query_want_totals(): fill the result's
+                         duration/filesize sums */
 };
 
 /* Sets q->ids from a JSON array of ids: numbers, "12" or Peek's

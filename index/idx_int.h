@@ -104,8 +104,8 @@ enum idx_sort_field {
     IDX_SF_CODE,
     IDX_SF_STUDIO,
     IDX_SF_ID,
-    IDX_SF_TIE,     /* internal: COALESCE(title, id) NATURAL_CI, stash id */
-    IDX_SF_COUNT,   /* number of stored columns */
+    IDX_SF_TIE,   /* internal: COALESCE(title, id) NATURAL_CI, stash id */
+    IDX_SF_COUNT, /* number of stored columns */
     IDX_SF_RANDOM = IDX_SF_COUNT, /* computed from the stash id */
 };
 
@@ -119,7 +119,7 @@ enum idx_sort_kind {
 const char *idx_sfield_name(enum idx_sort_field f);
 /* Looks a Stash sort name up (not random).  CM_NOTFOUND. */
 enum cm_status idx_sfield_lookup(const char *name, size_t len,
-                               enum idx_sort_field *out) CM_WUR;
+                                 enum idx_sort_field *out) CM_WUR;
 enum idx_sort_kind idx_sfield_kind(enum idx_sort_field f);
 
 /* ---- Order-preserving encodings ------------------------------------- */
@@ -167,8 +167,8 @@ enum cm_status idx_bm_decode(const void *v, size_t n,
 
 /* ---- Columns and dictionaries -------------------------------------- */
 
-#define IDX_CHUNK 1024u
-#define IDX_GAP ((uint64_t)1 << 32)
+#define IDX_CHUNK       1024u
+#define IDX_GAP         ((uint64_t)1 << 32)
 #define IDX_DICT_MAXKEY 400 /* dictionary key bytes (LMDB keys <= 511) */
 
 /* A read cursor over one column: caches the current chunk pointer.
@@ -220,8 +220,8 @@ void idx_ecache_init(struct idx_ecache *c, struct kv_txn *t);
 void idx_ecache_fini(struct idx_ecache *c);
 void idx_ecache_drop(struct idx_ecache *c, uint8_t type, uint64_t id);
 /* OUT *out: borrowed until the entry is dropped or the cache freed. */
-enum cm_status idx_ecache_tags(struct idx_ecache *c, uint8_t type,
-                               uint64_t id, const struct idx_etags **out) CM_WUR;
+enum cm_status idx_ecache_tags(struct idx_ecache *c, uint8_t type, uint64_t id,
+                               const struct idx_etags **out) CM_WUR;
 
 /* ---- Per-scene derivation ------------------------------------------ */
 
@@ -263,19 +263,19 @@ enum cm_status idx_derive(struct idx_ecache *c, const struct kv_scene *sc,
 
 /* ---- Writer ---------------------------------------------------------- */
 
-struct idx_pend;  /* pending add/remove of one posting key */
-struct idx_dent;  /* a dictionary key touched by the batch */
+struct idx_pend;   /* pending add/remove of one posting key */
+struct idx_dent;   /* a dictionary key touched by the batch */
 struct idx_colset; /* a pending dictionary-valued column cell */
 
 struct idx_writer {
     struct kv_txn *t;
     struct idx_ecache ec;
-    struct idx_map pend;   /* hash of key -> struct idx_pend chain */
+    struct idx_map pend; /* hash of key -> struct idx_pend chain */
     struct idx_pend *pend_list;
     size_t npend;
     struct idx_map chunks; /* column chunk key -> struct idx_chunk */
     struct idx_chunk *chunk_list;
-    struct idx_map dict;   /* hash of dictionary key -> struct idx_dent */
+    struct idx_map dict; /* hash of dictionary key -> struct idx_dent */
     struct idx_dent *dict_list;
     size_t ndict;
     struct idx_colset *cs; /* in call order: the last one of a cell wins */
@@ -306,9 +306,8 @@ uint64_t idx_daily_seed(void);
  * maximal run of token bytes (ASCII alnum or any byte >= 0x80),
  * ASCII-lower-cased. */
 bool idx_is_tokbyte(unsigned char c);
-#define IDX_TOK_MAX 255
+#define IDX_TOK_MAX  255
 #define IDX_TOK_STEP 128
-
 
 /* ---- Cached full orders (idx_order.c) ------------------------------- */
 
@@ -330,8 +329,8 @@ struct idx_order {
     uint32_t *rank;   /* [maxdoc + 1]: position of a docid (UINT32_MAX:
                          not in the universe) */
     uint32_t n, maxdoc;
-    uint64_t gen;     /* IDX_META_GEN value it was built at */
-    unsigned refs;    /* guarded by the cache mutex */
+    uint64_t gen;              /* IDX_META_GEN value it was built at */
+    unsigned refs;             /* guarded by the cache mutex */
     roaring_bitmap_t **blocks; /* NULL until built; guarded by the mutex */
     uint32_t nblocks;
     bool blocks_building;
@@ -348,8 +347,8 @@ enum cm_status idx_gen_get(struct kv_txn *t, uint64_t *gen) CM_WUR;
  * generation, being built elsewhere, first request of a random seed,
  * out of memory): use the candidate plan.  Release with
  * idx_order_release().  Thread-safe.  CM_CORRUPT, CM_IO. */
-enum cm_status idx_order_get(struct kv_txn *t, enum idx_sort_field f,
-                             bool desc, uint64_t seed, uint64_t gen,
+enum cm_status idx_order_get(struct kv_txn *t, enum idx_sort_field f, bool desc,
+                             uint64_t seed, uint64_t gen,
                              const roaring_bitmap_t *all,
                              struct idx_order **out) CM_WUR;
 /* The cached order of (f, desc, seed) at generation gen when there is

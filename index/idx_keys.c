@@ -239,7 +239,7 @@ enum idx_sort_kind idx_sfield_kind(enum idx_sort_field f)
 }
 
 enum cm_status idx_sfield_lookup(const char *name, size_t len,
-                               enum idx_sort_field *out)
+                                 enum idx_sort_field *out)
 {
     for (int f = 0; f < IDX_SF_COUNT; f++)
         if (sorts[f].name && strlen(sorts[f].name) == len &&

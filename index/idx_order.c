@@ -48,14 +48,14 @@
 #include "index/idx_int.h"
 
 struct slot {
-    struct kv_store *s;     /* NULL: free */
-    uint8_t f;              /* enum idx_sort_field (IDX_SF_RANDOM too) */
+    struct kv_store *s; /* NULL: free */
+    uint8_t f;          /* enum idx_sort_field (IDX_SF_RANDOM too) */
     bool desc;
-    uint64_t seed;          /* random only */
-    struct idx_order *ord;  /* one reference; NULL while never built */
-    uint64_t last_use;      /* LRU tick */
-    uint32_t requests;      /* random: builds from the second request */
-    bool building;          /* claimed by one query */
+    uint64_t seed;         /* random only */
+    struct idx_order *ord; /* one reference; NULL while never built */
+    uint64_t last_use;     /* LRU tick */
+    uint32_t requests;     /* random: builds from the second request */
+    bool building;         /* claimed by one query */
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -137,7 +137,7 @@ struct kitem {
  * the buffer holding the result. */
 static struct kitem *radix(struct kitem *v, struct kitem *tmp, size_t n)
 {
-    uint32_t (*cnt)[256] = cm_calloc(8, sizeof *cnt);
+    uint32_t(*cnt)[256] = cm_calloc(8, sizeof *cnt);
     if (!cnt)
         return NULL;
     for (size_t i = 0; i < n; i++) {
@@ -224,11 +224,9 @@ static enum cm_status read_column(struct kv_txn *t, enum idx_sort_field f,
 
 /* Builds the order of (f, desc, seed) over universe all; tie (NULL for the
  * tie-break order itself) gives the tie-break order to refine. */
-static enum cm_status build(struct kv_txn *t, enum idx_sort_field f,
-                            bool desc, uint64_t seed,
-                            const roaring_bitmap_t *all,
-                            const struct idx_order *tie,
-                            struct idx_order **out)
+static enum cm_status build(struct kv_txn *t, enum idx_sort_field f, bool desc,
+                            uint64_t seed, const roaring_bitmap_t *all,
+                            const struct idx_order *tie, struct idx_order **out)
 {
     uint64_t n64 = roaring_bitmap_get_cardinality(all);
     uint32_t maxdoc = n64 ? roaring_bitmap_maximum(all) : 0;
@@ -351,8 +349,8 @@ void idx_order_peek(struct kv_store *s, enum idx_sort_field f, bool desc,
     pthread_mutex_unlock(&mu);
 }
 
-enum cm_status idx_order_get(struct kv_txn *t, enum idx_sort_field f,
-                             bool desc, uint64_t seed, uint64_t gen,
+enum cm_status idx_order_get(struct kv_txn *t, enum idx_sort_field f, bool desc,
+                             uint64_t seed, uint64_t gen,
                              const roaring_bitmap_t *all,
                              struct idx_order **out)
 {

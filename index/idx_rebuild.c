@@ -315,8 +315,9 @@ static enum cm_status expect_scene(struct verify *v, struct idx_ecache *ec,
                 } else if (st == CM_OK) {
                     memcpy(&pos, dv, dn >= 8 ? 8 : 0);
                     if (dn != 12 || pos != col)
-                        problem(v, "docid %u: sort %d column %llu != "
-                                   "dictionary position",
+                        problem(v,
+                                "docid %u: sort %d column %llu != "
+                                "dictionary position",
                                 docid, f, (unsigned long long)col);
                 }
             }
@@ -356,15 +357,13 @@ static enum cm_status expect_children(struct verify *v)
 
     if (st != CM_OK)
         return st;
-    for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST);
-         rc == 0 && st == CM_OK;
+    for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0 && st == CM_OK;
          rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
         struct kv_entity e;
         memset(&e, 0, sizeof e);
         st = kv_entity_decode(val.mv_data, val.mv_size, &e);
         if (st != CM_OK) {
-            problem(v, "entity record does not decode: %s",
-                    cm_status_str(st));
+            problem(v, "entity record does not decode: %s", cm_status_str(st));
             st = CM_OK;
         } else if (e.type == KV_TAG || e.type == KV_STUDIO ||
                    e.type == KV_GROUP) {
@@ -400,16 +399,19 @@ static void describe_key(uint8_t db, const uint8_t *k, size_t n, char *out,
     static const struct {
         uint8_t f;
         const char *name;
-    } ids[] = {{IDX_P_TAG, "tag"},           {IDX_P_PERFORMER, "performer"},
-               {IDX_P_STUDIO, "studio"},     {IDX_P_GROUP, "group"},
-               {IDX_P_GALLERY, "gallery"},   {IDX_P_PERF_TAG, "performer tag"},
+    } ids[] = {{IDX_P_TAG, "tag"},
+               {IDX_P_PERFORMER, "performer"},
+               {IDX_P_STUDIO, "studio"},
+               {IDX_P_GROUP, "group"},
+               {IDX_P_GALLERY, "gallery"},
+               {IDX_P_PERF_TAG, "performer tag"},
                {IDX_P_INH_TAG, "inherited tag"}};
     size_t o = 0;
     int r;
 
     out[0] = '\0';
-    if (db == KV_DB_TEXT || (db == KV_DB_POSTINGS && n >= 3 &&
-                             k[0] == IDX_P_STR)) {
+    if (db == KV_DB_TEXT ||
+        (db == KV_DB_POSTINGS && n >= 3 && k[0] == IDX_P_STR)) {
         size_t start = db == KV_DB_TEXT ? 0 : 2;
         r = db == KV_DB_TEXT
                 ? snprintf(out, cap, "text token \"")
@@ -482,8 +484,7 @@ static enum cm_status compare_db(struct verify *v, enum kv_db db)
 
     if (st != CM_OK)
         return st;
-    for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST);
-         rc == 0 && st == CM_OK;
+    for (rc = mdb_cursor_get(cur, &k, &val, MDB_FIRST); rc == 0 && st == CM_OK;
          rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
         const uint8_t *p = k.mv_data;
         struct vent *x = NULL;
@@ -519,8 +520,8 @@ static enum cm_status compare_db(struct verify *v, enum kv_db db)
                    db == KV_DB_POSTINGS) {
             if (val.mv_size != (size_t)x->refs * 8) {
                 describe_key((uint8_t)db, p, k.mv_size, kd, sizeof kd);
-                problem(v, "%s: %zu entries, expected %u", kd,
-                        val.mv_size / 8, x->refs);
+                problem(v, "%s: %zu entries, expected %u", kd, val.mv_size / 8,
+                        x->refs);
             }
         } else {
             roaring_bitmap_t *b = NULL;
@@ -533,16 +534,16 @@ static enum cm_status compare_db(struct verify *v, enum kv_db db)
                 bool stored = false;
                 int64_t d = first_diff(b, x->bm, &stored);
                 describe_key((uint8_t)db, p, k.mv_size, kd, sizeof kd);
-                problem(v, "%s: bitmap has %llu docids, the records give "
-                           "%llu (docid %lld %s)",
-                        kd,
-                        (unsigned long long)roaring_bitmap_get_cardinality(b),
-                        (unsigned long long)roaring_bitmap_get_cardinality(
-                            x->bm),
-                        (long long)d,
-                        stored ? "is in the bitmap but its record does not "
-                                 "give the key"
-                               : "is missing from the bitmap");
+                problem(
+                    v,
+                    "%s: bitmap has %llu docids, the records give "
+                    "%llu (docid %lld %s)",
+                    kd, (unsigned long long)roaring_bitmap_get_cardinality(b),
+                    (unsigned long long)roaring_bitmap_get_cardinality(x->bm),
+                    (long long)d,
+                    stored ? "is in the bitmap but its record does not "
+                             "give the key"
+                           : "is missing from the bitmap");
             }
             idx_bm_free(b);
         }
@@ -588,8 +589,7 @@ enum cm_status idx_verify(struct kv_store *s, struct cm_buf *report)
     idx_entries_init(&e);
     st = walk_open(t, KV_DB_SCENES, &cur);
     for (rc = st == CM_OK ? mdb_cursor_get(cur, &k, &val, MDB_FIRST) : 0;
-         st == CM_OK && rc == 0;
-         rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
+         st == CM_OK && rc == 0; rc = mdb_cursor_get(cur, &k, &val, MDB_NEXT)) {
         struct kv_scene sc;
         uint32_t docid;
         enum cm_status ds;

@@ -51,8 +51,8 @@ static enum cm_status get_posting(struct run *r, const uint8_t *k, size_t n,
     return idx_bm_get(r->t, KV_DB_POSTINGS, k, n, out);
 }
 
-static enum cm_status get_id_posting(struct run *r, uint8_t field,
-                                     uint64_t id, roaring_bitmap_t **out)
+static enum cm_status get_id_posting(struct run *r, uint8_t field, uint64_t id,
+                                     roaring_bitmap_t **out)
 {
     uint8_t k[9];
     k[0] = field;
@@ -71,8 +71,7 @@ void idx_colcur_init(struct idx_colcur *c, struct kv_txn *t,
     c->chunk = UINT32_MAX;
 }
 
-enum cm_status idx_colcur_get(struct idx_colcur *c, uint32_t docid,
-                              uint64_t *v)
+enum cm_status idx_colcur_get(struct idx_colcur *c, uint32_t docid, uint64_t *v)
 {
     uint32_t ch = docid / IDX_CHUNK, i = docid % IDX_CHUNK;
     if (ch != c->chunk) {
@@ -103,8 +102,7 @@ enum cm_status idx_colcur_get(struct idx_colcur *c, uint32_t docid,
 /* ---- Scanning with the reference predicate ---------------------------- */
 
 static enum cm_status scan(struct run *r, const struct idx_crit *c,
-                           const roaring_bitmap_t *cand,
-                           roaring_bitmap_t **out)
+                           const roaring_bitmap_t *cand, roaring_bitmap_t **out)
 {
     struct idx_filter f = {(struct idx_crit *)c, 1, IDX_SUB_NONE, NULL};
     roaring_uint32_iterator_t it;
@@ -135,24 +133,15 @@ static enum cm_status scan(struct run *r, const struct idx_crit *c,
 static bool int_pred(const struct idx_crit *c, bool has, int64_t v)
 {
     switch (c->mod) {
-    case IDX_MOD_IS_NULL:
-        return !has;
-    case IDX_MOD_NOT_NULL:
-        return has;
-    case IDX_MOD_EQUALS:
-        return has && v == c->i;
-    case IDX_MOD_NOT_EQUALS:
-        return has && v != c->i;
-    case IDX_MOD_GREATER_THAN:
-        return has && v > c->i;
-    case IDX_MOD_LESS_THAN:
-        return has && v < c->i;
-    case IDX_MOD_BETWEEN:
-        return has && v >= c->i && v <= c->i2;
-    case IDX_MOD_NOT_BETWEEN:
-        return has && (v < c->i || v > c->i2);
-    default:
-        return false;
+    case IDX_MOD_IS_NULL: return !has;
+    case IDX_MOD_NOT_NULL: return has;
+    case IDX_MOD_EQUALS: return has && v == c->i;
+    case IDX_MOD_NOT_EQUALS: return has && v != c->i;
+    case IDX_MOD_GREATER_THAN: return has && v > c->i;
+    case IDX_MOD_LESS_THAN: return has && v < c->i;
+    case IDX_MOD_BETWEEN: return has && v >= c->i && v <= c->i2;
+    case IDX_MOD_NOT_BETWEEN: return has && (v < c->i || v > c->i2);
+    default: return false;
     }
 }
 
@@ -227,16 +216,11 @@ static bool pred_res(const void *ctx, bool has, int64_t v)
         return false;
     idx_resolution_band(c->res, &lo, &hi);
     switch (c->mod) {
-    case IDX_MOD_EQUALS:
-        return v >= lo && v <= hi;
-    case IDX_MOD_NOT_EQUALS:
-        return v < lo || v > hi;
-    case IDX_MOD_GREATER_THAN:
-        return v > hi;
-    case IDX_MOD_LESS_THAN:
-        return v < lo;
-    default:
-        return false;
+    case IDX_MOD_EQUALS: return v >= lo && v <= hi;
+    case IDX_MOD_NOT_EQUALS: return v < lo || v > hi;
+    case IDX_MOD_GREATER_THAN: return v > hi;
+    case IDX_MOD_LESS_THAN: return v < lo;
+    default: return false;
     }
 }
 
@@ -284,8 +268,8 @@ static enum cm_status str_facet(struct run *r, const struct idx_crit *c,
         return kv_from_mdb(rc, "facet cursor");
     k.mv_data = start;
     k.mv_size = 2;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && st == CM_OK;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+         rc == 0 && st == CM_OK; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         const uint8_t *p = k.mv_data;
         roaring_bitmap_t *b = NULL;
         bool ok;
@@ -391,8 +375,7 @@ static enum cm_status expand(struct run *r, uint8_t type, uint64_t v,
     enum cm_status st;
     out->n = 0;
     st = idset_add(out, v);
-    for (int32_t d = 0; st == CM_OK && type && (depth < 0 || d < depth);
-         d++) {
+    for (int32_t d = 0; st == CM_OK && type && (depth < 0 || d < depth); d++) {
         lvl_end = out->n;
         if (lvl_start == lvl_end)
             break;
@@ -418,9 +401,8 @@ struct hier {
     bool scene_ids;
 };
 
-static enum cm_status value_bm(struct run *r, const struct hier *h,
-                               uint64_t v, int32_t depth,
-                               roaring_bitmap_t **out)
+static enum cm_status value_bm(struct run *r, const struct hier *h, uint64_t v,
+                               int32_t depth, roaring_bitmap_t **out)
 {
     struct idset ids = {0};
     enum cm_status st = bm_new(out);
@@ -492,18 +474,14 @@ static enum cm_status hier_eval(struct run *r, const struct idx_crit *c,
     case IDX_F_PERFORMERS:
         h = (struct hier){IDX_P_PERFORMER, 0, 0, false};
         break;
-    case IDX_F_GALLERIES:
-        h = (struct hier){IDX_P_GALLERY, 0, 0, false};
-        break;
-    default:
-        h = (struct hier){0, 0, 0, true};
-        break;
+    case IDX_F_GALLERIES: h = (struct hier){IDX_P_GALLERY, 0, 0, false}; break;
+    default: h = (struct hier){0, 0, 0, true}; break;
     }
     if (c->mod == IDX_MOD_IS_NULL || c->mod == IDX_MOD_NOT_NULL) {
         /* performer_tags IS_NULL is Stash's LEFT JOIN: also true when
          * any one performer has no tags; the predicate decides. */
-        if (h.scene_ids || (c->field == IDX_F_PERFORMER_TAGS &&
-                            c->mod == IDX_MOD_IS_NULL))
+        if (h.scene_ids ||
+            (c->field == IDX_F_PERFORMER_TAGS && c->mod == IDX_MOD_IS_NULL))
             return scan(r, c, dom, out);
         st = has_bm(r, &h, &b);
         if (st == CM_OK) {
@@ -535,8 +513,8 @@ static enum cm_status hier_eval(struct run *r, const struct idx_crit *c,
         if (st == CM_OK)
             roaring_bitmap_and_inplace(acc, any);
         idx_bm_free(any);
-    } else if (c->n_ids && (c->mod == IDX_MOD_INCLUDES_ALL ||
-                            c->mod == IDX_MOD_EQUALS)) {
+    } else if (c->n_ids &&
+               (c->mod == IDX_MOD_INCLUDES_ALL || c->mod == IDX_MOD_EQUALS)) {
         if (c->field == IDX_F_STUDIOS && c->n_ids > 1 &&
             c->mod == IDX_MOD_INCLUDES_ALL)
             roaring_bitmap_clear(acc);
@@ -617,11 +595,9 @@ static bool indexed(const struct idx_crit *c)
     case IDX_F_GALLERIES:
     case IDX_F_SCENE_IDS:
     case IDX_F_VIDEO_CODEC:
-    case IDX_F_AUDIO_CODEC:
-        return true;
+    case IDX_F_AUDIO_CODEC: return true;
     case IDX_F_STUDIO_FAVORITE:
-    case IDX_F_TAG_FAVORITE:
-        return c->b;
+    case IDX_F_TAG_FAVORITE: return c->b;
     default:
         return int_facet(c->field) != 0 && c->mod != IDX_MOD_INCLUDES &&
                c->mod != IDX_MOD_EXCLUDES;
@@ -650,23 +626,21 @@ static enum cm_status crit_eval(struct run *r, const struct idx_crit *c,
     case IDX_F_PERFORMER_TAGS:
     case IDX_F_PERFORMERS:
     case IDX_F_GALLERIES:
-    case IDX_F_SCENE_IDS:
-        return hier_eval(r, c, dom, out);
+    case IDX_F_SCENE_IDS: return hier_eval(r, c, dom, out);
     case IDX_F_VIDEO_CODEC:
     case IDX_F_AUDIO_CODEC:
-        st = str_facet(r, c,
-                       c->field == IDX_F_VIDEO_CODEC ? IDX_S_VCODEC
-                                                     : IDX_S_ACODEC,
-                       dom, &b);
+        st = str_facet(
+            r, c, c->field == IDX_F_VIDEO_CODEC ? IDX_S_VCODEC : IDX_S_ACODEC,
+            dom, &b);
         break;
     case IDX_F_ORGANIZED:
     case IDX_F_INTERACTIVE:
     case IDX_F_HAS_MARKERS:
         one = c->b;
         st = facet_walk(r,
-                        c->field == IDX_F_ORGANIZED      ? IDX_I_ORGANIZED
+                        c->field == IDX_F_ORGANIZED     ? IDX_I_ORGANIZED
                         : c->field == IDX_F_INTERACTIVE ? IDX_I_INTERACTIVE
-                                                         : IDX_I_MARKERS,
+                                                        : IDX_I_MARKERS,
                         pred_eq, &one, &b);
         break;
     case IDX_F_PERFORMER_FAVORITE:
@@ -698,9 +672,7 @@ static enum cm_status crit_eval(struct run *r, const struct idx_crit *c,
         }
         st = facet_walk(r, IDX_I_ORIENT, pred_orient, &c->orient, &b);
         break;
-    case IDX_F_DATE:
-        st = facet_walk(r, IDX_I_DATE, pred_date, c, &b);
-        break;
+    case IDX_F_DATE: st = facet_walk(r, IDX_I_DATE, pred_date, c, &b); break;
     case IDX_F_IS_MISSING: {
         uint8_t k[2] = {IDX_P_MISSING, (uint8_t)(c->missing + 1)};
         st = get_posting(r, k, 2, &b);
@@ -772,8 +744,7 @@ static enum cm_status filter_eval(struct run *r, const struct idx_filter *f,
             if (st == CM_OK)
                 roaring_bitmap_andnot_inplace(own, sub);
             break;
-        default:
-            break;
+        default: break;
         }
     }
     idx_bm_free(sub);
@@ -1137,15 +1108,29 @@ static void select_u32(uint32_t *v, size_t n, size_t k)
     while (hi - lo > 1 && k > lo && k < hi) {
         size_t mid = lo + (hi - lo) / 2, i = lo;
         uint32_t pivot, t;
-        if (v[mid] < v[lo]) { t = v[mid]; v[mid] = v[lo]; v[lo] = t; }
-        if (v[hi - 1] < v[lo]) { t = v[hi - 1]; v[hi - 1] = v[lo]; v[lo] = t; }
-        if (v[hi - 1] < v[mid]) { t = v[hi - 1]; v[hi - 1] = v[mid]; v[mid] = t; }
+        if (v[mid] < v[lo]) {
+            t = v[mid];
+            v[mid] = v[lo];
+            v[lo] = t;
+        }
+        if (v[hi - 1] < v[lo]) {
+            t = v[hi - 1];
+            v[hi - 1] = v[lo];
+            v[lo] = t;
+        }
+        if (v[hi - 1] < v[mid]) {
+            t = v[hi - 1];
+            v[hi - 1] = v[mid];
+            v[mid] = t;
+        }
         pivot = v[mid];
         v[mid] = v[hi - 1];
         v[hi - 1] = pivot;
         for (size_t j = lo; j < hi - 1; j++)
             if (v[j] < pivot) {
-                t = v[i]; v[i] = v[j]; v[j] = t;
+                t = v[i];
+                v[i] = v[j];
+                v[j] = t;
                 i++;
             }
         v[hi - 1] = v[i];
@@ -1207,10 +1192,10 @@ static enum cm_status page_rank(const struct idx_order *o,
  * is one and_cardinality of a 4096-docid bitmap.  A query whose candidate
  * plan would cost more than ORDER_BUILD_NS builds the cached order (it is
  * reused by every later query with that sort until the next write). */
-#define COST_CAND 250.0
+#define COST_CAND      250.0
 #define ORDER_BUILD_NS 300000.0
-#define COST_CONTAINS 40.0
-#define COST_BLOCK 5000.0
+#define COST_CONTAINS  40.0
+#define COST_BLOCK     5000.0
 #define ORDER_MIN_CARD 256
 
 static enum cm_status page_of(struct run *r, const struct idx_query *q,
@@ -1244,9 +1229,10 @@ static enum cm_status page_of(struct run *r, const struct idx_query *q,
         double plain = (double)(off + lim) * ratio * COST_CONTAINS;
         double skip = (double)off * ratio / IDX_ORDER_BLOCK * COST_BLOCK +
                       (IDX_ORDER_BLOCK + (double)lim * ratio) * COST_CONTAINS;
-        use_blocks = (double)off * ratio > 2.0 * IDX_ORDER_BLOCK && skip < plain;
-        walk = card >= ORDER_MIN_CARD &&
-               (use_blocks ? skip : plain) < cand_cost;
+        use_blocks =
+            (double)off * ratio > 2.0 * IDX_ORDER_BLOCK && skip < plain;
+        walk =
+            card >= ORDER_MIN_CARD && (use_blocks ? skip : plain) < cand_cost;
         build = cand_cost > ORDER_BUILD_NS;
     }
     if (walk || card >= ORDER_MIN_CARD / 4) {

@@ -23,14 +23,15 @@
 #include "index/idx_int.h"
 
 /* Pending changes of one posting/text key: the batch's operations in
- * call order (docid, high bit = remove), turned into add/remove bitmaps at flush
- * (directly, when they are only adds of increasing docids: new scenes). */
+ * call order (docid, high bit = remove), turned into add/remove bitmaps at
+ * flush (directly, when they are only adds of increasing docids: new scenes).
+ */
 struct idx_pend {
     struct idx_pend *next; /* hash chain */
     struct idx_pend *all;  /* every pending key */
     uint32_t *ops;         /* docid | IDX_OP_REM */
     uint32_t nops, capops;
-    bool simple;           /* only adds, strictly increasing docids */
+    bool simple; /* only adds, strictly increasing docids */
     uint16_t klen;
     uint8_t db;
     uint8_t key[];
@@ -53,7 +54,7 @@ struct idx_dent {
     int32_t delta;         /* references gained - lost in the batch */
     bool found;            /* stored before the batch */
     uint16_t klen;
-    uint8_t key[];         /* 'd' ‖ field ‖ key bytes */
+    uint8_t key[]; /* 'd' ‖ field ‖ key bytes */
 };
 
 struct idx_colset {
@@ -201,8 +202,8 @@ void idx_col_key(uint8_t k[6], enum idx_sort_field f, uint32_t chunk)
     idx_be32(k + 2, chunk);
 }
 
-static enum cm_status chunk_get(struct idx_writer *w, uint8_t f,
-                                uint32_t chunk, struct idx_chunk **out)
+static enum cm_status chunk_get(struct idx_writer *w, uint8_t f, uint32_t chunk,
+                                struct idx_chunk **out)
 {
     uint64_t key = (uint64_t)1 << 63 | (uint64_t)f << 32 | chunk;
     void **slot = idx_map_find(&w->chunks, key);
@@ -500,7 +501,8 @@ static enum cm_status dict_assign(struct idx_writer *w, enum idx_sort_field f,
         size_t j, m;
         k.mv_data = e->key;
         k.mv_size = e->klen;
-        rc = w->bulk ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+        rc =
+            w->bulk ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
         if (rc == 0 && k.mv_size == e->klen &&
             memcmp(k.mv_data, e->key, e->klen) == 0) {
             if (d.mv_size != 12) {
@@ -776,7 +778,8 @@ static enum cm_status postings_flush(struct idx_writer *w)
         st = pend_bitmaps(p, &add, &rem);
         if (st != CM_OK)
             break;
-        if (roaring_bitmap_is_empty(add) && (!rem || roaring_bitmap_is_empty(rem))) {
+        if (roaring_bitmap_is_empty(add) &&
+            (!rem || roaring_bitmap_is_empty(rem))) {
             idx_bm_free(add);
             idx_bm_free(rem);
             continue;
@@ -971,7 +974,7 @@ enum cm_status idx_scene_delete(struct idx_writer *w, uint64_t stash_id)
 /* ---- Entities -------------------------------------------------------- */
 
 enum cm_status idx_children_edit(struct idx_writer *w, uint8_t type,
-                                    uint64_t parent, uint64_t child, bool add)
+                                 uint64_t parent, uint64_t child, bool add)
 {
     uint8_t k[10];
     const void *v;
@@ -1026,8 +1029,7 @@ static bool has_id(const uint64_t *a, size_t n, uint64_t x)
     return false;
 }
 
-static bool same_set(const uint64_t *a, size_t na, const uint64_t *b,
-                     size_t nb)
+static bool same_set(const uint64_t *a, size_t na, const uint64_t *b, size_t nb)
 {
     for (size_t i = 0; i < na; i++)
         if (!has_id(b, nb, a[i]))

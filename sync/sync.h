@@ -114,8 +114,7 @@ enum cm_status sync_fill_refs(struct kv_txn *t, struct kv_scene *sc,
 
 /* Removes every `apikey` query parameter from URL u[0..n): OUT *out
  * (borrowed from u when nothing was removed, else copied into a). */
-enum cm_status sync_strip_apikey(const char *u, size_t n,
-                                 struct sync_arena *a,
+enum cm_status sync_strip_apikey(const char *u, size_t n, struct sync_arena *a,
                                  struct kv_str *out) CM_WUR;
 
 /* ---- GraphQL client (sync_client.c) --------------------------------- */
@@ -169,25 +168,25 @@ const char *sync_query_text(const char *name);
 enum sync_mode { SYNC_INCREMENTAL = 0, SYNC_FULL = 1 };
 
 struct sync_type_status {
-    uint64_t done;          /* items processed in the current phase */
-    uint64_t total;         /* items expected (Stash's count), 0 = unknown */
-    double rate;            /* items per second */
-    double eta_s;           /* seconds left, < 0 = unknown */
-    char phase[24];         /* "", "fetch", "activity", "reconcile", "done" */
-    char last_error[256];   /* "" = none */
-    int64_t last_success;   /* unix time of the last completed pass, 0 */
+    uint64_t done;        /* items processed in the current phase */
+    uint64_t total;       /* items expected (Stash's count), 0 = unknown */
+    double rate;          /* items per second */
+    double eta_s;         /* seconds left, < 0 = unknown */
+    char phase[24];       /* "", "fetch", "activity", "reconcile", "done" */
+    char last_error[256]; /* "" = none */
+    int64_t last_success; /* unix time of the last completed pass, 0 */
 };
 
 struct sync_status {
-    pthread_mutex_t mu;     /* guards everything below */
+    pthread_mutex_t mu; /* guards everything below */
     bool running;
     enum sync_mode mode;
     int64_t started, finished; /* unix seconds, 0 = never */
-    char last_error[256];   /* of the last run, "" = succeeded */
-    int64_t last_success;   /* unix time of the last successful run */
+    char last_error[256];      /* of the last run, "" = succeeded */
+    int64_t last_success;      /* unix time of the last successful run */
     struct sync_type_status types[SYNC_NTYPES];
-    atomic_int stop;        /* set to abort the running sync */
-    int tty;                /* draw progress bars on stderr */
+    atomic_int stop; /* set to abort the running sync */
+    int tty;         /* draw progress bars on stderr */
 };
 
 /* A copy of the status without the mutex, for readers. */
@@ -208,15 +207,15 @@ void sync_status_snapshot(struct sync_status *s, struct sync_status_view *v);
 /* ---- Runs (sync_run.c) ---------------------------------------------- */
 
 struct sync_stats {
-    uint64_t fetched[SYNC_NTYPES];  /* objects received */
-    uint64_t written[SYNC_NTYPES];  /* records inserted or changed */
-    uint64_t deleted[SYNC_NTYPES];  /* records deleted */
-    uint64_t rewritten;             /* scenes rewritten for entity changes */
-    uint64_t activity;              /* scenes updated by the activity sweep */
-    uint64_t unknown_refs;          /* refs to entities not in the store */
-    uint64_t requests;              /* GraphQL requests */
-    bool resumed;                   /* continued an interrupted full sync */
-    bool deletes_skipped;           /* a deletion guard fired */
+    uint64_t fetched[SYNC_NTYPES]; /* objects received */
+    uint64_t written[SYNC_NTYPES]; /* records inserted or changed */
+    uint64_t deleted[SYNC_NTYPES]; /* records deleted */
+    uint64_t rewritten;            /* scenes rewritten for entity changes */
+    uint64_t activity;             /* scenes updated by the activity sweep */
+    uint64_t unknown_refs;         /* refs to entities not in the store */
+    uint64_t requests;             /* GraphQL requests */
+    bool resumed;                  /* continued an interrupted full sync */
+    bool deletes_skipped;          /* a deletion guard fired */
     double seconds;
 };
 

@@ -24,13 +24,13 @@
 struct sync_client {
     CURL *curl;
     struct curl_slist *headers;
-    char *endpoint;       /* <url>/graphql */
-    struct cm_buf body;   /* response body of the current attempt */
-    int too_big;          /* the write callback hit the bound */
+    char *endpoint;     /* <url>/graphql */
+    struct cm_buf body; /* response body of the current attempt */
+    int too_big;        /* the write callback hit the bound */
     int retries;
     long backoff_ms;
     atomic_int *stop;
-    uint64_t rng;         /* jitter PRNG state */
+    uint64_t rng; /* jitter PRNG state */
     uint64_t requests;
 };
 
@@ -153,8 +153,7 @@ static void join_messages(const cJSON *errors, char *m, size_t n)
     const cJSON *e;
     size_t used = strlen(m);
     int k = 0;
-    cJSON_ArrayForEach(e, errors)
-    {
+    cJSON_ArrayForEach (e, errors) {
         const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
         int w;
         if (!cJSON_IsString(msg) || !msg->valuestring || used >= n)
@@ -277,10 +276,8 @@ static bool retryable(CURLcode rc)
     case CURLE_PARTIAL_FILE:
     case CURLE_BAD_CONTENT_ENCODING:
     case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-        return true;
-    default:
-        return false;
+    case CURLE_HTTP2_STREAM: return true;
+    default: return false;
     }
 }
 
@@ -368,8 +365,8 @@ enum cm_status sync_client_query(struct sync_client *c, const char *op,
         }
         if (st == CM_OK || !retry || attempt >= c->retries)
             break;
-        cm_warn("sync", "%s: %s; retry %d/%d", op, err ? err : "",
-                attempt + 1, c->retries);
+        cm_warn("sync", "%s: %s; retry %d/%d", op, err ? err : "", attempt + 1,
+                c->retries);
         backoff_sleep(c, jitter(c, delay));
         if (delay < 10000)
             delay *= 2;

@@ -24,11 +24,10 @@ struct mctx {
     size_t errlen;
 };
 
-static enum cm_status fail(struct mctx *m, const char *path,
-                           const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static enum cm_status fail(struct mctx *m, const char *path,
-                           const char *fmt, ...)
+static enum cm_status fail(struct mctx *m, const char *path, const char *fmt,
+                           ...) __attribute__((format(printf, 3, 4)));
+static enum cm_status fail(struct mctx *m, const char *path, const char *fmt,
+                           ...)
 {
     char msg[192];
     va_list ap;
@@ -44,8 +43,7 @@ static enum cm_status fail(struct mctx *m, const char *path,
 static enum cm_status nomem(struct mctx *m)
 {
     if (m->err && m->errlen)
-        snprintf(m->err, m->errlen, "%s %.40s: out of memory", m->kind,
-                 m->id);
+        snprintf(m->err, m->errlen, "%s %.40s: out of memory", m->kind, m->id);
     return CM_NOMEM;
 }
 
@@ -121,9 +119,9 @@ static enum cm_status get_url(struct mctx *m, const cJSON *o, const char *key,
     return st == CM_NOMEM ? nomem(m) : st;
 }
 
-static enum cm_status get_time(struct mctx *m, const cJSON *o,
-                               const char *key, const char *parent,
-                               bool nullable, struct kv_str *out)
+static enum cm_status get_time(struct mctx *m, const cJSON *o, const char *key,
+                               const char *parent, bool nullable,
+                               struct kv_str *out)
 {
     char path[160];
     enum cm_status st = get_str(m, o, key, parent, nullable, out);
@@ -149,8 +147,8 @@ static enum cm_status get_bool(struct mctx *m, const cJSON *o, const char *key,
 
 /* An integral JSON number in [lo, hi]; null gives *isnull (when allowed). */
 static enum cm_status int_val(struct mctx *m, const cJSON *v, const char *path,
-                              bool nullable, double lo, double hi,
-                              int64_t *out, bool *isnull)
+                              bool nullable, double lo, double hi, int64_t *out,
+                              bool *isnull)
 {
     double d;
     *out = 0;
@@ -184,9 +182,8 @@ static enum cm_status get_int(struct mctx *m, const cJSON *o, const char *key,
 }
 
 /* Non-negative finite float; null -> -1 when nullable. */
-static enum cm_status get_float(struct mctx *m, const cJSON *o,
-                                const char *key, const char *parent,
-                                bool nullable, double *out)
+static enum cm_status get_float(struct mctx *m, const cJSON *o, const char *key,
+                                const char *parent, bool nullable, double *out)
 {
     char path[160];
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
@@ -236,9 +233,8 @@ static enum cm_status get_ref(struct mctx *m, const cJSON *o, const char *key,
                    pj(path, sizeof path, parent, key), nullable, out);
 }
 
-static enum cm_status get_date(struct mctx *m, const cJSON *o,
-                               const char *key, const char *parent,
-                               struct kv_date *out)
+static enum cm_status get_date(struct mctx *m, const cJSON *o, const char *key,
+                               const char *parent, struct kv_date *out)
 {
     char path[160];
     struct kv_str s;
@@ -296,8 +292,7 @@ static enum cm_status get_strs(struct mctx *m, const cJSON *o, const char *key,
         return st;
     if (!(*out = arr_alloc(m, *n, sizeof **out)))
         return nomem(m);
-    cJSON_ArrayForEach(it, arr)
-    {
+    cJSON_ArrayForEach (it, arr) {
         snprintf(path, sizeof path, "%s[%u]", key, i);
         if ((st = str_val(m, it, path, false, &(*out)[i])) != CM_OK)
             return st;
@@ -309,8 +304,7 @@ static enum cm_status get_strs(struct mctx *m, const cJSON *o, const char *key,
 /* [{id}] into an array of ids. */
 static enum cm_status get_ref_ids(struct mctx *m, const cJSON *o,
                                   const char *key, const char *parent,
-                                  const char *sub, uint64_t **out,
-                                  uint32_t *n)
+                                  const char *sub, uint64_t **out, uint32_t *n)
 {
     const cJSON *arr, *it;
     char path[200], p2[240];
@@ -321,8 +315,7 @@ static enum cm_status get_ref_ids(struct mctx *m, const cJSON *o,
         return st;
     if (!(*out = arr_alloc(m, *n, sizeof **out)))
         return nomem(m);
-    cJSON_ArrayForEach(it, arr)
-    {
+    cJSON_ArrayForEach (it, arr) {
         snprintf(path, sizeof path, "%s%s%s[%u]", parent ? parent : "",
                  parent ? "." : "", key, i);
         if (sub) { /* containing_groups: [{group: {id}}] */
@@ -562,8 +555,8 @@ static enum cm_status map_file(struct mctx *m, const cJSON *f, uint32_t i,
     out->height = (int32_t)v;
     if ((st = get_float(m, f, "frame_rate", path, false, &out->frame_rate)) !=
             CM_OK ||
-        (st = get_int(m, f, "bit_rate", path, false, 0, 9007199254740992.0,
-                      &v, NULL)) != CM_OK)
+        (st = get_int(m, f, "bit_rate", path, false, 0, 9007199254740992.0, &v,
+                      NULL)) != CM_OK)
         return st;
     out->bit_rate = v;
     if ((st = get_str(m, f, "format", path, false, &out->format)) != CM_OK ||
@@ -571,8 +564,7 @@ static enum cm_status map_file(struct mctx *m, const cJSON *f, uint32_t i,
             CM_OK ||
         (st = get_arr(m, f, "fingerprints", path, false, &fps, &nfp)) != CM_OK)
         return st;
-    cJSON_ArrayForEach(it, fps)
-    {
+    cJSON_ArrayForEach (it, fps) {
         struct kv_str type, value;
         snprintf(p2, sizeof p2, "%s.fingerprints[%u]", path, k++);
         if (!cJSON_IsObject(it))
@@ -608,8 +600,7 @@ static enum cm_status map_scene_arrays(struct mctx *m, const cJSON *o,
         !(sc->captions = arr_alloc(m, sc->n_captions, sizeof *sc->captions)))
         return nomem(m);
     i = 0;
-    cJSON_ArrayForEach(it, arr)
-    {
+    cJSON_ArrayForEach (it, arr) {
         snprintf(path, sizeof path, "captions[%u]", i);
         if (!cJSON_IsObject(it))
             return fail(m, path, "expected object, got %s", jtype(it));
@@ -621,15 +612,13 @@ static enum cm_status map_scene_arrays(struct mctx *m, const cJSON *o,
         i++;
     }
     /* files */
-    if ((st = get_arr(m, o, "files", NULL, false, &arr, &sc->n_files)) !=
-        CM_OK)
+    if ((st = get_arr(m, o, "files", NULL, false, &arr, &sc->n_files)) != CM_OK)
         return st;
-    if (sc->n_files && !(sc->files = arr_alloc(m, sc->n_files,
-                                               sizeof *sc->files)))
+    if (sc->n_files &&
+        !(sc->files = arr_alloc(m, sc->n_files, sizeof *sc->files)))
         return nomem(m);
     i = 0;
-    cJSON_ArrayForEach(it, arr)
-    {
+    cJSON_ArrayForEach (it, arr) {
         if ((st = map_file(m, it, i, &sc->files[i])) != CM_OK)
             return st;
         i++;
@@ -642,8 +631,7 @@ static enum cm_status map_scene_arrays(struct mctx *m, const cJSON *o,
         !(sc->stash_ids = arr_alloc(m, sc->n_stash_ids, sizeof *sc->stash_ids)))
         return nomem(m);
     i = 0;
-    cJSON_ArrayForEach(it, arr)
-    {
+    cJSON_ArrayForEach (it, arr) {
         snprintf(path, sizeof path, "stash_ids[%u]", i);
         if (!cJSON_IsObject(it))
             return fail(m, path, "expected object, got %s", jtype(it));
@@ -662,8 +650,7 @@ static enum cm_status map_scene_arrays(struct mctx *m, const cJSON *o,
         !(sc->markers = arr_alloc(m, sc->n_markers, sizeof *sc->markers)))
         return nomem(m);
     i = 0;
-    cJSON_ArrayForEach(it, arr)
-    {
+    cJSON_ArrayForEach (it, arr) {
         struct kv_marker *mk = &sc->markers[i];
         uint64_t *tids;
         uint32_t nt;
@@ -692,8 +679,7 @@ static enum cm_status map_scene_arrays(struct mctx *m, const cJSON *o,
         !(sc->groups = arr_alloc(m, sc->n_groups, sizeof *sc->groups)))
         return nomem(m);
     i = 0;
-    cJSON_ArrayForEach(it, arr)
-    {
+    cJSON_ArrayForEach (it, arr) {
         uint64_t gid;
         snprintf(path, sizeof path, "groups[%u]", i);
         if (!cJSON_IsObject(it))
@@ -781,8 +767,8 @@ enum cm_status sync_map_scene(const cJSON *o, struct sync_arena *a,
             CM_OK ||
         (st = get_bool(&m, o, "interactive", NULL, &sc->interactive)) !=
             CM_OK ||
-        (st = get_int(&m, o, "interactive_speed", NULL, true, 0, INT32_MAX,
-                      &v, &isnull)) != CM_OK)
+        (st = get_int(&m, o, "interactive_speed", NULL, true, 0, INT32_MAX, &v,
+                      &isnull)) != CM_OK)
         goto out;
     sc->interactive_speed = isnull ? -1 : (int32_t)v;
     if ((st = map_paths(&m, o, sc)) != CM_OK ||
@@ -798,9 +784,13 @@ out:
 
 static enum cm_status map_gender(struct mctx *m, const cJSON *o, uint8_t *out)
 {
-    static const char *const names[] = {
-        NULL,     "MALE",     "FEMALE",     "TRANSGENDER_MALE",
-        "TRANSGENDER_FEMALE", "INTERSEX", "NON_BINARY"};
+    static const char *const names[] = {NULL,
+                                        "MALE",
+                                        "FEMALE",
+                                        "TRANSGENDER_MALE",
+                                        "TRANSGENDER_FEMALE",
+                                        "INTERSEX",
+                                        "NON_BINARY"};
     struct kv_str s;
     enum cm_status st = get_str(m, o, "gender", NULL, true, &s);
     *out = KV_GENDER_NULL;
@@ -828,8 +818,7 @@ static enum cm_status map_tag(struct mctx *m, const cJSON *o,
                               struct kv_entity *e)
 {
     enum cm_status st;
-    if ((st = get_str(m, o, "sort_name", NULL, true, &e->sort_name)) !=
-            CM_OK ||
+    if ((st = get_str(m, o, "sort_name", NULL, true, &e->sort_name)) != CM_OK ||
         (st = get_strs(m, o, "aliases", false, &e->aliases, &e->n_aliases)) !=
             CM_OK ||
         (st = get_bool(m, o, "favorite", NULL, &e->favorite)) != CM_OK ||
@@ -856,8 +845,8 @@ static enum cm_status map_performer(struct mctx *m, const cJSON *o,
         (st = map_rating(m, o, &e->rating100)) != CM_OK ||
         (st = get_str(m, o, "birthdate", NULL, true, &e->birthdate)) != CM_OK)
         return st;
-    if (e->birthdate.p && sync_parse_date(e->birthdate.p, e->birthdate.len,
-                                          &d) != CM_OK)
+    if (e->birthdate.p &&
+        sync_parse_date(e->birthdate.p, e->birthdate.len, &d) != CM_OK)
         return fail(m, "birthdate", "invalid date \"%.16s\"", e->birthdate.p);
     if ((st = get_str(m, o, "country", NULL, true, &e->country)) != CM_OK ||
         (st = get_url(m, o, "image_path", NULL, true, &e->image)) != CM_OK ||
@@ -907,8 +896,8 @@ static enum cm_status map_group(struct mctx *m, const cJSON *o,
         (st = get_str(m, o, "synopsis", NULL, true, &e->description)) !=
             CM_OK ||
         (st = get_ref(m, o, "studio", NULL, true, &e->studio_id)) != CM_OK ||
-        (st = get_ref_ids(m, o, "containing_groups", NULL, "group",
-                          &e->parents, &e->n_parents)) != CM_OK ||
+        (st = get_ref_ids(m, o, "containing_groups", NULL, "group", &e->parents,
+                          &e->n_parents)) != CM_OK ||
         (st = get_url(m, o, "front_image_path", NULL, true, &e->image)) !=
             CM_OK ||
         (st = get_url(m, o, "back_image_path", NULL, true, &e->back_image)) !=
@@ -1003,9 +992,8 @@ static enum cm_status copy_str(struct sync_arena *a, struct kv_str in,
     return CM_OK;
 }
 
-static enum cm_status fill_one(struct kv_txn *t, uint8_t type,
-                               struct kv_ref *r, struct sync_arena *a,
-                               uint64_t *unknown)
+static enum cm_status fill_one(struct kv_txn *t, uint8_t type, struct kv_ref *r,
+                               struct sync_arena *a, uint64_t *unknown)
 {
     struct kv_entity e;
     int32_t index = r->index;

@@ -31,10 +31,10 @@
 #include "index/idx.h"
 #include "sync/sync.h"
 
-#define ID_PAGE 5000          /* ids per reconciliation page */
-#define REWRITE_BUDGET 20000  /* scene rewrites per transaction */
-#define OVERLAP_S 3600        /* incremental overlap window */
-#define CONFIRM_SPAN 5000     /* ids per confirmation range query */
+#define ID_PAGE        5000  /* ids per reconciliation page */
+#define REWRITE_BUDGET 20000 /* scene rewrites per transaction */
+#define OVERLAP_S      3600  /* incremental overlap window */
+#define CONFIRM_SPAN   5000  /* ids per confirmation range query */
 
 struct tdesc {
     const char *doc, *ids_doc; /* Sync<Type>s, Sync<Type>Ids */
@@ -155,11 +155,11 @@ struct run {
     struct sync_arena arena;
     char *err;
     size_t errlen;
-    int page;              /* items per page */
-    uint64_t commit;       /* full walks: objects per write transaction */
+    int page;        /* items per page */
+    uint64_t commit; /* full walks: objects per write transaction */
     enum sync_mode mode;
     bool tty;
-    double t_type;         /* start of the current type's phase */
+    double t_type;                   /* start of the current type's phase */
     char last_progress[SYNC_NTYPES]; /* tty: a bar line is open */
 };
 
@@ -220,9 +220,9 @@ static void progress(struct run *r, enum sync_type t, const char *phase,
         fflush(stderr);
         r->last_progress[t] = 1;
     } else {
-        cm_info("sync", "progress %s %s %llu/%llu (%.0f/s)",
-                sync_type_name(t), phase, (unsigned long long)done,
-                (unsigned long long)total, rate);
+        cm_info("sync", "progress %s %s %llu/%llu (%.0f/s)", sync_type_name(t),
+                phase, (unsigned long long)done, (unsigned long long)total,
+                rate);
     }
 }
 
@@ -336,18 +336,18 @@ static enum cm_status item_id(struct run *r, const cJSON *it, uint64_t *id)
 struct page {
     struct run *r;
     enum sync_type type;
-    const cJSON **items;     /* objects to upsert */
+    const cJSON **items; /* objects to upsert */
     size_t n_items;
-    bool activity;           /* items are SyncSceneActivity rows */
-    const uint64_t *del;     /* stash ids to delete (of type del_type) */
+    bool activity;       /* items are SyncSceneActivity rows */
+    const uint64_t *del; /* stash ids to delete (of type del_type) */
     size_t n_del;
     enum sync_type del_type;
-    const char *ckpt;        /* checkpoint JSON to write, or NULL */
+    const char *ckpt; /* checkpoint JSON to write, or NULL */
     bool drop_ckpt;
-    const char *wm;          /* watermark of `type` to write, or NULL */
+    const char *wm; /* watermark of `type` to write, or NULL */
     /* results of the last attempt */
     uint64_t written, rewritten, deleted, unknown;
-    bool rw_left;            /* rewrite markers remain */
+    bool rw_left; /* rewrite markers remain */
 };
 
 static void rw_key(uint8_t k[11], uint8_t type, uint64_t id)
@@ -370,8 +370,9 @@ static enum cm_status mark_rewrite(struct kv_txn *t, uint8_t type, uint64_t id)
 static bool ref_fields_differ(const struct kv_entity *a,
                               const struct kv_entity *b)
 {
-#define SEQ(x, y) ((x).len == (y).len && ((x).p == NULL) == ((y).p == NULL) && \
-                   ((x).len == 0 || memcmp((x).p, (y).p, (x).len) == 0))
+#define SEQ(x, y)                                                              \
+    ((x).len == (y).len && ((x).p == NULL) == ((y).p == NULL) &&               \
+     ((x).len == 0 || memcmp((x).p, (y).p, (x).len) == 0))
     return !SEQ(a->name, b->name) || !SEQ(a->image, b->image) ||
            !SEQ(a->disambiguation, b->disambiguation) ||
            !SEQ(a->back_image, b->back_image) || a->favorite != b->favorite ||
@@ -467,8 +468,7 @@ static enum cm_status drain_rewrites(struct page *pg, struct kv_txn *t,
             break;
         }
         rw_key(key, type, id);
-        if ((st = kv_get(t, KV_DB_SYNC, key, sizeof key, &val, &vlen)) !=
-            CM_OK)
+        if ((st = kv_get(t, KV_DB_SYNC, key, sizeof key, &val, &vlen)) != CM_OK)
             goto out;
         if (vlen == 4)
             memcpy(&from, val, 4);
@@ -589,26 +589,26 @@ static enum cm_status put_activity(struct page *pg, struct kv_txn *t,
 
     if ((st = item_id(r, it, &id)) != CM_OK)
         return st;
-#define INTF(j, out)                                                         \
-    do {                                                                     \
-        if (cJSON_IsNull(j))                                                 \
-            out = 0;                                                         \
-        else if (cJSON_IsNumber(j) && j->valuedouble >= 0 &&                 \
-                 j->valuedouble <= INT32_MAX &&                              \
-                 j->valuedouble == floor(j->valuedouble))                    \
-            out = (int32_t)j->valuedouble;                                   \
-        else                                                                 \
-            goto bad;                                                        \
+#define INTF(j, out)                                                           \
+    do {                                                                       \
+        if (cJSON_IsNull(j))                                                   \
+            out = 0;                                                           \
+        else if (cJSON_IsNumber(j) && j->valuedouble >= 0 &&                   \
+                 j->valuedouble <= INT32_MAX &&                                \
+                 j->valuedouble == floor(j->valuedouble))                      \
+            out = (int32_t)j->valuedouble;                                     \
+        else                                                                   \
+            goto bad;                                                          \
     } while (0)
-#define FLTF(j, out)                                                         \
-    do {                                                                     \
-        if (cJSON_IsNull(j))                                                 \
-            out = -1;                                                        \
-        else if (cJSON_IsNumber(j) && isfinite(j->valuedouble) &&            \
-                 j->valuedouble >= 0)                                        \
-            out = j->valuedouble;                                            \
-        else                                                                 \
-            goto bad;                                                        \
+#define FLTF(j, out)                                                           \
+    do {                                                                       \
+        if (cJSON_IsNull(j))                                                   \
+            out = -1;                                                          \
+        else if (cJSON_IsNumber(j) && isfinite(j->valuedouble) &&              \
+                 j->valuedouble >= 0)                                          \
+            out = j->valuedouble;                                              \
+        else                                                                   \
+            goto bad;                                                          \
     } while (0)
     INTF(pc, npc);
     INTF(oc, noc);
@@ -616,8 +616,8 @@ static enum cm_status put_activity(struct page *pg, struct kv_txn *t,
     FLTF(pd, npd);
 #undef INTF
 #undef FLTF
-    if (cJSON_IsString(lp) && sync_valid_time(lp->valuestring,
-                                              strlen(lp->valuestring))) {
+    if (cJSON_IsString(lp) &&
+        sync_valid_time(lp->valuestring, strlen(lp->valuestring))) {
         nlp.p = lp->valuestring;
         nlp.len = (uint32_t)strlen(lp->valuestring);
     } else if (!cJSON_IsNull(lp)) {
@@ -701,8 +701,8 @@ static enum cm_status page_fn(struct kv_txn *t, void *ctx)
         if (pg->del_type == SYNC_SCENES)
             st = idx_scene_delete(w, pg->del[i]);
         else
-            st = idx_entity_delete(w, sync_type_etype(pg->del_type),
-                                   pg->del[i]);
+            st =
+                idx_entity_delete(w, sync_type_etype(pg->del_type), pg->del[i]);
         if (st == CM_OK)
             pg->deleted++;
         else if (st != CM_NOTFOUND)
@@ -777,9 +777,9 @@ static enum cm_status drain_more(struct run *r, struct page *pg)
 struct ckpt {
     bool valid;
     enum sync_type type;
-    uint64_t last;   /* keyset: last id; offset types: items done */
-    int per_page;    /* page size the offset was counted in */
-    char wm[64];     /* Stash's max updated_at when the type started */
+    uint64_t last; /* keyset: last id; offset types: items done */
+    int per_page;  /* page size the offset was counted in */
+    char wm[64];   /* Stash's max updated_at when the type started */
 };
 
 static enum cm_status read_meta(struct run *r, const char *key, char *out,
@@ -820,9 +820,10 @@ static enum cm_status read_ckpt(struct run *r, struct ckpt *c)
     last = cJSON_GetObjectItemCaseSensitive(j, "last");
     pp = cJSON_GetObjectItemCaseSensitive(j, "per_page");
     wm = cJSON_GetObjectItemCaseSensitive(j, "wm");
-    if (cJSON_IsNumber(ty) && ty->valueint >= 0 && ty->valueint <= SYNC_NTYPES &&
-        cJSON_IsNumber(last) && last->valuedouble >= 0 && cJSON_IsNumber(pp) &&
-        cJSON_IsString(wm) && strlen(wm->valuestring) < sizeof c->wm) {
+    if (cJSON_IsNumber(ty) && ty->valueint >= 0 &&
+        ty->valueint <= SYNC_NTYPES && cJSON_IsNumber(last) &&
+        last->valuedouble >= 0 && cJSON_IsNumber(pp) && cJSON_IsString(wm) &&
+        strlen(wm->valuestring) < sizeof c->wm) {
         c->valid = true;
         c->type = (enum sync_type)ty->valueint;
         c->last = (uint64_t)last->valuedouble;
@@ -835,8 +836,8 @@ static enum cm_status read_ckpt(struct run *r, struct ckpt *c)
     return CM_OK;
 }
 
-static void fmt_ckpt(char *buf, size_t n, int t, uint64_t last,
-                     int per_page, const char *wm)
+static void fmt_ckpt(char *buf, size_t n, int t, uint64_t last, int per_page,
+                     const char *wm)
 {
     snprintf(buf, n,
              "{\"mode\":\"full\",\"type\":%d,\"last\":%llu,\"per_page\":%d,"
@@ -892,16 +893,14 @@ static enum cm_status probe_max(struct run *r, enum sync_type t, char *out,
     cJSON *data;
     const cJSON *list;
     const char *u;
-    enum cm_status st =
-        query(r, T[t].doc, t, vars_new(1, 1, "updated_at", true), &data,
-              &list, NULL);
+    enum cm_status st = query(
+        r, T[t].doc, t, vars_new(1, 1, "updated_at", true), &data, &list, NULL);
     out[0] = '\0';
     if (st != CM_OK)
         return st;
     if (cJSON_GetArraySize(list) > 0) {
         if (!(u = item_updated(list->child)) || strlen(u) >= n) {
-            errf(r, "%s: an object has no valid updated_at",
-                 sync_type_name(t));
+            errf(r, "%s: an object has no valid updated_at", sync_type_name(t));
             st = CM_INVALID;
         } else {
             memcpy(out, u, strlen(u) + 1);
@@ -917,8 +916,8 @@ static enum cm_status probe_max(struct run *r, enum sync_type t, char *out,
  * id; page-numbered types: objects done) into items[0..*n).  OUT *data
  * (caller owns; NULL on error), *cnt (Stash's count), *last_id (the last
  * object's id).  Checks the page: at most pp objects, ids ascending. */
-static enum cm_status fetch_full_page(struct run *r, enum sync_type t,
-                                      int pp, uint64_t last, cJSON **data,
+static enum cm_status fetch_full_page(struct run *r, enum sync_type t, int pp,
+                                      uint64_t last, cJSON **data,
                                       const cJSON **items, size_t *n,
                                       uint64_t *cnt, uint64_t *last_id)
 {
@@ -940,8 +939,7 @@ static enum cm_status fetch_full_page(struct run *r, enum sync_type t,
     }
     if ((st = query(r, T[t].doc, t, vars, data, &list, cnt)) != CM_OK)
         return st;
-    cJSON_ArrayForEach(it, list)
-    {
+    cJSON_ArrayForEach (it, list) {
         uint64_t prev = id;
         if (*n == (size_t)pp || (st = item_id(r, it, &id)) != CM_OK)
             break;
@@ -975,16 +973,16 @@ static enum cm_status fetch_full_page(struct run *r, enum sync_type t,
 struct unit {
     struct run *r;
     enum sync_type t;
-    bool checkpoint;        /* write "ckpt" (and the watermark at the end) */
-    const char *wm;         /* the type's starting watermark */
-    const cJSON **items;    /* r->page slots */
-    uint64_t last0, done0;  /* cursor at the unit's start */
+    bool checkpoint;       /* write "ckpt" (and the watermark at the end) */
+    const char *wm;        /* the type's starting watermark */
+    const cJSON **items;   /* r->page slots */
+    uint64_t last0, done0; /* cursor at the unit's start */
     /* results of the last attempt */
     uint64_t last, done, total;
-    bool end;               /* the type's last page was applied */
-    enum cm_status cut;     /* fetch error or stop that ended the unit */
-    int pages;              /* pages applied */
-    struct page pg;         /* counters of the applied pages */
+    bool end;           /* the type's last page was applied */
+    enum cm_status cut; /* fetch error or stop that ended the unit */
+    int pages;          /* pages applied */
+    struct page pg;     /* counters of the applied pages */
 };
 
 static enum cm_status unit_fn(struct kv_txn *t, void *ctx)
@@ -1187,8 +1185,7 @@ static enum cm_status walk_incremental(struct run *r, enum sync_type t,
         }
         if ((st = query(r, T[t].doc, t, v, &data, &list, NULL)) != CM_OK)
             break;
-        cJSON_ArrayForEach(it, list)
-        {
+        cJSON_ArrayForEach (it, list) {
             const char *u = item_updated(it);
             uint64_t id;
             bool fresh;
@@ -1258,8 +1255,8 @@ static enum cm_status activity_sweep(struct run *r)
     for (;;) {
         cJSON *v, *data = NULL;
         const cJSON *list, *it;
-        struct page pg = {.type = SYNC_SCENES, .activity = true,
-                          .del_type = SYNC_SCENES};
+        struct page pg = {
+            .type = SYNC_SCENES, .activity = true, .del_type = SYNC_SCENES};
         size_t n = 0;
         uint64_t id = 0, cnt;
 
@@ -1278,8 +1275,7 @@ static enum cm_status activity_sweep(struct run *r)
                         &cnt)) != CM_OK)
             break;
         total = done + cnt;
-        cJSON_ArrayForEach(it, list)
-        {
+        cJSON_ArrayForEach (it, list) {
             if (n == ID_PAGE || (st = item_id(r, it, &id)) != CM_OK)
                 break;
             items[n++] = it;
@@ -1310,7 +1306,8 @@ static enum cm_status activity_sweep(struct run *r)
 /* ---- reconciliation -------------------------------------------------- */
 
 /* Every local stash id of type t, ascending. */
-static enum cm_status local_ids(struct run *r, enum sync_type t, struct vec *out)
+static enum cm_status local_ids(struct run *r, enum sync_type t,
+                                struct vec *out)
 {
     struct kv_txn *tx;
     MDB_cursor *cur = NULL;
@@ -1375,8 +1372,7 @@ static enum cm_status stash_ids(struct run *r, enum sync_type t,
         }
         if ((st = query(r, T[t].ids_doc, t, v, &data, &list, NULL)) != CM_OK)
             return st;
-        cJSON_ArrayForEach(it, list)
-        {
+        cJSON_ArrayForEach (it, list) {
             if ((st = item_id(r, it, &id)) != CM_OK ||
                 (st = vec_push(out, id)) != CM_OK)
                 break;
@@ -1398,14 +1394,12 @@ static enum cm_status stash_ids(struct run *r, enum sync_type t,
  * ids are in ids[0..n) (ascending) with doc; calls fn for each page with
  * the items whose id is in the range.  OUT present: the ids Stash
  * returned (ascending). */
-static enum cm_status fetch_ranges(struct run *r, enum sync_type t,
-                                   const char *doc, const uint64_t *ids,
-                                   size_t n, struct vec *present,
-                                   enum cm_status (*fn)(struct run *,
-                                                        enum sync_type,
-                                                        const cJSON **,
-                                                        size_t, void *),
-                                   void *ctx)
+static enum cm_status
+fetch_ranges(struct run *r, enum sync_type t, const char *doc,
+             const uint64_t *ids, size_t n, struct vec *present,
+             enum cm_status (*fn)(struct run *, enum sync_type, const cJSON **,
+                                  size_t, void *),
+             void *ctx)
 {
     const cJSON **items = cm_malloc(sizeof *items * CONFIRM_SPAN);
     enum cm_status st = CM_OK;
@@ -1429,8 +1423,7 @@ static enum cm_status fetch_ranges(struct run *r, enum sync_type t,
         }
         if ((st = query(r, doc, t, v, &data, &list, NULL)) != CM_OK)
             break;
-        cJSON_ArrayForEach(it, list)
-        {
+        cJSON_ArrayForEach (it, list) {
             uint64_t id;
             if ((st = item_id(r, it, &id)) != CM_OK)
                 break;
@@ -1488,7 +1481,9 @@ static enum cm_status fetch_entities(struct run *r, enum sync_type t,
             continue;
         }
         if (st == CM_OK) {
-            cJSON_ArrayForEach(it, list) if (m < k) items[m++] = it;
+            cJSON_ArrayForEach (it, list)
+                if (m < k)
+                    items[m++] = it;
             st = upsert_fn(r, t, items, m, NULL);
         }
         cJSON_Delete(data);
@@ -1562,9 +1557,8 @@ static enum cm_status scenes_carrying(struct run *r, uint8_t et, uint64_t id,
 /* Scene stash ids whose markers use one of the tags in tags (sorted): the
  * reverse index does not cover marker tags, so scan the records (only
  * after a tag deletion or merge, which is rare). */
-static enum cm_status scenes_with_marker_tags(struct run *r,
-                                              const struct vec *tags,
-                                              struct vec *out)
+static enum cm_status
+scenes_with_marker_tags(struct run *r, const struct vec *tags, struct vec *out)
 {
     struct kv_txn *t;
     MDB_cursor *cur = NULL;
@@ -1587,8 +1581,8 @@ static enum cm_status scenes_with_marker_tags(struct run *r,
             break;
         }
         for (uint32_t i = 0; i < sc.n_markers; i++)
-            if (tags->n && bsearch(&sc.markers[i].primary_tag_id, tags->v, tags->n,
-                        sizeof *tags->v, cmp_u64)) {
+            if (tags->n && bsearch(&sc.markers[i].primary_tag_id, tags->v,
+                                   tags->n, sizeof *tags->v, cmp_u64)) {
                 st = vec_push(out, sc.id);
                 break;
             }
@@ -1625,8 +1619,8 @@ static enum cm_status refetch_scenes(struct run *r, struct vec *ids,
                                      enum sync_type del_type)
 {
     struct vec present = {0}, gone = {0};
-    struct page pg = {.type = SYNC_SCENES, .del_type = del_type,
-                      .del = del, .n_del = n_del};
+    struct page pg = {
+        .type = SYNC_SCENES, .del_type = del_type, .del = del, .n_del = n_del};
     enum cm_status st = CM_OK;
 
     vec_sort(ids);
@@ -1656,8 +1650,7 @@ static enum cm_status refetch_scenes(struct run *r, struct vec *ids,
             st = fetch_ranges(r, SYNC_SCENES, "SyncScenes", ids->v + i, k,
                               &present, upsert_fn, NULL);
         } else if (st == CM_OK) {
-            cJSON_ArrayForEach(it, list)
-            {
+            cJSON_ArrayForEach (it, list) {
                 uint64_t id;
                 if (m == k || (st = item_id(r, it, &id)) != CM_OK ||
                     (st = vec_push(&present, id)) != CM_OK)
@@ -1674,8 +1667,10 @@ static enum cm_status refetch_scenes(struct run *r, struct vec *ids,
     if (st == CM_OK)
         st = minus(ids, &present, &gone);
     if (st == CM_OK && gone.n) {
-        struct page dp = {.type = SYNC_SCENES, .del_type = SYNC_SCENES,
-                          .del = gone.v, .n_del = gone.n};
+        struct page dp = {.type = SYNC_SCENES,
+                          .del_type = SYNC_SCENES,
+                          .del = gone.v,
+                          .n_del = gone.n};
         st = commit_page(r, &dp);
     }
     if (st == CM_OK && n_del)
@@ -1697,8 +1692,9 @@ static enum cm_status reconcile_type(struct run *r, enum sync_type t,
         (st = stash_ids(r, t, &remote)) != CM_OK)
         goto out;
     if (remote.n == 0 && local.n > 0) {
-        cm_warn("sync", "%s: Stash returned no ids while the store holds "
-                        "%zu: not deleting anything",
+        cm_warn("sync",
+                "%s: Stash returned no ids while the store holds "
+                "%zu: not deleting anything",
                 sync_type_name(t), local.n);
         if (r->stats)
             r->stats->deletes_skipped = true;
@@ -1708,8 +1704,9 @@ static enum cm_status reconcile_type(struct run *r, enum sync_type t,
         (st = minus(&remote, &local, &missing)) != CM_OK)
         goto out;
     if (cand.n * 2 > local.n && local.n > 0)
-        cm_warn("sync", "%s: %zu of %zu local ids missing from Stash: "
-                        "confirming each before deleting",
+        cm_warn("sync",
+                "%s: %zu of %zu local ids missing from Stash: "
+                "confirming each before deleting",
                 sync_type_name(t), cand.n, local.n);
     /* confirm every candidate */
     if (T[t].id_filter) {
@@ -1780,8 +1777,7 @@ static enum cm_status reconcile(struct run *r)
                 st = scenes_with_marker_tags(r, &gone[t], &scenes);
             if (st == CM_OK && gone[t].n) {
                 cm_info("sync", "%s: deleting %zu, refetching %zu scenes",
-                        sync_type_name((enum sync_type)t), gone[t].n,
-                        scenes.n);
+                        sync_type_name((enum sync_type)t), gone[t].n, scenes.n);
                 st = refetch_scenes(r, &scenes, gone[t].v, gone[t].n,
                                     (enum sync_type)t);
             }
@@ -1789,7 +1785,8 @@ static enum cm_status reconcile(struct run *r)
         }
     }
     if (st == CM_OK && gone[SYNC_SCENES].n) {
-        struct page pg = {.type = SYNC_SCENES, .del_type = SYNC_SCENES,
+        struct page pg = {.type = SYNC_SCENES,
+                          .del_type = SYNC_SCENES,
                           .del = gone[SYNC_SCENES].v,
                           .n_del = gone[SYNC_SCENES].n};
         cm_info("sync", "scenes: deleting %zu", gone[SYNC_SCENES].n);
@@ -1812,9 +1809,8 @@ static void set_type_done(struct run *r, enum sync_type t, enum cm_status st)
         r->st->types[t].last_error[0] = '\0';
         snprintf(r->st->types[t].phase, sizeof r->st->types[t].phase, "done");
     } else {
-        snprintf(r->st->types[t].last_error,
-                 sizeof r->st->types[t].last_error, "%s",
-                 r->err ? r->err : cm_status_str(st));
+        snprintf(r->st->types[t].last_error, sizeof r->st->types[t].last_error,
+                 "%s", r->err ? r->err : cm_status_str(st));
     }
     pthread_mutex_unlock(&r->st->mu);
 }
@@ -1873,8 +1869,8 @@ static enum cm_status run_passes(struct run *r, enum sync_mode mode)
     if ((st = reconcile(r)) != CM_OK)
         return st;
     if (mode == SYNC_FULL) {
-        struct page pg = {.type = SYNC_SCENES, .del_type = SYNC_SCENES,
-                          .drop_ckpt = true};
+        struct page pg = {
+            .type = SYNC_SCENES, .del_type = SYNC_SCENES, .drop_ckpt = true};
         st = commit_page(r, &pg);
     }
     return st;
@@ -1942,8 +1938,9 @@ enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
         stats->requests = sync_client_requests(r.c);
     stats->seconds = now_s() - t0;
     if (stats->unknown_refs)
-        cm_warn("sync", "%llu refs to entities not in the store (they are "
-                        "kept with their id and no name)",
+        cm_warn("sync",
+                "%llu refs to entities not in the store (they are "
+                "kept with their id and no name)",
                 (unsigned long long)stats->unknown_refs);
     if (status) {
         pthread_mutex_lock(&status->mu);

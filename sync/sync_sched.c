@@ -18,9 +18,9 @@ struct sync_scheduler {
     struct sync_status *status;
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t cv;   /* signalled on trigger and on quit */
+    pthread_cond_t cv; /* signalled on trigger and on quit */
     bool quit;
-    bool pending;        /* a sync was asked for */
+    bool pending; /* a sync was asked for */
     enum sync_mode pending_mode;
     bool running;
 };
@@ -62,8 +62,8 @@ static void *sched_main(void *arg)
 
         cm_info("sync", "starting %s sync",
                 mode == SYNC_FULL ? "a full" : "an incremental");
-        st = sync_run(sc->s, sc->cfg, mode, sc->status, &stats, err,
-                      sizeof err);
+        st =
+            sync_run(sc->s, sc->cfg, mode, sc->status, &stats, err, sizeof err);
         if (st == CM_OK)
             cm_info("sync", "sync done in %.1fs", stats.seconds);
         else

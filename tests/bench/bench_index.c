@@ -51,27 +51,28 @@ static int dcmp(const void *a, const void *b)
 
 /* 64 title words (each in ~3 % of titles), performer first/last names. */
 static const char *const words[64] = {
-    "amber", "beach", "candle", "dawn", "ember", "forest", "garden", "harbor",
-    "island", "jungle", "kettle", "lagoon", "meadow", "night", "ocean",
-    "prairie", "quartz", "river", "sunset", "thunder", "umbra", "valley",
-    "willow", "xenon", "yonder", "zephyr", "autumn", "breeze", "canyon",
-    "desert", "echo", "falcon", "glacier", "horizon", "ivory", "jasmine",
-    "koala", "lantern", "marble", "nectar", "orchid", "pepper", "quiver",
-    "raven", "saffron", "tundra", "utopia", "velvet", "walnut", "yarrow",
-    "zenith", "aurora", "blossom", "cobalt", "dune", "eclipse", "fjord",
-    "granite", "hollow", "indigo", "juniper", "kelp", "lotus", "mirage"};
+    "amber",   "beach",   "candle",  "dawn",    "ember",   "forest",  "garden",
+    "harbor",  "island",  "jungle",  "kettle",  "lagoon",  "meadow",  "night",
+    "ocean",   "prairie", "quartz",  "river",   "sunset",  "thunder", "umbra",
+    "valley",  "willow",  "xenon",   "yonder",  "zephyr",  "autumn",  "breeze",
+    "canyon",  "desert",  "echo",    "falcon",  "glacier", "horizon", "ivory",
+    "jasmine", "koala",   "lantern", "marble",  "nectar",  "orchid",  "pepper",
+    "quiver",  "raven",   "saffron", "tundra",  "utopia",  "velvet",  "walnut",
+    "yarrow",  "zenith",  "aurora",  "blossom", "cobalt",  "dune",    "eclipse",
+    "fjord",   "granite", "hollow",  "indigo",  "juniper", "kelp",    "lotus",
+    "mirage"};
 static const char *const firsts[16] = {
-    "Anna", "Bella", "Cara", "Dana", "Eva", "Fiona", "Gina", "Hana",
-    "Iris", "Jade", "Kira", "Lena", "Mia", "Nora", "Olive", "Petra"};
+    "Anna", "Bella", "Cara", "Dana", "Eva", "Fiona", "Gina",  "Hana",
+    "Iris", "Jade",  "Kira", "Lena", "Mia", "Nora",  "Olive", "Petra"};
 
-#define NTAGS 2000
-#define NPERFS 5000
+#define NTAGS    2000
+#define NPERFS   5000
 #define NSTUDIOS 300
 /* Tags 1-4 have fixed selectivity: */
-#define TAG_50 1   /* 50 % */
-#define TAG_5 2    /* 5 % */
-#define TAG_05 3   /* 0.5 % */
-#define TAG_005 4  /* 0.05 % */
+#define TAG_50  1 /* 50 % */
+#define TAG_5   2 /* 5 % */
+#define TAG_05  3 /* 0.5 % */
+#define TAG_005 4 /* 0.05 % */
 
 struct gen_scene {
     struct kv_scene sc;
@@ -156,8 +157,9 @@ static void put_entities(struct idx_writer *w)
 {
     for (uint64_t i = 1; i <= NSTUDIOS; i++) {
         struct kv_entity e;
-        uint64_t parent = i <= 10 ? 0 : i <= 60 ? 1 + (i - 11) % 10
-                                                : 11 + (i - 61) % 50;
+        uint64_t parent = i <= 10   ? 0
+                          : i <= 60 ? 1 + (i - 11) % 10
+                                    : 11 + (i - 61) % 50;
         memset(&e, 0, sizeof e);
         e.type = KV_STUDIO;
         e.id = i;
@@ -206,8 +208,8 @@ static double run_once(struct kv_store *s, struct idx_query *q, uint64_t *count)
     return (now() - a) * 1e3;
 }
 
-#define REPS 200
-#define MIN_REPS 20
+#define REPS       200
+#define MIN_REPS   20
 #define TAGS(v, m) "{\"tags\":{\"value\":[" v "],\"modifier\":\"" m "\"}}"
 
 /* {label, FindFilterType, SceneFilterType, totals?} */
@@ -216,49 +218,121 @@ static const struct bq {
     bool totals;
 } queries[] = {
     /* Peek's home carousels and the scene grid */
-    {"grid: all, created_at DESC, p1", "{\"sort\":\"created_at\",\"direction\":\"DESC\"}", "{}", false},
-    {"carousel: updated_at DESC", "{\"sort\":\"updated_at\",\"direction\":\"DESC\",\"per_page\":20}", "{}", false},
-    {"carousel: random (daily seed)", "{\"sort\":\"random_20261127\",\"per_page\":20}", "{}", false},
-    {"carousel: top rated", "{\"sort\":\"rating\",\"direction\":\"DESC\",\"per_page\":20}", "{}", false},
-    {"carousel: most played", "{\"sort\":\"play_count\",\"direction\":\"DESC\",\"per_page\":20}", "{}", false},
-    {"carousel: unorganized, date DESC", "{\"sort\":\"date\",\"direction\":\"DESC\",\"per_page\":20}", "{\"organized\":false}", false},
+    {"grid: all, created_at DESC, p1",
+     "{\"sort\":\"created_at\",\"direction\":\"DESC\"}", "{}", false},
+    {"carousel: updated_at DESC",
+     "{\"sort\":\"updated_at\",\"direction\":\"DESC\",\"per_page\":20}", "{}",
+     false},
+    {"carousel: random (daily seed)",
+     "{\"sort\":\"random_20261127\",\"per_page\":20}", "{}", false},
+    {"carousel: top rated",
+     "{\"sort\":\"rating\",\"direction\":\"DESC\",\"per_page\":20}", "{}",
+     false},
+    {"carousel: most played",
+     "{\"sort\":\"play_count\",\"direction\":\"DESC\",\"per_page\":20}", "{}",
+     false},
+    {"carousel: unorganized, date DESC",
+     "{\"sort\":\"date\",\"direction\":\"DESC\",\"per_page\":20}",
+     "{\"organized\":false}", false},
     {"grid: title, p50", "{\"sort\":\"title\",\"page\":50}", "{}", false},
-    {"grid: title DESC, p2000 (offset 80k)", "{\"sort\":\"title\",\"direction\":\"DESC\",\"page\":2000}", "{}", false},
-    {"grid: all + totals", "{\"sort\":\"created_at\",\"direction\":\"DESC\"}", "{}", true},
+    {"grid: title DESC, p2000 (offset 80k)",
+     "{\"sort\":\"title\",\"direction\":\"DESC\",\"page\":2000}", "{}", false},
+    {"grid: all + totals", "{\"sort\":\"created_at\",\"direction\":\"DESC\"}",
+     "{}", true},
     /* tags by selectivity */
-    {"tag 50%, date DESC", "{\"sort\":\"date\",\"direction\":\"DESC\"}", TAGS("\"1\"", "INCLUDES"), false},
-    {"tag 5%, date DESC", "{\"sort\":\"date\",\"direction\":\"DESC\"}", TAGS("\"2\"", "INCLUDES"), false},
-    {"tag 0.5%, date DESC", "{\"sort\":\"date\",\"direction\":\"DESC\"}", TAGS("\"3\"", "INCLUDES"), false},
-    {"tag 0.05%, date DESC", "{\"sort\":\"date\",\"direction\":\"DESC\"}", TAGS("\"4\"", "INCLUDES"), false},
-    {"tag 5%, title, count + totals", "{\"sort\":\"title\"}", TAGS("\"2\"", "INCLUDES"), true},
-    {"tag 50% AND 5% (INCLUDES_ALL)", "{\"sort\":\"created_at\",\"direction\":\"DESC\"}", TAGS("\"1\",\"2\"", "INCLUDES_ALL"), false},
-    {"tag 50% EXCLUDES, rating DESC", "{\"sort\":\"rating\",\"direction\":\"DESC\"}", TAGS("\"1\"", "EXCLUDES"), false},
-    {"10 tags INCLUDES, duration DESC, p3", "{\"sort\":\"duration\",\"direction\":\"DESC\",\"page\":3}", TAGS("\"10\",\"11\",\"12\",\"13\",\"14\",\"15\",\"16\",\"17\",\"18\",\"19\"", "INCLUDES"), false},
-    {"tag 5%, count only (per_page 0)", "{\"per_page\":0}", TAGS("\"2\"", "INCLUDES"), false},
+    {"tag 50%, date DESC", "{\"sort\":\"date\",\"direction\":\"DESC\"}",
+     TAGS("\"1\"", "INCLUDES"), false},
+    {"tag 5%, date DESC", "{\"sort\":\"date\",\"direction\":\"DESC\"}",
+     TAGS("\"2\"", "INCLUDES"), false},
+    {"tag 0.5%, date DESC", "{\"sort\":\"date\",\"direction\":\"DESC\"}",
+     TAGS("\"3\"", "INCLUDES"), false},
+    {"tag 0.05%, date DESC", "{\"sort\":\"date\",\"direction\":\"DESC\"}",
+     TAGS("\"4\"", "INCLUDES"), false},
+    {"tag 5%, title, count + totals", "{\"sort\":\"title\"}",
+     TAGS("\"2\"", "INCLUDES"), true},
+    {"tag 50% AND 5% (INCLUDES_ALL)",
+     "{\"sort\":\"created_at\",\"direction\":\"DESC\"}",
+     TAGS("\"1\",\"2\"", "INCLUDES_ALL"), false},
+    {"tag 50% EXCLUDES, rating DESC",
+     "{\"sort\":\"rating\",\"direction\":\"DESC\"}", TAGS("\"1\"", "EXCLUDES"),
+     false},
+    {"10 tags INCLUDES, duration DESC, p3",
+     "{\"sort\":\"duration\",\"direction\":\"DESC\",\"page\":3}",
+     TAGS("\"10\",\"11\",\"12\",\"13\",\"14\",\"15\",\"16\",\"17\",\"18\","
+          "\"19\"",
+          "INCLUDES"),
+     false},
+    {"tag 5%, count only (per_page 0)", "{\"per_page\":0}",
+     TAGS("\"2\"", "INCLUDES"), false},
     /* performers, studios */
-    {"performers INCLUDES_ALL (2 popular)", "{\"sort\":\"date\",\"direction\":\"DESC\"}", "{\"performers\":{\"value\":[\"1\",\"2\"],\"modifier\":\"INCLUDES_ALL\"}}", false},
-    {"performers INCLUDES + organized", "{\"sort\":\"duration\"}", "{\"performers\":{\"value\":[\"7\",\"9\"],\"modifier\":\"INCLUDES\"},\"organized\":true}", false},
-    {"studio root depth -1, rating DESC", "{\"sort\":\"rating\",\"direction\":\"DESC\"}", "{\"studios\":{\"value\":[\"2\"],\"modifier\":\"INCLUDES\",\"depth\":-1}}", false},
-    {"studio mid depth -1, title", "{\"sort\":\"title\"}", "{\"studios\":{\"value\":[\"15\"],\"modifier\":\"INCLUDES\",\"depth\":-1}}", false},
+    {"performers INCLUDES_ALL (2 popular)",
+     "{\"sort\":\"date\",\"direction\":\"DESC\"}",
+     "{\"performers\":{\"value\":[\"1\",\"2\"],\"modifier\":\"INCLUDES_ALL\"}}",
+     false},
+    {"performers INCLUDES + organized", "{\"sort\":\"duration\"}",
+     "{\"performers\":{\"value\":[\"7\",\"9\"],\"modifier\":\"INCLUDES\"},"
+     "\"organized\":true}",
+     false},
+    {"studio root depth -1, rating DESC",
+     "{\"sort\":\"rating\",\"direction\":\"DESC\"}",
+     "{\"studios\":{\"value\":[\"2\"],\"modifier\":\"INCLUDES\",\"depth\":-1}}",
+     false},
+    {"studio mid depth -1, title", "{\"sort\":\"title\"}",
+     "{\"studios\":{\"value\":[\"15\"],\"modifier\":\"INCLUDES\",\"depth\":-1}"
+     "}",
+     false},
     /* ratings, dates */
-    {"rating100 > 80, random", "{\"sort\":\"random_12345\"}", "{\"rating100\":{\"value\":80,\"modifier\":\"GREATER_THAN\"}}", false},
-    {"rating100 > 50, date, p100", "{\"sort\":\"date\",\"page\":100}", "{\"rating100\":{\"value\":50,\"modifier\":\"GREATER_THAN\"}}", false},
-    {"date BETWEEN 2010..2012, date", "{\"sort\":\"date\"}", "{\"date\":{\"value\":\"2010-01-01\",\"value2\":\"2012-12-31\",\"modifier\":\"BETWEEN\"}}", false},
-    {"date > 2020-06-01, created_at DESC", "{\"sort\":\"created_at\",\"direction\":\"DESC\"}", "{\"date\":{\"value\":\"2020-06-01\",\"modifier\":\"GREATER_THAN\"}}", false},
-    {"created_at > 2023-01-01 (timestamp)", "{\"sort\":\"created_at\",\"direction\":\"DESC\"}", "{\"created_at\":{\"value\":\"2023-01-01\",\"modifier\":\"GREATER_THAN\"}}", false},
+    {"rating100 > 80, random", "{\"sort\":\"random_12345\"}",
+     "{\"rating100\":{\"value\":80,\"modifier\":\"GREATER_THAN\"}}", false},
+    {"rating100 > 50, date, p100", "{\"sort\":\"date\",\"page\":100}",
+     "{\"rating100\":{\"value\":50,\"modifier\":\"GREATER_THAN\"}}", false},
+    {"date BETWEEN 2010..2012, date", "{\"sort\":\"date\"}",
+     "{\"date\":{\"value\":\"2010-01-01\",\"value2\":\"2012-12-31\","
+     "\"modifier\":\"BETWEEN\"}}",
+     false},
+    {"date > 2020-06-01, created_at DESC",
+     "{\"sort\":\"created_at\",\"direction\":\"DESC\"}",
+     "{\"date\":{\"value\":\"2020-06-01\",\"modifier\":\"GREATER_THAN\"}}",
+     false},
+    {"created_at > 2023-01-01 (timestamp)",
+     "{\"sort\":\"created_at\",\"direction\":\"DESC\"}",
+     "{\"created_at\":{\"value\":\"2023-01-01\",\"modifier\":\"GREATER_THAN\"}"
+     "}",
+     false},
     /* q */
-    {"q one word (~3%)", "{\"q\":\"sunset\",\"sort\":\"created_at\",\"direction\":\"DESC\"}", "{}", false},
-    {"q two words (~0.1%)", "{\"q\":\"sunset beach\",\"sort\":\"created_at\",\"direction\":\"DESC\"}", "{}", false},
+    {"q one word (~3%)",
+     "{\"q\":\"sunset\",\"sort\":\"created_at\",\"direction\":\"DESC\"}", "{}",
+     false},
+    {"q two words (~0.1%)",
+     "{\"q\":\"sunset beach\",\"sort\":\"created_at\",\"direction\":\"DESC\"}",
+     "{}", false},
     {"q performer name", "{\"q\":\"Anna\",\"sort\":\"title\"}", "{}", false},
-    {"q word -word", "{\"q\":\"ocean -river\",\"sort\":\"created_at\",\"direction\":\"DESC\"}", "{}", false},
+    {"q word -word",
+     "{\"q\":\"ocean -river\",\"sort\":\"created_at\",\"direction\":\"DESC\"}",
+     "{}", false},
     /* deep pages */
-    {"all, created_at DESC, offset 10k", "{\"sort\":\"created_at\",\"direction\":\"DESC\",\"page\":251}", "{}", false},
-    {"organized, created_at DESC, offset 10k", "{\"sort\":\"created_at\",\"direction\":\"DESC\",\"page\":251}", "{\"organized\":true}", false},
-    {"tag 5%, title, offset 10k", "{\"sort\":\"title\",\"page\":251}", TAGS("\"2\"", "INCLUDES"), false},
+    {"all, created_at DESC, offset 10k",
+     "{\"sort\":\"created_at\",\"direction\":\"DESC\",\"page\":251}", "{}",
+     false},
+    {"organized, created_at DESC, offset 10k",
+     "{\"sort\":\"created_at\",\"direction\":\"DESC\",\"page\":251}",
+     "{\"organized\":true}", false},
+    {"tag 5%, title, offset 10k", "{\"sort\":\"title\",\"page\":251}",
+     TAGS("\"2\"", "INCLUDES"), false},
     /* AND / OR / NOT */
-    {"OR: tag 5% OR performer 1", "{\"sort\":\"date\",\"direction\":\"DESC\"}", "{\"tags\":{\"value\":[\"2\"],\"modifier\":\"INCLUDES\"},\"OR\":{\"performers\":{\"value\":[\"1\"],\"modifier\":\"INCLUDES\"}}}", false},
-    {"NOT: organized NOT tag 50%", "{\"sort\":\"created_at\",\"direction\":\"DESC\"}", "{\"organized\":true,\"NOT\":" TAGS("\"1\"", "INCLUDES") "}", false},
-    {"AND: rating>60 AND (tag 5% OR studio -1)", "{\"sort\":\"title\"}", "{\"rating100\":{\"value\":60,\"modifier\":\"GREATER_THAN\"},\"AND\":{\"tags\":{\"value\":[\"2\"],\"modifier\":\"INCLUDES\"},\"OR\":{\"studios\":{\"value\":[\"3\"],\"modifier\":\"INCLUDES\",\"depth\":-1}}}}", false},
+    {"OR: tag 5% OR performer 1", "{\"sort\":\"date\",\"direction\":\"DESC\"}",
+     "{\"tags\":{\"value\":[\"2\"],\"modifier\":\"INCLUDES\"},\"OR\":{"
+     "\"performers\":{\"value\":[\"1\"],\"modifier\":\"INCLUDES\"}}}",
+     false},
+    {"NOT: organized NOT tag 50%",
+     "{\"sort\":\"created_at\",\"direction\":\"DESC\"}",
+     "{\"organized\":true,\"NOT\":" TAGS("\"1\"", "INCLUDES") "}", false},
+    {"AND: rating>60 AND (tag 5% OR studio -1)", "{\"sort\":\"title\"}",
+     "{\"rating100\":{\"value\":60,\"modifier\":\"GREATER_THAN\"},\"AND\":{"
+     "\"tags\":{\"value\":[\"2\"],\"modifier\":\"INCLUDES\"},\"OR\":{"
+     "\"studios\":{\"value\":[\"3\"],\"modifier\":\"INCLUDES\",\"depth\":-1}}}"
+     "}",
+     false},
 };
 
 /* nftw callback: removes the temp store. */
@@ -304,7 +378,8 @@ int main(int argc, char **argv)
            "|---:|---|---:|---:|---:|---:|---:|\n");
     for (size_t qi = 0; qi < sizeof queries / sizeof *queries; qi++) {
         double lat[REPS], first, start;
-        cJSON *ff = cJSON_Parse(queries[qi].ff), *sf = cJSON_Parse(queries[qi].sf);
+        cJSON *ff = cJSON_Parse(queries[qi].ff),
+              *sf = cJSON_Parse(queries[qi].sf);
         struct idx_query *q;
         struct idx_error e;
         uint64_t count = 0;
@@ -320,7 +395,8 @@ int main(int argc, char **argv)
             lat[reps++] = run_once(s, q, &count);
         qsort(lat, (size_t)reps, sizeof *lat, dcmp);
         {
-            double p99 = lat[(reps * 99) / 100 < reps ? (reps * 99) / 100 : reps - 1];
+            double p99 =
+                lat[(reps * 99) / 100 < reps ? (reps * 99) / 100 : reps - 1];
             printf("| %zu | %s | %llu | %.3f | %.3f | %.3f | %d |\n", qi + 1,
                    queries[qi].label, (unsigned long long)count, first,
                    lat[reps / 2], p99, reps);
@@ -337,7 +413,8 @@ int main(int argc, char **argv)
     {
         /* After a write the cached orders are stale: the next queries
          * rebuild (or fall back to the candidate plan). */
-        cJSON *ff = cJSON_Parse(queries[0].ff), *sf = cJSON_Parse(queries[0].sf);
+        cJSON *ff = cJSON_Parse(queries[0].ff),
+              *sf = cJSON_Parse(queries[0].sf);
         struct idx_query *q;
         struct idx_error e;
         uint64_t count;

@@ -491,8 +491,7 @@ static int load_scene(sqlite3 *db, enum bs_variant v, cJSON *o,
     /* Tuned. */
     {
         sqlite3_stmt *s = st[0];
-        char fp[256], *body;
-        size_t blen = 0;
+        char fp[256];
         const char *title = jstr(o, "title"), *details = jstr(o, "details");
         snprintf(fp, sizeof fp, "%s %s %s", oshash ? oshash : "",
                  md5 ? md5 : "", phash ? phash : "");

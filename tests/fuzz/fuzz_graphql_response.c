@@ -36,15 +36,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                             err, sizeof err) != CM_OK)
         return 0;
     sync_arena_init(&a, 64 * CM_MiB);
-    cJSON_ArrayForEach(res, d)
-    {
-        cJSON_ArrayForEach(list, res)
-        {
+    cJSON_ArrayForEach (res, d) {
+        cJSON_ArrayForEach (list, res) {
             const cJSON *it;
             if (!cJSON_IsArray(list))
                 continue;
-            cJSON_ArrayForEach(it, list)
-            {
+            cJSON_ArrayForEach (it, list) {
                 struct kv_scene sc;
                 struct kv_entity e;
                 int ok = sync_map_scene(it, &a, &sc, err, sizeof err) == CM_OK;

@@ -81,7 +81,7 @@ static inline char *ht_capture(const char *cmd)
  * arguments (codecs, container options).  Usable outside a test (no
  * ck_assert); exits the process on failure. */
 static inline void ht_gen(const char *out, const char *size, const char *rate,
-                   double secs, bool audio, const char *args)
+                          double secs, bool audio, const char *args)
 {
     char cmd[10000];
     snprintf(cmd, sizeof cmd,
@@ -111,9 +111,9 @@ static inline struct kv_str ht_str(const char *s)
 }
 
 static inline void ht_scene_init(struct ht_scene *h, uint64_t id,
-                          const char *stash_path, double duration,
-                          const char *format, const char *vcodec,
-                          const char *acodec, int w, int hgt, double fps)
+                                 const char *stash_path, double duration,
+                                 const char *format, const char *vcodec,
+                                 const char *acodec, int w, int hgt, double fps)
 {
     memset(h, 0, sizeof *h);
     h->sc.id = id;
@@ -169,8 +169,8 @@ static inline bool ht_decodes_clean(const char *file, bool video_only)
 /* DTS of the first stream of kind ("v" or "a") of file strictly
  * increasing, except for steps back of at most slack seconds (the restart
  * seam check).  OUT *count: packets. */
-static inline bool ht_monotonic(const char *file, const char *kind, double slack,
-                         int *count)
+static inline bool ht_monotonic(const char *file, const char *kind,
+                                double slack, int *count)
 {
     char cmd[8800];
     char *out, *p;
@@ -207,8 +207,8 @@ static inline bool ht_monotonic(const char *file, const char *kind, double slack
 
 /* Checks a media playlist against RFC 8216's VOD rules; returns the
  * number of segments and their EXTINF sum. */
-static inline void ht_check_playlist(const char *pl, double duration, double frame,
-                              int *nseg)
+static inline void ht_check_playlist(const char *pl, double duration,
+                                     double frame, int *nseg)
 {
     const char *p = pl;
     int target = -1, n = 0, version = -1;
@@ -220,9 +220,9 @@ static inline void ht_check_playlist(const char *pl, double duration, double fra
         size_t len = eol ? (size_t)(eol - p) : strlen(p);
         ck_assert_msg(!endlist, "ENDLIST is not the last tag");
         if (strncmp(p, "#EXT-X-TARGETDURATION:", 22) == 0)
-            target = atoi(p + 22);
+            target = (int)strtol(p + 22, NULL, 10);
         else if (strncmp(p, "#EXT-X-VERSION:", 15) == 0)
-            version = atoi(p + 15);
+            version = (int)strtol(p + 15, NULL, 10);
         else if (strncmp(p, "#EXT-X-PLAYLIST-TYPE:VOD", 24) == 0)
             vod = true;
         else if (strncmp(p, "#EXTINF:", 8) == 0) {

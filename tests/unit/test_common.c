@@ -133,8 +133,7 @@ START_TEST(config_defaults_and_values)
     ck_assert_int_eq(c.listen_port, 9000);
     ck_assert_int_eq(set(&c, "listen", "[::1]:81", err), CM_OK);
     ck_assert_str_eq(c.listen_host, "::1");
-    ck_assert_int_eq(set(&c, "stash-url", "http://stash:9999///", err),
-                     CM_OK);
+    ck_assert_int_eq(set(&c, "stash-url", "http://stash:9999///", err), CM_OK);
     ck_assert_str_eq(c.stash_url, "http://stash:9999");
     ck_assert_int_eq(set(&c, "sync-interval", "2h", err), CM_OK);
     ck_assert_int_eq(c.sync_interval, 7200);
@@ -163,15 +162,24 @@ END_TEST
 START_TEST(config_rejects)
 {
     static const char *const bad[][2] = {
-        {"listen", "nope"},        {"listen", "host:99999"},
-        {"listen", ":80"},         {"stash-url", "ftp://x"},
-        {"stash-url", "http://"},  {"threads", "0"},
-        {"threads", "2x"},         {"threads", ""},
-        {"map-size", "12Q"},       {"map-size", "1K"},
-        {"sync-interval", "-5"},   {"sync-interval", "5x"},
-        {"log-level", "loud"},     {"log-format", "xml"},
-        {"allow-network-fs", "2"}, {"path-map", "noequals"},
-        {"path-map", "=/x"},       {"page-size", "5001"},
+        {"listen", "nope"},
+        {"listen", "host:99999"},
+        {"listen", ":80"},
+        {"stash-url", "ftp://x"},
+        {"stash-url", "http://"},
+        {"threads", "0"},
+        {"threads", "2x"},
+        {"threads", ""},
+        {"map-size", "12Q"},
+        {"map-size", "1K"},
+        {"sync-interval", "-5"},
+        {"sync-interval", "5x"},
+        {"log-level", "loud"},
+        {"log-format", "xml"},
+        {"allow-network-fs", "2"},
+        {"path-map", "noequals"},
+        {"path-map", "=/x"},
+        {"page-size", "5001"},
         {"data", ""},
     };
     struct cm_config c;
@@ -200,15 +208,15 @@ START_TEST(config_env_and_flags)
     setenv("PEEKD_LISTEN", "127.0.0.1:5555", 1);
     setenv("PEEKD_SYNC_PAGE_SIZE", "77", 1);
     ck_assert_int_eq(cm_config_init(&c), CM_OK);
-    ck_assert_int_eq(cm_config_load(&c, CM_CMD_SERVE, 0, NULL, NULL, NULL,
-                                    err, sizeof err),
-                     CM_OK);
+    ck_assert_int_eq(
+        cm_config_load(&c, CM_CMD_SERVE, 0, NULL, NULL, NULL, err, sizeof err),
+        CM_OK);
     ck_assert_int_eq(c.listen_port, 5555);
     ck_assert_int_eq(c.sync_page_size, 77);
     /* --full belongs to sync only. */
-    ck_assert_int_eq(cm_config_load(&c, CM_CMD_SERVE, 5, argv, pos, &npos,
-                                    err, sizeof err),
-                     CM_INVALID);
+    ck_assert_int_eq(
+        cm_config_load(&c, CM_CMD_SERVE, 5, argv, pos, &npos, err, sizeof err),
+        CM_INVALID);
     ck_assert_ptr_nonnull(strstr(err, "--full"));
     ck_assert_int_eq(cm_config_load(&c, CM_CMD_SYNC, 2, argv + 2, pos, &npos,
                                     err, sizeof err),
@@ -222,14 +230,14 @@ START_TEST(config_env_and_flags)
     ck_assert_int_eq(c.sync_page_size, 10);
     /* A bad environment value names the variable. */
     setenv("PEEKD_SYNC_PAGE_SIZE", "lots", 1);
-    ck_assert_int_eq(cm_config_load(&c, CM_CMD_SYNC, 0, NULL, NULL, NULL,
-                                    err, sizeof err),
-                     CM_INVALID);
+    ck_assert_int_eq(
+        cm_config_load(&c, CM_CMD_SYNC, 0, NULL, NULL, NULL, err, sizeof err),
+        CM_INVALID);
     ck_assert_ptr_nonnull(strstr(err, "PEEKD_SYNC_PAGE_SIZE"));
     /* A flag missing its value. */
-    ck_assert_int_eq(cm_config_load(&c, CM_CMD_SERVE, 1, argv, NULL, NULL,
-                                    err, sizeof err),
-                     CM_INVALID);
+    ck_assert_int_eq(
+        cm_config_load(&c, CM_CMD_SERVE, 1, argv, NULL, NULL, err, sizeof err),
+        CM_INVALID);
     unsetenv("PEEKD_LISTEN");
     unsetenv("PEEKD_SYNC_PAGE_SIZE");
     cm_config_fini(&c);
@@ -288,8 +296,7 @@ START_TEST(natural_order)
     ck_assert_int_eq(ncmp("\xC3\xA9t\xC3\xA9", "\xC3\x89T\xC3\x89"), 0);
     ck_assert_int_lt(ncmp("z", "\xC3\xA9"), 0);
     /* Long digit runs compare as numbers without overflow. */
-    ck_assert_int_lt(ncmp("99999999999999999999", "100000000000000000000"),
-                     0);
+    ck_assert_int_lt(ncmp("99999999999999999999", "100000000000000000000"), 0);
 }
 END_TEST
 
@@ -306,9 +313,9 @@ START_TEST(natural_is_a_weak_order)
 {
     /* Antisymmetry and transitivity on random strings from a small
      * alphabet that stresses digits, case and multi-byte runes. */
-    static const char *const atoms[] = {"a", "A", "b", "0", "1", "9", "00",
-                                        " ", "\xC3\xA9", "\xC3\x89", "_",
-                                        "z", "10"};
+    static const char *const atoms[] = {"a", "A",  "b", "0",        "1",
+                                        "9", "00", " ", "\xC3\xA9", "\xC3\x89",
+                                        "_", "z",  "10"};
     enum { N = 300 };
     static char s[N][16];
     for (int i = 0; i < N; i++) {

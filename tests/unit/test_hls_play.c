@@ -51,8 +51,7 @@ START_TEST(range_matches_oracle)
                     snprintf(h, sizeof h, "bytes=%ld-", a);
                 else
                     snprintf(h, sizeof h, "bytes=%ld-%ld", a, b);
-                st = hls_range_parse(h, strlen(h), (uint64_t)size, &off,
-                                     &cnt);
+                st = hls_range_parse(h, strlen(h), (uint64_t)size, &off, &cnt);
                 if (a >= 0 && b >= 0 && b < a) {
                     ck_assert_int_eq(st, CM_UNSUPPORTED); /* invalid: 200 */
                     continue;
@@ -71,11 +70,18 @@ END_TEST
 
 START_TEST(range_malformed)
 {
-    static const char *const bad[] = {
-        "",           "bytes",        "bytes=",    "bytes=-",
-        "items=0-1",  "bytes=0-1,3-4", "bytes=a-b", "bytes=1-2x",
-        "bytes=--1",  "bytes=99999999999999999999999-",
-        "bytes=0-99999999999999999999999", NULL};
+    static const char *const bad[] = {"",
+                                      "bytes",
+                                      "bytes=",
+                                      "bytes=-",
+                                      "items=0-1",
+                                      "bytes=0-1,3-4",
+                                      "bytes=a-b",
+                                      "bytes=1-2x",
+                                      "bytes=--1",
+                                      "bytes=99999999999999999999999-",
+                                      "bytes=0-99999999999999999999999",
+                                      NULL};
     uint64_t off, cnt;
     for (int i = 0; bad[i]; i++)
         ck_assert_msg(hls_range_parse(bad[i], strlen(bad[i]), 100, &off,
@@ -128,8 +134,8 @@ START_TEST(direct_play_table)
         {"mp4", "", "aac", "", NULL},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-        struct hls_media md = media(t[i].fmt, t[i].v, t[i].a, t[i].pix, 1920,
-                                    1080);
+        struct hls_media md =
+            media(t[i].fmt, t[i].v, t[i].a, t[i].pix, 1920, 1080);
         const char *got = hls_direct_type(&md);
         if (t[i].want)
             ck_assert_msg(got && strcmp(got, t[i].want) == 0, "row %zu", i);
@@ -139,8 +145,7 @@ START_TEST(direct_play_table)
 }
 END_TEST
 
-static void names(const struct hls_media *md, bool local, char *out,
-                  size_t cap)
+static void names(const struct hls_media *md, bool local, char *out, size_t cap)
 {
     struct hls_rung r[HLS_MAX_RUNGS];
     int n;
@@ -195,8 +200,8 @@ END_TEST
 
 START_TEST(grid_playlists_follow_rfc8216)
 {
-    static const double durs[] = {0.3, 1, 3.99, 4, 4.2, 4.6, 10, 19.96, 20,
-                                  3601.5};
+    static const double durs[] = {0.3, 1,  3.99,  4,  4.2,
+                                  4.6, 10, 19.96, 20, 3601.5};
     static const double fpss[] = {0, 25, 30000.0 / 1001, 24000.0 / 1001, 60};
     for (size_t i = 0; i < sizeof durs / sizeof durs[0]; i++)
         for (size_t k = 0; k < sizeof fpss / sizeof fpss[0]; k++) {
@@ -242,8 +247,7 @@ START_TEST(keyframe_bounds)
     /* cuts at the first keyframe >= 4k: 4.04, 8, 14 (>=12), 26 (>=16..24
      * all map to 26, once) */
     ck_assert_int_eq(n, 5);
-    ck_assert(b[1] == kf[2] && b[2] == kf[4] && b[3] == kf[5] &&
-              b[4] == kf[6]);
+    ck_assert(b[1] == kf[2] && b[2] == kf[4] && b[3] == kf[5] && b[4] == kf[6]);
     ck_assert(b[5] == 28.2 * S);
     cm_free(b);
     ck_assert_int_eq(hls_keyframe_bounds(NULL, 0, 10, &b, &n), CM_OK);
@@ -263,8 +267,7 @@ START_TEST(master_playlist)
     ck_assert_ptr_nonnull(strstr(pl.data, "RESOLUTION=1280x720"));
     ck_assert_ptr_nonnull(strstr(pl.data, "avc1.640028,mp4a.40.2"));
     /* every STREAM-INF has BANDWIDTH and is followed by a URI */
-    for (const char *p = pl.data; (p = strstr(p, "#EXT-X-STREAM-INF:"));
-         p++) {
+    for (const char *p = pl.data; (p = strstr(p, "#EXT-X-STREAM-INF:")); p++) {
         const char *eol = strchr(p, '\n');
         ck_assert_ptr_nonnull(strstr(p, "BANDWIDTH="));
         ck_assert(strstr(p, "BANDWIDTH=") < eol);

@@ -170,7 +170,8 @@ START_TEST(transcode_grid_and_seek_restart)
     ck_assert_str_eq(md.vcodec, "h264");
     n = playlist_bounds(m, &md, "240p", b, 64);
     ck_assert_int_eq(n, (int)(20 / HLS_SEG_SECONDS));
-    /* 0, 1, then a far seek to the last (restart), then back to 2.. (restart) */
+    /* 0, 1, then a far seek to the last (restart), then back to 2.. (restart)
+     */
     fetch(m, &md, "240p", 0, dir);
     fetch(m, &md, "240p", 1, dir);
     fetch(m, &md, "240p", (uint32_t)n - 1, dir);
@@ -279,8 +280,8 @@ START_TEST(pending_old_request_does_not_thrash)
     resolve(m, 13, v_mp4, &md);
     n = playlist_bounds(m, &md, "240p", b, 64);
     ck_assert_int_ge(n, 6);
-    ck_assert_int_eq(
-        hls_segment_open(m, &md, "240p", 2, &fd, &size, &old), CM_OK);
+    ck_assert_int_eq(hls_segment_open(m, &md, "240p", 2, &fd, &size, &old),
+                     CM_OK);
     ck_assert_ptr_nonnull(old);
     /* the seek: the far segment comes with at most one more run */
     fetch(m, &md, "240p", (uint32_t)n - 2, tu_tmpdir());
@@ -500,8 +501,8 @@ START_TEST(bad_segment_numbers)
                      CM_NOTFOUND);
     ck_assert_int_eq(hls_segment_open(m, &md, "720p", 0, &fd, &size, &w),
                      CM_NOTFOUND);
-    ck_assert_int_eq(
-        hls_segment_open(m, &md, "../240p", 0, &fd, &size, &w), CM_NOTFOUND);
+    ck_assert_int_eq(hls_segment_open(m, &md, "../240p", 0, &fd, &size, &w),
+                     CM_NOTFOUND);
     hls_media_fini(&md);
     hls_mgr_free(m);
     cm_config_fini(&cfg);

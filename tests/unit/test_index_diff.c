@@ -32,11 +32,11 @@
 #include "kv_testgen.h"
 #include "tests/lib/testutil.h"
 
-#define NTAG 120
+#define NTAG    120
 #define NSTUDIO 25
-#define NGROUP 20
-#define NPERF 80
-#define NGAL 15
+#define NGROUP  20
+#define NPERF   80
+#define NGAL    15
 
 struct world {
     struct tg_arena a;
@@ -53,9 +53,9 @@ struct world {
     double *rkey[2];
 };
 
-static const char *words[] = {"Scene", "scene", "blue", "Red", "dog",
-                              "Ölfass", "日本", "007", "7", "10", "2",
-                              "Ab", "ab", "été", "x_y", "100%", "Zed"};
+static const char *words[] = {"Scene", "scene", "blue", "Red",  "dog", "Ölfass",
+                              "日本",  "007",   "7",    "10",   "2",   "Ab",
+                              "ab",    "été",   "x_y",  "100%", "Zed"};
 
 static struct kv_str wstr(struct world *w, int nwords, int nullpct)
 {
@@ -150,8 +150,9 @@ static void gen_entities(struct world *w)
         e->name = wstr(w, 2, 0);
         e->rating100 = -1;
         if (tg_below(&w->rng, 4)) {
-            snprintf(b, sizeof b, "19%02u-%02u-%02u", 60 + tg_below(&w->rng, 39),
-                     1 + tg_below(&w->rng, 12), 1 + tg_below(&w->rng, 28));
+            snprintf(b, sizeof b, "19%02u-%02u-%02u",
+                     60 + tg_below(&w->rng, 39), 1 + tg_below(&w->rng, 12),
+                     1 + tg_below(&w->rng, 28));
             e->birthdate = cstr(w, b);
         }
         e->favorite = tg_below(&w->rng, 5) == 0;
@@ -223,20 +224,22 @@ static void gen_scene(struct world *w, struct kv_scene *sc, uint64_t id)
         tg_below(&w->rng, 3) ? (int32_t)tg_below(&w->rng, 100) : -1;
     sc->o_counter = (int32_t)tg_below(&w->rng, 4);
     sc->play_count = (int32_t)tg_below(&w->rng, 6);
-    sc->play_duration = tg_below(&w->rng, 4) ? tg_below(&w->rng, 5000) / 3.0 : -1;
+    sc->play_duration =
+        tg_below(&w->rng, 4) ? tg_below(&w->rng, 5000) / 3.0 : -1;
     sc->resume_time = tg_below(&w->rng, 4) ? tg_below(&w->rng, 3000) / 7.0 : -1;
     if (tg_below(&w->rng, 2))
         sc->last_played_at = cstr(w, tsfmt(w, b, sizeof b));
     sc->created_at = cstr(w, tsfmt(w, b, sizeof b));
     sc->updated_at = cstr(w, tsfmt(w, b, sizeof b));
-    sc->n_files = tg_below(&w->rng, 10) == 0 ? 0 : 1 + (tg_below(&w->rng, 6) == 0);
+    sc->n_files =
+        tg_below(&w->rng, 10) == 0 ? 0 : 1 + (tg_below(&w->rng, 6) == 0);
     sc->files = tg_alloc(&w->a, sizeof *sc->files * 2);
     for (uint32_t i = 0; i < sc->n_files; i++) {
         struct kv_file *f = &sc->files[i];
         char p[128];
         struct kv_str bn = wstr(w, 1, 0);
-        snprintf(p, sizeof p, "/media/%s/%.*s.mp4",
-                 words[tg_below(&w->rng, 5)], (int)bn.len, bn.p);
+        snprintf(p, sizeof p, "/media/%s/%.*s.mp4", words[tg_below(&w->rng, 5)],
+                 (int)bn.len, bn.p);
         f->id = id * 10 + i;
         f->path = cstr(w, p);
         f->basename = cstr(w, strrchr(p, '/') + 1);
@@ -249,7 +252,8 @@ static void gen_scene(struct world *w, struct kv_scene *sc, uint64_t id)
         f->bit_rate = (int64_t)tg_below(&w->rng, 50) * 100000;
         f->size = (int64_t)tg_below(&w->rng, 100) * 1000000;
         if (tg_below(&w->rng, 2)) {
-            snprintf(p, sizeof p, "%016llx", (unsigned long long)tg_next(&w->rng));
+            snprintf(p, sizeof p, "%016llx",
+                     (unsigned long long)tg_next(&w->rng));
             f->oshash = cstr(w, p);
         }
     }
@@ -330,20 +334,20 @@ static int keycmp(enum idx_sort s, uint64_t seed, const struct kv_scene *a,
     int c;
     switch (s) {
     case IDX_SORT_TITLE:
-        c = ncmp(a->title.p ? a->title : fa ? fa->basename : none,
-                 b->title.p ? b->title : fb ? fb->basename : none);
+        c = ncmp(a->title.p ? a->title
+                 : fa       ? fa->basename
+                            : none,
+                 b->title.p ? b->title
+                 : fb       ? fb->basename
+                            : none);
         return c ? c : ncmp(fa ? folder(fa) : none, fb ? folder(fb) : none);
-    case IDX_SORT_PATH:
-        return ncmp(fa ? fa->path : none, fb ? fb->path : none);
-    case IDX_SORT_CODE:
-        return bcmp_(a->code, b->code);
+    case IDX_SORT_PATH: return ncmp(fa ? fa->path : none, fb ? fb->path : none);
+    case IDX_SORT_CODE: return bcmp_(a->code, b->code);
     case IDX_SORT_STUDIO:
         return bcmp_(a->studio.id ? a->studio.name : none,
                      b->studio.id ? b->studio.name : none);
-    case IDX_SORT_CREATED_AT:
-        return bcmp_(a->created_at, b->created_at);
-    case IDX_SORT_UPDATED_AT:
-        return bcmp_(a->updated_at, b->updated_at);
+    case IDX_SORT_CREATED_AT: return bcmp_(a->created_at, b->created_at);
+    case IDX_SORT_UPDATED_AT: return bcmp_(a->updated_at, b->updated_at);
     case IDX_SORT_LAST_PLAYED_AT:
         return bcmp_(a->last_played_at, b->last_played_at);
     case IDX_SORT_DATE: {
@@ -374,14 +378,19 @@ static int keycmp(enum idx_sort s, uint64_t seed, const struct kv_scene *a,
     case IDX_SORT_RESOLUTION:
         if (!fa || !fb)
             return nullcmp(!fa, !fb);
-        if (s == IDX_SORT_DURATION) return CMPN(fa->duration, fb->duration);
-        if (s == IDX_SORT_FILESIZE) return CMPN(fa->size, fb->size);
-        if (s == IDX_SORT_BITRATE) return CMPN(fa->bit_rate, fb->bit_rate);
-        if (s == IDX_SORT_FRAMERATE) return CMPN(fa->frame_rate, fb->frame_rate);
+        if (s == IDX_SORT_DURATION)
+            return CMPN(fa->duration, fb->duration);
+        if (s == IDX_SORT_FILESIZE)
+            return CMPN(fa->size, fb->size);
+        if (s == IDX_SORT_BITRATE)
+            return CMPN(fa->bit_rate, fb->bit_rate);
+        if (s == IDX_SORT_FRAMERATE)
+            return CMPN(fa->frame_rate, fb->frame_rate);
         return CMPN(fa->width < fa->height ? fa->width : fa->height,
                     fb->width < fb->height ? fb->width : fb->height);
     case IDX_SORT_TAG_COUNT: return CMPN(a->n_tags, b->n_tags);
-    case IDX_SORT_PERFORMER_COUNT: return CMPN(a->n_performers, b->n_performers);
+    case IDX_SORT_PERFORMER_COUNT:
+        return CMPN(a->n_performers, b->n_performers);
     case IDX_SORT_FILE_COUNT: return CMPN(a->n_files, b->n_files);
     case IDX_SORT_ORGANIZED: return CMPN(a->organized, b->organized);
     case IDX_SORT_INTERACTIVE: return CMPN(a->interactive, b->interactive);
@@ -392,8 +401,7 @@ static int keycmp(enum idx_sort s, uint64_t seed, const struct kv_scene *a,
     case IDX_SORT_ID: return CMPN(a->id, b->id);
     case IDX_SORT_RANDOM:
         return CMPN(idx_random_key(a->id, seed), idx_random_key(b->id, seed));
-    default:
-        return 0;
+    default: return 0;
     }
 }
 
@@ -403,11 +411,13 @@ static int tiecmp(const struct kv_scene *a, const struct kv_scene *b)
     struct kv_str ta = a->title, tb = b->title;
     int c;
     if (!ta.p) {
-        ta.len = (uint32_t)snprintf(x, sizeof x, "%llu", (unsigned long long)a->id);
+        ta.len =
+            (uint32_t)snprintf(x, sizeof x, "%llu", (unsigned long long)a->id);
         ta.p = x;
     }
     if (!tb.p) {
-        tb.len = (uint32_t)snprintf(y, sizeof y, "%llu", (unsigned long long)b->id);
+        tb.len =
+            (uint32_t)snprintf(y, sizeof y, "%llu", (unsigned long long)b->id);
         tb.p = y;
     }
     c = cm_natural_cmp(ta.p, ta.len, tb.p, tb.len);
@@ -523,7 +533,8 @@ static void load(struct world *w, size_t n, uint64_t seed)
             }
         }
         for (size_t k = 0; k < 30; k++) {
-            struct kv_entity *e = &w->ents[tg_below(&w->rng, (uint32_t)w->n_ents)];
+            struct kv_entity *e =
+                &w->ents[tg_below(&w->rng, (uint32_t)w->n_ents)];
             if (e->type == KV_PERFORMER || e->type == KV_STUDIO ||
                 e->type == KV_GROUP) {
                 e->n_tags = tg_below(&w->rng, 2);
@@ -544,36 +555,38 @@ static void load(struct world *w, size_t n, uint64_t seed)
 /* ---- Random queries ----------------------------------------------------- */
 
 static const char *mods_multi[] = {"INCLUDES", "INCLUDES_ALL", "EXCLUDES",
-                                   "IS_NULL", "NOT_NULL", "EQUALS"};
-static const char *mods_int[] = {"EQUALS", "NOT_EQUALS", "GREATER_THAN",
-                                 "LESS_THAN", "BETWEEN", "NOT_BETWEEN",
-                                 "IS_NULL", "NOT_NULL"};
-static const char *mods_str[] = {"EQUALS", "NOT_EQUALS", "INCLUDES", "EXCLUDES",
-                                 "MATCHES_REGEX", "NOT_MATCHES_REGEX",
-                                 "IS_NULL", "NOT_NULL"};
+                                   "IS_NULL",  "NOT_NULL",     "EQUALS"};
+static const char *mods_int[] = {"EQUALS",    "NOT_EQUALS", "GREATER_THAN",
+                                 "LESS_THAN", "BETWEEN",    "NOT_BETWEEN",
+                                 "IS_NULL",   "NOT_NULL"};
+static const char *mods_str[] = {
+    "EQUALS",        "NOT_EQUALS",        "INCLUDES", "EXCLUDES",
+    "MATCHES_REGEX", "NOT_MATCHES_REGEX", "IS_NULL",  "NOT_NULL"};
 
 #define PICK(arr) arr[tg_below(&w->rng, sizeof arr / sizeof *arr)]
 
 static int gen_crit(struct world *w, char *b, size_t n)
 {
-    static const char *hier[] = {"tags", "studios", "groups", "performer_tags",
-                                 "performers", "galleries"};
-    static const char *ints[] = {"rating100", "o_counter", "play_count",
-                                 "play_duration", "resume_time", "duration",
-                                 "framerate", "file_count", "tag_count",
-                                 "performer_count", "interactive_speed",
-                                 "bitrate", "id", "performer_age"};
-    static const char *strs[] = {"title", "details", "code", "director",
-                                 "path", "video_codec", "audio_codec", "url",
-                                 "oshash"};
-    static const char *res[] = {"LOW", "STANDARD", "STANDARD_HD", "FULL_HD",
-                                "FOUR_K", "VR_HD", "HUGE"};
-    static const char *miss[] = {"url", "galleries", "studio", "movie",
-                                 "performers", "date", "tags", "stash_id",
-                                 "title", "details", "rating", "code"};
-    static const char *sv[] = {"scene", "blue red", "\"blue dog\"", "7", "h264",
-                               "", "^S", "e$", "Red|dog", "100%", "x_y"};
-    static const char *dates[] = {"2010", "2015-06", "2020-01-01", "2003-12-31"};
+    static const char *hier[] = {"tags",           "studios",    "groups",
+                                 "performer_tags", "performers", "galleries"};
+    static const char *ints[] = {
+        "rating100",   "o_counter",       "play_count",        "play_duration",
+        "resume_time", "duration",        "framerate",         "file_count",
+        "tag_count",   "performer_count", "interactive_speed", "bitrate",
+        "id",          "performer_age"};
+    static const char *strs[] = {"title",       "details", "code",
+                                 "director",    "path",    "video_codec",
+                                 "audio_codec", "url",     "oshash"};
+    static const char *res[] = {"LOW",    "STANDARD", "STANDARD_HD", "FULL_HD",
+                                "FOUR_K", "VR_HD",    "HUGE"};
+    static const char *miss[] = {
+        "url",  "galleries", "studio", "movie",   "performers", "date",
+        "tags", "stash_id",  "title",  "details", "rating",     "code"};
+    static const char *sv[] = {"scene",   "blue red", "\"blue dog\"", "7",
+                               "h264",    "",         "^S",           "e$",
+                               "Red|dog", "100%",     "x_y"};
+    static const char *dates[] = {"2010", "2015-06", "2020-01-01",
+                                  "2003-12-31"};
     static const char *bools[] = {"organized", "interactive",
                                   "performer_favorite", "studio_favorite",
                                   "tag_favorite"};
@@ -581,24 +594,31 @@ static int gen_crit(struct world *w, char *b, size_t n)
     case 0:
     case 1: {
         const char *f = PICK(hier), *m = PICK(mods_multi);
-        uint32_t max = !strcmp(f, "studios") ? NSTUDIO : !strcmp(f, "groups") ? NGROUP
-                       : !strcmp(f, "performers") ? NPERF : !strcmp(f, "galleries") ? NGAL : NTAG;
+        uint32_t max = !strcmp(f, "studios")      ? NSTUDIO
+                       : !strcmp(f, "groups")     ? NGROUP
+                       : !strcmp(f, "performers") ? NPERF
+                       : !strcmp(f, "galleries")  ? NGAL
+                                                  : NTAG;
         int depth = !strcmp(m, "EQUALS") ? 0 : (int)tg_below(&w->rng, 4) - 1;
-        bool inh = !strcmp(f, "tags") && strcmp(m, "EQUALS") && tg_below(&w->rng, 2);
-        return snprintf(b, n, "\"%s\":{\"value\":[\"%u\",\"%u\"],\"modifier\":"
-                        "\"%s\",\"depth\":%d,\"excludes\":[%s]%s}", f,
-                        1 + tg_below(&w->rng, max), 1 + tg_below(&w->rng, max),
-                        m, strcmp(f, "performers") && strcmp(f, "galleries") ? depth : 0,
-                        tg_below(&w->rng, 3) ? "" : "\"3\"",
-                        inh ? ",\"inherited\":true" : "");
+        bool inh =
+            !strcmp(f, "tags") && strcmp(m, "EQUALS") && tg_below(&w->rng, 2);
+        return snprintf(
+            b, n,
+            "\"%s\":{\"value\":[\"%u\",\"%u\"],\"modifier\":"
+            "\"%s\",\"depth\":%d,\"excludes\":[%s]%s}",
+            f, 1 + tg_below(&w->rng, max), 1 + tg_below(&w->rng, max), m,
+            strcmp(f, "performers") && strcmp(f, "galleries") ? depth : 0,
+            tg_below(&w->rng, 3) ? "" : "\"3\"",
+            inh ? ",\"inherited\":true" : "");
     }
     case 2:
     case 3: {
         const char *f = PICK(ints);
         int v = (int)tg_below(&w->rng, 120);
-        return snprintf(b, n, "\"%s\":{\"value\":%d,\"value2\":%d,\"modifier\":\"%s\"}",
-                        f, !strcmp(f, "bitrate") ? v * 50000 : v,
-                        v + (int)tg_below(&w->rng, 60), PICK(mods_int));
+        return snprintf(
+            b, n, "\"%s\":{\"value\":%d,\"value2\":%d,\"modifier\":\"%s\"}", f,
+            !strcmp(f, "bitrate") ? v * 50000 : v,
+            v + (int)tg_below(&w->rng, 60), PICK(mods_int));
     }
     case 4:
         return snprintf(b, n, "\"%s\":{\"value\":\"%s\",\"modifier\":\"%s\"}",
@@ -609,26 +629,29 @@ static int gen_crit(struct world *w, char *b, size_t n)
     case 6:
         switch (tg_below(&w->rng, 4)) {
         case 0:
-            return snprintf(b, n, "\"resolution\":{\"value\":\"%s\",\"modifier\":\"%s\"}",
-                            PICK(res), PICK(mods_int) /* bad ones rejected */);
+            return snprintf(
+                b, n, "\"resolution\":{\"value\":\"%s\",\"modifier\":\"%s\"}",
+                PICK(res), PICK(mods_int) /* bad ones rejected */);
         case 1:
             return snprintf(b, n, "\"orientation\":{\"value\":[\"%s\"]}",
                             tg_below(&w->rng, 2) ? "LANDSCAPE" : "SQUARE");
-        case 2:
-            return snprintf(b, n, "\"is_missing\":\"%s\"", PICK(miss));
+        case 2: return snprintf(b, n, "\"is_missing\":\"%s\"", PICK(miss));
         default:
             return snprintf(b, n, "\"has_markers\":\"%s\"",
                             tg_below(&w->rng, 2) ? "true" : "false");
         }
     case 7:
-        return snprintf(b, n, "\"%s\":{\"value\":\"%s\",\"value2\":\"2030\",\"modifier\":\"%s\"}",
-                        tg_below(&w->rng, 2) ? "date" : "created_at", PICK(dates),
-                        PICK(mods_int));
+        return snprintf(
+            b, n,
+            "\"%s\":{\"value\":\"%s\",\"value2\":\"2030\",\"modifier\":\"%s\"}",
+            tg_below(&w->rng, 2) ? "date" : "created_at", PICK(dates),
+            PICK(mods_int));
     default:
-        return snprintf(b, n, "\"ids\":{\"value\":[\"%u\",\"%u\"],\"modifier\":\"%s\"}",
-                        1 + tg_below(&w->rng, (uint32_t)w->n_scenes),
-                        1 + tg_below(&w->rng, (uint32_t)w->n_scenes),
-                        tg_below(&w->rng, 2) ? "INCLUDES" : "EXCLUDES");
+        return snprintf(
+            b, n, "\"ids\":{\"value\":[\"%u\",\"%u\"],\"modifier\":\"%s\"}",
+            1 + tg_below(&w->rng, (uint32_t)w->n_scenes),
+            1 + tg_below(&w->rng, (uint32_t)w->n_scenes),
+            tg_below(&w->rng, 2) ? "INCLUDES" : "EXCLUDES");
     }
 }
 
@@ -781,16 +804,41 @@ static bool check_query(struct world *w, const struct kv_scene **match,
 
 static unsigned run_queries_ex(struct world *w, int nq, bool deep)
 {
-    static const char *sorts[] = {"title", "date", "created_at", "updated_at",
-        "rating", "o_counter", "play_count", "play_duration", "last_played_at",
-        "resume_time", "duration", "filesize", "bitrate", "framerate",
-        "resolution", "path", "tag_count", "performer_count", "file_count",
-        "organized", "interactive", "interactive_speed", "code", "studio", "id",
-        "random_12345", "random_99999999", "random_777"};
-    static const char *qs[] = {"", "", "", "scene", "blue -red", "\"blue dog\"",
-                               "red OR dog", "7", "x_y", "mp4", "-scene",
-                               "zed", "ölf -7", "\"dog 10\"", "été OR 日本",
-                               "ab -zed", "-ab", "dog 7", "2 OR x_y"};
+    static const char *sorts[] = {"title",
+                                  "date",
+                                  "created_at",
+                                  "updated_at",
+                                  "rating",
+                                  "o_counter",
+                                  "play_count",
+                                  "play_duration",
+                                  "last_played_at",
+                                  "resume_time",
+                                  "duration",
+                                  "filesize",
+                                  "bitrate",
+                                  "framerate",
+                                  "resolution",
+                                  "path",
+                                  "tag_count",
+                                  "performer_count",
+                                  "file_count",
+                                  "organized",
+                                  "interactive",
+                                  "interactive_speed",
+                                  "code",
+                                  "studio",
+                                  "id",
+                                  "random_12345",
+                                  "random_99999999",
+                                  "random_777"};
+    static const char *qs[] = {"",           "",           "",
+                               "scene",      "blue -red",  "\"blue dog\"",
+                               "red OR dog", "7",          "x_y",
+                               "mp4",        "-scene",     "zed",
+                               "ölf -7",     "\"dog 10\"", "été OR 日本",
+                               "ab -zed",    "-ab",        "dog 7",
+                               "2 OR x_y"};
     const struct kv_scene **match = malloc(sizeof *match * w->n_scenes);
     unsigned checked = 0;
 
@@ -801,7 +849,7 @@ static unsigned run_queries_ex(struct world *w, int nq, bool deep)
         char sf[4096], ff[512];
         cJSON *jf;
         uint32_t pp = tg_below(&w->rng, 4) == 0 ? 1 + tg_below(&w->rng, 300)
-                                                 : 1 + tg_below(&w->rng, 40);
+                                                : 1 + tg_below(&w->rng, 40);
         bool dq = deep && tg_below(&w->rng, 2);
         if (dq && tg_below(&w->rng, 2)) {
             snprintf(sf, sizeof sf, "{}");
@@ -932,7 +980,8 @@ static void rename_some(struct world *w)
                 sc->studio.name = e->name;
                 hit = true;
             }
-            for (uint32_t k = 0; e->type == KV_PERFORMER && k < sc->n_performers; k++)
+            for (uint32_t k = 0;
+                 e->type == KV_PERFORMER && k < sc->n_performers; k++)
                 if (sc->performers[k].id == e->id) {
                     sc->performers[k].name = e->name;
                     hit = true;
@@ -956,15 +1005,15 @@ static void rename_some(struct world *w)
  * equal the brute-force evaluation.  Under ASan the rounds are shorter
  * (the load is the same size). */
 #ifdef __SANITIZE_ADDRESS__
-#define SCALE_ROUNDS 2
-#define SCALE_QUERIES 225 /* per round: 3 x 2 x 225 = 1,350 drawn */
+#define SCALE_ROUNDS    2
+#define SCALE_QUERIES   225  /* per round: 3 x 2 x 225 = 1,350 drawn */
 #define SCALE_MIN_VALID 1000 /* checked in all (~85% of drawn are valid) */
 #else
-#define SCALE_ROUNDS 5
-#define SCALE_QUERIES 250 /* per round: 3 x 5 x 250 = 3,750 drawn */
+#define SCALE_ROUNDS    5
+#define SCALE_QUERIES   250  /* per round: 3 x 5 x 250 = 3,750 drawn */
 #define SCALE_MIN_VALID 3000 /* >= 1,000 per library, asserted each */
 #endif
-#define SCALE_SEEDS 3
+#define SCALE_SEEDS  3
 #define SCALE_SCENES 20000
 
 START_TEST(test_scale)
@@ -993,8 +1042,10 @@ START_TEST(test_scale)
         tg_arena_free(&w.a);
     }
     ck_assert_uint_ge(total, SCALE_MIN_VALID);
-    fprintf(stderr, "test_scale: %u queries checked over %d libraries of %d "
-                    "scenes\n", total, SCALE_SEEDS, SCALE_SCENES);
+    fprintf(stderr,
+            "test_scale: %u queries checked over %d libraries of %d "
+            "scenes\n",
+            total, SCALE_SEEDS, SCALE_SCENES);
 }
 END_TEST
 
@@ -1016,9 +1067,12 @@ START_TEST(test_order_plans)
          * (unfiltered), walk (broad), blocks (broad, deep offset), rank
          * (selective, with the date order now cached), top-K (tiny). */
         static const char *const fixed[] = {
-            "{\"sort\":\"date\",\"page\":3}", "{}",
-            "{\"sort\":\"date\"}", "{\"organized\":true}",
-            "{\"sort\":\"date\",\"page\":200}", "{\"organized\":true}",
+            "{\"sort\":\"date\",\"page\":3}",
+            "{}",
+            "{\"sort\":\"date\"}",
+            "{\"organized\":true}",
+            "{\"sort\":\"date\",\"page\":200}",
+            "{\"organized\":true}",
             "{\"sort\":\"date\",\"page\":5}",
             "{\"tags\":{\"value\":[\"5\"],\"modifier\":\"INCLUDES\"}}",
             "{\"sort\":\"date\",\"page\":2,\"per_page\":10}",
@@ -1081,7 +1135,8 @@ START_TEST(test_random_vectors)
     ck_assert(idx_random_key(2, 99999999) == 75625196.0);
     ck_assert(idx_random_key(8, 99999999) == 574980512.0);
     for (int i = 0; i + 1 < 10; i++) {
-        ck_assert(idx_random_key(o1[i], 12345) < idx_random_key(o1[i + 1], 12345));
+        ck_assert(idx_random_key(o1[i], 12345) <
+                  idx_random_key(o1[i + 1], 12345));
         ck_assert(idx_random_key(o2[i], 99999999) <
                   idx_random_key(o2[i + 1], 99999999));
     }
@@ -1144,7 +1199,7 @@ static void expect_order(struct kv_store *s, const char *ff, const char *sf,
 START_TEST(test_orders)
 {
     static const char *const titles[] = {"Scene 10", "Scene 2", NULL, "007",
-                                         "7", "scene 2", "Ab"};
+                                         "7",        "scene 2", "Ab"};
     static const int ratings[] = {50, -1, 50, 90, -1, 10, 50};
     struct kv_options o = {0};
     struct kv_store *s;
@@ -1155,23 +1210,28 @@ START_TEST(test_orders)
     /* NULL title -> "3"; "7" < "007" (fewer zeros first); digits first. */
     {
         static const uint64_t want[] = {3, 5, 4, 7, 2, 6, 1};
-        expect_order(s, "{\"sort\":\"title\",\"per_page\":10}", NULL, want, 7, 7);
+        expect_order(s, "{\"sort\":\"title\",\"per_page\":10}", NULL, want, 7,
+                     7);
     }
     {
         /* rating ASC: NULLs first (tie by title: "7"(5) < "Scene 2"(2)) */
         static const uint64_t want[] = {5, 2, 6, 3, 7, 1, 4};
-        expect_order(s, "{\"sort\":\"rating\",\"per_page\":10}", NULL, want, 7, 7);
+        expect_order(s, "{\"sort\":\"rating\",\"per_page\":10}", NULL, want, 7,
+                     7);
     }
     {
         /* DESC: NULLs last, ties still title ASC */
         static const uint64_t want[] = {4, 3, 7, 1, 6, 5, 2};
-        expect_order(s, "{\"sort\":\"rating\",\"direction\":\"DESC\",\"per_page\":10}",
-                     NULL, want, 7, 7);
+        expect_order(
+            s, "{\"sort\":\"rating\",\"direction\":\"DESC\",\"per_page\":10}",
+            NULL, want, 7, 7);
     }
     {
         /* deep page */
         static const uint64_t want[] = {6, 5, 2};
-        expect_order(s, "{\"sort\":\"rating\",\"direction\":\"DESC\",\"per_page\":4,\"page\":2}",
+        expect_order(s,
+                     "{\"sort\":\"rating\",\"direction\":\"DESC\",\"per_page\":"
+                     "4,\"page\":2}",
                      NULL, want, 3, 7);
     }
     {
@@ -1257,7 +1317,8 @@ START_TEST(test_gap_exhaustion)
          * comparator instead of assuming */
         for (size_t x = 1; x < n; x++)
             for (size_t y = x; y > 0; y--) {
-                const char *ta = titles[want[y - 1] - 1], *tb = titles[want[y] - 1];
+                const char *ta = titles[want[y - 1] - 1],
+                           *tb = titles[want[y] - 1];
                 int c = cm_natural_cmp(ta, strlen(ta), tb, strlen(tb));
                 if (c > 0 || (c == 0 && want[y - 1] > want[y])) {
                     uint64_t tmp = want[y];
@@ -1265,7 +1326,8 @@ START_TEST(test_gap_exhaustion)
                     want[y - 1] = tmp;
                 }
             }
-        expect_order(s, "{\"sort\":\"title\",\"per_page\":100}", NULL, want, 80, 80);
+        expect_order(s, "{\"sort\":\"title\",\"per_page\":100}", NULL, want, 80,
+                     80);
     }
     {
         struct cm_buf rep;
@@ -1301,8 +1363,8 @@ START_TEST(test_verify_corruption)
     struct kv_store *s;
     struct kv_txn *t;
     struct idx_writer *iw;
-    struct kv_ref tag = {.id = 5, .name = {"Beach", 5}, .rating100 = -1,
-                         .index = -1};
+    struct kv_ref tag = {
+        .id = 5, .name = {"Beach", 5}, .rating100 = -1, .index = -1};
     struct cm_buf rep;
     char err[256];
     uint8_t key[9] = {IDX_P_TAG};

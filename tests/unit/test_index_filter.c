@@ -1306,7 +1306,7 @@ START_TEST(oracle_q_names)
     sc.n_performers = 2;
     ck_assert(mq("alice", &sc));
     ck_assert(mq("\"ce wo\"", &sc)); /* phrase inside one name */
-    ck_assert(mq("al_ce", &sc));      /* LIKE wildcard */
+    ck_assert(mq("al_ce", &sc));     /* LIKE wildcard */
     ck_assert(!mq("-wonder", &sc));
     ck_assert(mq("bob OR alice", &sc));
     tags[0] = (struct kv_ref){.id = 1, .name = S("Beach")};

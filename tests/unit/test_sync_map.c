@@ -100,9 +100,8 @@ static void check_scene(const cJSON *o, const struct kv_scene *sc)
     } else {
         ck_assert_int_eq(sc->date.year, 0);
     }
-    ck_assert_uint_eq(
-        sc->n_tags,
-        (unsigned)cJSON_GetArraySize(cJSON_GetObjectItem(o, "tags")));
+    ck_assert_uint_eq(sc->n_tags, (unsigned)cJSON_GetArraySize(
+                                      cJSON_GetObjectItem(o, "tags")));
     ck_assert_uint_eq(
         sc->n_performers,
         (unsigned)cJSON_GetArraySize(cJSON_GetObjectItem(o, "performers")));
@@ -253,7 +252,8 @@ static const struct mutation MUTS[] = {
     {"o_counter", "-3", "o_counter: -3 out of range"},
     {"resume_time", "-1", "resume_time: expected a non-negative"},
     {"created_at", "\"yesterday\"", "created_at: expected an RFC3339"},
-    {"updated_at", "\"2025-12-18 19:41:58\"", "updated_at: expected an RFC3339"},
+    {"updated_at", "\"2025-12-18 19:41:58\"",
+     "updated_at: expected an RFC3339"},
     {"updated_at", NULL, "updated_at: expected string"},
     {"files", "{}", "files: expected array"},
     {"files[0].size", "\"1000\"", "scene 123: files[0].size: expected number"},
@@ -377,7 +377,8 @@ START_TEST(entities_strict)
          "\"tags\":[],\"created_at\":\"2020-01-01T00:00:00Z\",\"updated_at\":"
          "\"2020-01-01T00:00:00Z\"}",
          "birthdate: invalid date"},
-        {KV_TAG, "{\"id\":\"2\",\"name\":null}", "tag 2: name: expected string"},
+        {KV_TAG, "{\"id\":\"2\",\"name\":null}",
+         "tag 2: name: expected string"},
         {KV_STUDIO,
          "{\"id\":\"3\",\"name\":\"S\",\"aliases\":[],\"favorite\":true,"
          "\"rating100\":null,\"parent_studio\":{\"id\":\"x\"}}",
@@ -398,9 +399,9 @@ START_TEST(entities_strict)
         struct kv_entity e;
         char err[256] = "";
         ck_assert_ptr_nonnull(o);
-        ck_assert_int_eq(sync_map_entity(o, cases[i].type, &a, &e, err,
-                                         sizeof err),
-                         CM_INVALID);
+        ck_assert_int_eq(
+            sync_map_entity(o, cases[i].type, &a, &e, err, sizeof err),
+            CM_INVALID);
         ck_assert_msg(strstr(err, cases[i].expect) != NULL, "got \"%s\"", err);
         cJSON_Delete(o);
     }
@@ -504,7 +505,8 @@ START_TEST(response_parser)
         {503, "busy", CM_UPSTREAM, true, "HTTP 503"},
         {422, "{\"errors\":[{\"message\":\"bad enum\"},{\"message\":\"m2\"}]}",
          CM_UPSTREAM, false, "bad enum; m2"},
-        {200, "{\"errors\":[{\"message\":\"invalid sort: foo\"}],\"data\":null}",
+        {200,
+         "{\"errors\":[{\"message\":\"invalid sort: foo\"}],\"data\":null}",
          CM_UPSTREAM, false, "invalid sort: foo"},
         {200, "{\"data\":{\"findScenes\":{\"count\":1,\"scenes\":[{\"id\":",
          CM_UPSTREAM, false, "malformed response"},
@@ -518,9 +520,9 @@ START_TEST(response_parser)
         cJSON *data = NULL;
         bool retry = !c[i].retry;
         char err[256] = "";
-        enum cm_status st = sync_parse_response(
-            c[i].http, c[i].body, strlen(c[i].body), &data, &retry, err,
-            sizeof err);
+        enum cm_status st =
+            sync_parse_response(c[i].http, c[i].body, strlen(c[i].body), &data,
+                                &retry, err, sizeof err);
         ck_assert_msg(st == c[i].st, "case %zu: %s", i, err);
         ck_assert_int_eq(retry, c[i].retry);
         ck_assert_msg(strstr(err, c[i].msg) != NULL, "case %zu: %s", i, err);

@@ -69,8 +69,12 @@ static void fake_start(struct fake *f, int scenes, const char *tz)
     posix_spawn_file_actions_t fa;
     char sc[16], line[512];
     FILE *out;
-    char *argv[] = {"node",  "tests/fake-stash/server.mjs", "--port", "0",
-                    "--scenes", sc, "--seed", "1", "--tz", (char *)tz, NULL};
+    char *argv[] = {"node",     "tests/fake-stash/server.mjs",
+                    "--port",   "0",
+                    "--scenes", sc,
+                    "--seed",   "1",
+                    "--tz",     (char *)tz,
+                    NULL};
     snprintf(sc, sizeof sc, "%d", scenes);
     ck_assert_int_eq(pipe(pipefd), 0);
     posix_spawn_file_actions_init(&fa);
@@ -118,8 +122,8 @@ static size_t sink(char *p, size_t s, size_t n, void *ud)
 static long control(const struct fake *f, const char *json)
 {
     CURL *c = curl_easy_init();
-    struct curl_slist *h = curl_slist_append(NULL,
-                                             "Content-Type: application/json");
+    struct curl_slist *h =
+        curl_slist_append(NULL, "Content-Type: application/json");
     char url[256];
     long code = 0;
     struct cm_buf b;
@@ -235,10 +239,10 @@ static void dump_scene(struct cm_buf *b, const struct kv_scene *s)
     dump_str(b, "director", s->director);
     dump_line(b, "date=%d-%u-%u", s->date.year, s->date.month, s->date.day);
     dump_line(b, "rating100=%d organized=%d interactive=%d speed=%d",
-              s->rating100, s->organized, s->interactive,
-              s->interactive_speed);
-    dump_line(b, "o_counter=%d play_count=%d play_duration=%.17g "
-                 "resume_time=%.17g",
+              s->rating100, s->organized, s->interactive, s->interactive_speed);
+    dump_line(b,
+              "o_counter=%d play_count=%d play_duration=%.17g "
+              "resume_time=%.17g",
               s->o_counter, s->play_count, s->play_duration, s->resume_time);
     dump_str(b, "last_played_at", s->last_played_at);
     dump_str(b, "created_at", s->created_at);
@@ -250,8 +254,9 @@ static void dump_scene(struct cm_buf *b, const struct kv_scene *s)
     dump_str(b, "paths.sprite", s->p_sprite);
     dump_str(b, "paths.funscript", s->p_funscript);
     dump_str(b, "paths.caption", s->p_caption);
-    dump_line(b, "n_urls=%u n_files=%u n_captions=%u n_stash_ids=%u "
-                 "n_markers=%u",
+    dump_line(b,
+              "n_urls=%u n_files=%u n_captions=%u n_stash_ids=%u "
+              "n_markers=%u",
               s->n_urls, s->n_files, s->n_captions, s->n_stash_ids,
               s->n_markers);
     dump_line(b, "n_performers=%u n_tags=%u n_groups=%u n_galleries=%u",
@@ -262,15 +267,15 @@ static void dump_scene(struct cm_buf *b, const struct kv_scene *s)
     }
     for (uint32_t i = 0; i < s->n_files; i++) {
         const struct kv_file *f = &s->files[i];
-        dump_line(b, "files[%u].id=%llu size=%lld duration=%.17g "
-                     "frame_rate=%.17g bit_rate=%lld %dx%d",
-                  i, (unsigned long long)f->id, (long long)f->size,
-                  f->duration, f->frame_rate, (long long)f->bit_rate,
-                  f->width, f->height);
-#define FS(x)                                                                \
-    do {                                                                     \
-        snprintf(n, sizeof n, "files[%u]." #x, i);                           \
-        dump_str(b, n, f->x);                                                \
+        dump_line(b,
+                  "files[%u].id=%llu size=%lld duration=%.17g "
+                  "frame_rate=%.17g bit_rate=%lld %dx%d",
+                  i, (unsigned long long)f->id, (long long)f->size, f->duration,
+                  f->frame_rate, (long long)f->bit_rate, f->width, f->height);
+#define FS(x)                                                                  \
+    do {                                                                       \
+        snprintf(n, sizeof n, "files[%u]." #x, i);                             \
+        dump_str(b, n, f->x);                                                  \
     } while (0)
         FS(path);
         FS(basename);
@@ -297,8 +302,9 @@ static void dump_scene(struct cm_buf *b, const struct kv_scene *s)
     }
     for (uint32_t i = 0; i < s->n_markers; i++) {
         const struct kv_marker *m = &s->markers[i];
-        dump_line(b, "markers[%u].id=%llu seconds=%.17g end=%.17g "
-                     "primary_tag=%llu",
+        dump_line(b,
+                  "markers[%u].id=%llu seconds=%.17g end=%.17g "
+                  "primary_tag=%llu",
                   i, (unsigned long long)m->id, m->seconds, m->end_seconds,
                   (unsigned long long)m->primary_tag_id);
         snprintf(n, sizeof n, "markers[%u].title", i);
@@ -331,10 +337,11 @@ static void dump_entity(struct cm_buf *b, const struct kv_entity *e)
     dump_line(b, "date=%d-%u-%u", e->date.year, e->date.month, e->date.day);
     dump_str(b, "created_at", e->created_at);
     dump_str(b, "updated_at", e->updated_at);
-    dump_line(b, "gender=%u favorite=%d rating100=%d duration=%d "
-                 "image_count=%d studio_id=%llu",
-              e->gender, e->favorite, e->rating100, e->duration,
-              e->image_count, (unsigned long long)e->studio_id);
+    dump_line(b,
+              "gender=%u favorite=%d rating100=%d duration=%d "
+              "image_count=%d studio_id=%llu",
+              e->gender, e->favorite, e->rating100, e->duration, e->image_count,
+              (unsigned long long)e->studio_id);
     dump_line(b, "n_aliases=%u n_parents=%u n_tags=%u", e->n_aliases,
               e->n_parents, e->n_tags);
     for (uint32_t i = 0; i < e->n_aliases; i++) {
@@ -385,9 +392,8 @@ static void compare_stores(struct kv_store *a, struct kv_store *b)
     ck_assert_int_eq(kv_scene_count(ta, &na), CM_OK);
     ck_assert_int_eq(kv_scene_count(tb, &nb), CM_OK);
     ck_assert_uint_eq(na, nb);
-    ck_assert_int_eq(mdb_cursor_open(kv_txn_mdb(ta),
-                                     kv_dbi(a, KV_DB_DOCMAP), &cur),
-                     0);
+    ck_assert_int_eq(
+        mdb_cursor_open(kv_txn_mdb(ta), kv_dbi(a, KV_DB_DOCMAP), &cur), 0);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         uint32_t da, db;
@@ -415,9 +421,8 @@ static void compare_stores(struct kv_store *a, struct kv_store *b)
         kv_scene_fini(&sb);
     }
     mdb_cursor_close(cur);
-    ck_assert_int_eq(mdb_cursor_open(kv_txn_mdb(ta),
-                                     kv_dbi(a, KV_DB_ENTITIES), &cur),
-                     0);
+    ck_assert_int_eq(
+        mdb_cursor_open(kv_txn_mdb(ta), kv_dbi(a, KV_DB_ENTITIES), &cur), 0);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         const void *bv;
@@ -430,8 +435,8 @@ static void compare_stores(struct kv_store *a, struct kv_store *b)
             uint64_t id = 0;
             for (size_t i = 1; i < k.mv_size && i <= 8; i++)
                 id = id << 8 | kp[i];
-            ck_abort_msg("entity %c%llu missing from the second store",
-                         kp[0], (unsigned long long)id);
+            ck_abort_msg("entity %c%llu missing from the second store", kp[0],
+                         (unsigned long long)id);
         }
         ck_assert_int_eq(kv_entity_decode(v.mv_data, v.mv_size, &ea), CM_OK);
         ck_assert_int_eq(kv_entity_decode(bv, bl, &eb), CM_OK);
@@ -452,9 +457,8 @@ static void compare_stores(struct kv_store *a, struct kv_store *b)
         kv_entity_fini(&eb);
     }
     mdb_cursor_close(cur);
-    ck_assert_int_eq(mdb_cursor_open(kv_txn_mdb(tb),
-                                     kv_dbi(b, KV_DB_ENTITIES), &cur),
-                     0);
+    ck_assert_int_eq(
+        mdb_cursor_open(kv_txn_mdb(tb), kv_dbi(b, KV_DB_ENTITIES), &cur), 0);
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
         ents_b++;
@@ -627,8 +631,8 @@ START_TEST(updated_at_quirk)
     ck_assert_int_eq(kv_docid_of(t, 5, &d), CM_OK);
     ck_assert_int_eq(kv_scene_get(t, d, &sc), CM_OK);
     ck_assert(sc.title.len == 5 && memcmp(sc.title.p, "Quirk", 5) == 0);
-    ck_assert_ptr_nonnull(memchr(sc.updated_at.p, _i ? '-' : 'Z',
-                                 sc.updated_at.len));
+    ck_assert_ptr_nonnull(
+        memchr(sc.updated_at.p, _i ? '-' : 'Z', sc.updated_at.len));
     kv_scene_fini(&sc);
     kv_read_end(t);
     /* the same second edited again is caught too (prefix match) */
@@ -654,8 +658,7 @@ static const struct {
      "malformed response"},
     {"{\"op\":\"fault\",\"kind\":\"reset\",\"count\":50}",
      "request to Stash failed"},
-    {"{\"op\":\"fault\",\"kind\":\"errors\",\"count\":50}",
-     "fault injected"},
+    {"{\"op\":\"fault\",\"kind\":\"errors\",\"count\":50}", "fault injected"},
 };
 
 START_TEST(faults_fail_cleanly)
@@ -839,17 +842,30 @@ static pid_t spawn_peekd(char **argv, FILE **rd)
  * --sync-commit 600 --log-format json [--full]` and reads its log.
  * kill_at > 0: SIGKILL it right after its kill_at-th progress line (one
  * per page applied; a full sync commits every 3 pages; the child runs on
- * while we read, so the kill lands anywhere, mid-transaction included).  Returns 1
- * when SIGKILL ended it; a run that ends by itself must exit 0.  OUT
- * *lines (may be NULL): progress lines read. */
+ * while we read, so the kill lands anywhere, mid-transaction included). Returns
+ * 1 when SIGKILL ended it; a run that ends by itself must exit 0.  OUT *lines
+ * (may be NULL): progress lines read. */
 static int peekd_sync(const char *dir, const struct fake *f, bool full,
                       int kill_at, int *lines)
 {
-    char *argv[] = {NULL,          "sync",         "--data",      (char *)dir,
-                    "--stash-url", (char *)f->url, "--page-size", "200",
-                    "--log-format", "json",        "--sync-retries", "1",
-                    "--map-size",  "256M",         "--sync-commit", "600",
-                    full ? "--full" : NULL, NULL};
+    char *argv[] = {NULL,
+                    "sync",
+                    "--data",
+                    (char *)dir,
+                    "--stash-url",
+                    (char *)f->url,
+                    "--page-size",
+                    "200",
+                    "--log-format",
+                    "json",
+                    "--sync-retries",
+                    "1",
+                    "--map-size",
+                    "256M",
+                    "--sync-commit",
+                    "600",
+                    full ? "--full" : NULL,
+                    NULL};
     char line[8192], last[512] = "";
     FILE *rd;
     int n = 0, status;
@@ -931,8 +947,8 @@ static unsigned next_rand(unsigned *seed)
 /* Kills `peekd sync` (full or incremental) at seeded random progress lines
  * until `want` kills happened, running `peekd check` after each.  Returns
  * the kills. */
-static int kill_runs(const char *dir, const struct fake *f, bool full,
-                     int want, int max_line, unsigned *seed)
+static int kill_runs(const char *dir, const struct fake *f, bool full, int want,
+                     int max_line, unsigned *seed)
 {
     int kills = 0;
     char when[128];
@@ -1013,14 +1029,16 @@ START_TEST(client_auth_and_validation)
     posix_spawn_file_actions_t fa;
     char line[256];
     FILE *out;
-    char *argv[] = {"node",     "tests/fake-stash/server.mjs", "--port", "0",
-                    "--scenes", "10", "--api-key", "s3cret", NULL};
+    char *argv[] = {"node",      "tests/fake-stash/server.mjs",
+                    "--port",    "0",
+                    "--scenes",  "10",
+                    "--api-key", "s3cret",
+                    NULL};
 
     ck_assert_int_eq(pipe(pipefd), 0);
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-    ck_assert_int_eq(posix_spawnp(&f.pid, "node", &fa, NULL, argv, environ),
-                     0);
+    ck_assert_int_eq(posix_spawnp(&f.pid, "node", &fa, NULL, argv, environ), 0);
     posix_spawn_file_actions_destroy(&fa);
     track_fake(f.pid);
     close(pipefd[1]);
@@ -1044,9 +1062,8 @@ START_TEST(client_auth_and_validation)
 
     o.api_key = "s3cret";
     ck_assert_int_eq(sync_client_new(&o, &c), CM_OK);
-    ck_assert_int_eq(sync_client_query(c, "Version", NULL, &data, err,
-                                       sizeof err),
-                     CM_OK);
+    ck_assert_int_eq(
+        sync_client_query(c, "Version", NULL, &data, err, sizeof err), CM_OK);
     ck_assert_ptr_nonnull(cJSON_GetObjectItem(data, "version"));
     cJSON_Delete(data);
     v = cJSON_Parse("{\"filter\":{\"direction\":\"SIDEWAYS\"}}");
@@ -1059,15 +1076,14 @@ START_TEST(client_auth_and_validation)
     ck_assert_int_eq(st, CM_UPSTREAM);
     ck_assert_msg(strstr(err, "invalid sort: nope") != NULL, "%s", err);
     cJSON_Delete(v);
-    ck_assert_int_eq(sync_client_query(c, "NoSuchDoc", NULL, &data, err,
-                                       sizeof err),
-                     CM_NOTFOUND);
+    ck_assert_int_eq(
+        sync_client_query(c, "NoSuchDoc", NULL, &data, err, sizeof err),
+        CM_NOTFOUND);
     /* a 503 is retried, then succeeds */
     control(&f, "{\"op\":\"fault\",\"kind\":\"status\",\"code\":503,"
                 "\"count\":2}");
-    ck_assert_int_eq(sync_client_query(c, "Version", NULL, &data, err,
-                                       sizeof err),
-                     CM_OK);
+    ck_assert_int_eq(
+        sync_client_query(c, "Version", NULL, &data, err, sizeof err), CM_OK);
     cJSON_Delete(data);
     sync_client_free(c);
     fake_stop(&f);
