@@ -181,37 +181,6 @@ static const unsigned char plain[256] = {
 #undef R16
 };
 
-/* Length of a valid UTF-8 sequence at s (2..4), or 0 if invalid (the
- * rules of cm_buf_put_json_str: no overlongs, no surrogates, <= U+10FFFF). */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0], cp;
-    size_t len;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-        return 0;
-    return len;
-}
-
 enum cm_status api_json_strn(struct cm_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -240,7 +209,7 @@ enum cm_status api_json_strn(struct cm_buf *b, const char *s, size_t n)
             break;
         c = p[i];
         if (c >= 0x80) {
-            size_t ulen = utf8_len(p + i, n - i);
+            size_t ulen = cm_utf8_len(p + i, n - i);
             if (ulen) {
                 memcpy(o, p + i, ulen); /* 1:1: room reserved */
                 o += ulen;

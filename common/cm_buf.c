@@ -136,8 +136,7 @@ enum cm_status cm_buf_put_i64(struct cm_buf *b, int64_t v)
     return cm_buf_append(b, p, (size_t)(e - p));
 }
 
-/* Length of a valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
+size_t cm_utf8_len(const unsigned char *s, size_t n)
 {
     unsigned c = s[0];
     size_t len, i;
@@ -195,7 +194,7 @@ enum cm_status cm_buf_put_json_str(struct cm_buf *b, const char *s, size_t n)
             goto fail;
         run = 0;
         if (c >= 0x80) {
-            ulen = utf8_len(p + i, n - i);
+            ulen = cm_utf8_len(p + i, n - i);
             if (ulen) {
                 if ((st = cm_buf_append(b, p + i, ulen)) != CM_OK)
                     goto fail;

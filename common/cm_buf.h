@@ -58,5 +58,10 @@ enum cm_status cm_buf_put_i64(struct cm_buf *b, int64_t v) CM_WUR;
 enum cm_status cm_buf_put_json_str(struct cm_buf *b, const char *s,
                                    size_t n) CM_WUR;
 
+/* Length of the valid UTF-8 sequence at s[0..n) (n > 0): 1 for ASCII, 2..4
+ * for a well-formed multi-byte rune (no overlongs, no surrogates, at most
+ * U+10FFFF), 0 when invalid.  The rule every JSON writer of peekd uses. */
+size_t cm_utf8_len(const unsigned char *s, size_t n);
+
 /* Shrinks len to n (n <= len). */
 void cm_buf_truncate(struct cm_buf *b, size_t n);
