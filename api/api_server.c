@@ -29,7 +29,8 @@
 #include "common/cm_log.h"
 
 /* How long api_server_stop() lets requests in flight finish. */
-#define STOP_GRACE_MS 15000
+#define STOP_READ_GRACE_MS 1500 /* see drain() */
+#define STOP_GRACE_MS      15000
 
 struct api_server {
     struct MHD_Daemon *d;
@@ -582,12 +583,30 @@ void api_server_quiesce(struct api_server *srv)
         close(s);
 }
 
+/* Number of open connections (0 when MHD cannot tell). */
+static unsigned open_connections(struct api_server *srv)
+{
+    const union MHD_DaemonInfo *di =
+        MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return di ? di->num_connections : 0;
+}
+
 /* Waits until no request is in flight (a request whose head arrived and
- * whose response is not yet sent), at most STOP_GRACE_MS. */
+ * whose response is not yet sent), at most STOP_GRACE_MS.  A request whose
+ * bytes were sent before the stop but not yet read by a worker is not
+ * counted yet: while connections are open and nothing is counted, first
+ * give the workers STOP_READ_GRACE_MS to read what already arrived (idle
+ * keep-alive connections cost that much at shutdown, then close). */
 static void drain(struct api_server *srv)
 {
     struct timespec ts = {0, 5 * 1000 * 1000};
     int waited = 0;
+    while (atomic_load(&srv->active) == 0 && open_connections(srv) > 0 &&
+           waited < STOP_READ_GRACE_MS) {
+        nanosleep(&ts, NULL);
+        waited += 5;
+    }
+    waited = 0;
     while (atomic_load(&srv->active) > 0 && waited < STOP_GRACE_MS) {
         nanosleep(&ts, NULL);
         waited += 5;
