@@ -247,6 +247,169 @@ static bool pred_date(const void *ctx, bool has, int64_t v)
     return idx_filter_match(&f, &sc, NULL);
 }
 
+/* ---- Date ranges by year ----------------------------------------------- */
+
+/* A date compares as its text "YYYY-MM-DD" (missing parts 01), so every
+ * date of year Y lies in ["Y-01-01", "Y-12-31"].  When no bound of the
+ * criterion falls in ("Y-01-01", "Y-12-31"], every date of the year but
+ * the first compares alike with every bound, and the year's posting
+ * (minus or plus day one's) answers it; otherwise the year's days are
+ * walked.  A range over decades thus reads a few dozen postings instead
+ * of one per distinct day. */
+static void int_key(uint8_t k[11], uint8_t fld, int64_t v)
+{
+    k[0] = IDX_P_INT;
+    k[1] = fld;
+    k[2] = 1;
+    idx_be64(k + 3, idx_enc_i64(v));
+}
+
+static bool date_uniform(const struct idx_crit *c, int year)
+{
+    char f[16], l[16];
+    const struct idx_str *b[2] = {&c->str, &c->str2};
+    int nb = c->mod == IDX_MOD_BETWEEN || c->mod == IDX_MOD_NOT_BETWEEN ? 2
+             : c->mod == IDX_MOD_IS_NULL || c->mod == IDX_MOD_NOT_NULL ? 0
+                                                                        : 1;
+    snprintf(f, sizeof f, "%04d-01-01", year);
+    snprintf(l, sizeof l, "%04d-12-31", year);
+    for (int i = 0; i < nb; i++) {
+        size_t n = b[i]->len;
+        int cf = memcmp(b[i]->p, f, n < 10 ? n : 10);
+        int cl = memcmp(b[i]->p, l, n < 10 ? n : 10);
+        if (cf == 0)
+            cf = n < 10 ? -1 : n > 10;
+        if (cl == 0)
+            cl = n < 10 ? -1 : n > 10;
+        if (cf > 0 && cl <= 0)
+            return false;
+    }
+    return true;
+}
+
+/* ORs into *out the days of [lo, hi] (yyyymmdd) whose verdict is true. */
+static enum cm_status date_days(struct run *r, const struct idx_crit *c,
+                                MDB_cursor *cur, int64_t lo, int64_t hi,
+                                roaring_bitmap_t *out)
+{
+    uint8_t start[11];
+    MDB_val k, v;
+    enum cm_status st = CM_OK;
+    int rc;
+
+    int_key(start, IDX_I_DATE, lo);
+    k.mv_data = start;
+    k.mv_size = sizeof start;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        const uint8_t *p = k.mv_data;
+        int64_t day;
+        roaring_bitmap_t *b = NULL;
+        if (k.mv_size != 11 || p[0] != IDX_P_INT || p[1] != IDX_I_DATE ||
+            p[2] != 1)
+            break;
+        day = idx_dec_i64(idx_rd_be64(p + 3));
+        if (day > hi)
+            break;
+        if (!pred_date(c, true, day))
+            continue;
+        st = idx_bm_decode(v.mv_data, v.mv_size, &b);
+        if (st != CM_OK)
+            return st;
+        roaring_bitmap_lazy_or_inplace(out, b, false);
+        idx_bm_free(b);
+    }
+    if (rc && rc != MDB_NOTFOUND)
+        return kv_from_mdb(rc, "date walk");
+    return st;
+}
+
+static enum cm_status date_eval(struct run *r, const struct idx_crit *c,
+                                roaring_bitmap_t **out)
+{
+    MDB_cursor *yc = NULL, *dc = NULL;
+    MDB_dbi dbi = kv_dbi(kv_txn_store(r->t), KV_DB_POSTINGS);
+    uint8_t start[2] = {IDX_P_INT, IDX_I_YEAR};
+    MDB_val k, v;
+    enum cm_status st = bm_new(out);
+    int rc;
+
+    if (st != CM_OK)
+        return st;
+    rc = mdb_cursor_open(kv_txn_mdb(r->t), dbi, &yc);
+    if (rc == 0)
+        rc = mdb_cursor_open(kv_txn_mdb(r->t), dbi, &dc);
+    if (rc) {
+        st = kv_from_mdb(rc, "date cursor");
+        goto out;
+    }
+    k.mv_data = start;
+    k.mv_size = 2;
+    for (rc = mdb_cursor_get(yc, &k, &v, MDB_SET_RANGE); rc == 0 && st == CM_OK;
+         rc = mdb_cursor_get(yc, &k, &v, MDB_NEXT)) {
+        const uint8_t *p = k.mv_data;
+        roaring_bitmap_t *b = NULL, *d1 = NULL;
+        int64_t y, first;
+        bool pf, pl;
+        if (k.mv_size < 3 || p[0] != IDX_P_INT || p[1] != IDX_I_YEAR)
+            break;
+        if (p[2] != 1) { /* NULL date */
+            if (pred_date(c, false, 0)) {
+                st = idx_bm_decode(v.mv_data, v.mv_size, &b);
+                if (st == CM_OK)
+                    roaring_bitmap_lazy_or_inplace(*out, b, false);
+                idx_bm_free(b);
+            }
+            continue;
+        }
+        if (k.mv_size != 11) {
+            st = CM_CORRUPT;
+            break;
+        }
+        y = idx_dec_i64(idx_rd_be64(p + 3));
+        first = y * 10000 + 101;
+        if (y < 1 || y > 9999 || !date_uniform(c, (int)y)) {
+            st = date_days(r, c, dc, first, y * 10000 + 1231, *out);
+            continue;
+        }
+        pf = pred_date(c, true, first);
+        pl = pred_date(c, true, y * 10000 + 1231);
+        if (!pf && !pl)
+            continue;
+        if (pl) {
+            st = idx_bm_decode(v.mv_data, v.mv_size, &b);
+            if (st != CM_OK)
+                break;
+        }
+        if (pf != pl) {
+            uint8_t dk[11];
+            int_key(dk, IDX_I_DATE, first);
+            st = get_posting(r, dk, sizeof dk, &d1);
+            if (st == CM_OK && pl)
+                roaring_bitmap_andnot_inplace(b, d1);
+            else if (st == CM_OK)
+                b = d1, d1 = NULL;
+        }
+        if (st == CM_OK)
+            roaring_bitmap_lazy_or_inplace(*out, b, false);
+        idx_bm_free(b);
+        idx_bm_free(d1);
+    }
+    if (st == CM_OK && rc && rc != MDB_NOTFOUND)
+        st = kv_from_mdb(rc, "year walk");
+out:
+    roaring_bitmap_repair_after_lazy(*out);
+    if (yc)
+        mdb_cursor_close(yc);
+    if (dc)
+        mdb_cursor_close(dc);
+    if (st != CM_OK) {
+        idx_bm_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
 /* String facet (codecs): the value's oracle verdict on a stand-in scene;
  * the overflow bucket (long values) is scanned. */
 static enum cm_status str_facet(struct run *r, const struct idx_crit *c,
@@ -311,6 +474,180 @@ static enum cm_status str_facet(struct run *r, const struct idx_crit *c,
     if (st == CM_OK && rc && rc != MDB_NOTFOUND)
         st = kv_from_mdb(rc, "facet walk");
     mdb_cursor_close(cur);
+    return st;
+}
+
+/* ---- Timestamps from the sort columns ---------------------------------- */
+
+/* created_at, updated_at and last_played_at compare as text (SQLite
+ * BINARY, date_pred in idx_filter.c).  Their sort column holds each
+ * scene's dictionary position, and positions increase with the binary
+ * keys, which compare like the texts.  So a bound becomes a position: the
+ * first dictionary key >= the bound's key (and whether it is the bound
+ * itself), and a scene compares with the bound as its position compares
+ * with that one.  Keys are truncated only past IDX_TS_EXACT bytes of
+ * content, and a bound shorter than that compares the same with a
+ * truncated key as with the whole text (the truncated content is longer
+ * than the bound, so they differ within the bound or the bound is a prefix
+ * of both); longer bounds are scanned. */
+#define IDX_TS_EXACT ((IDX_DICT_MAXKEY - 10) / 2 - 8)
+
+struct ts_bound {
+    uint64_t lo; /* position of the first key >= the bound; UINT64_MAX: none */
+    bool eq;     /* that key is the bound's own */
+};
+
+static enum idx_sort_field ts_field(enum idx_field f)
+{
+    switch (f) {
+    case IDX_F_CREATED_AT: return IDX_SF_CREATED;
+    case IDX_F_UPDATED_AT: return IDX_SF_UPDATED;
+    case IDX_F_LAST_PLAYED_AT: return IDX_SF_LASTPLAYED;
+    default: return IDX_SF_COUNT;
+    }
+}
+
+static enum cm_status ts_bound_of(MDB_cursor *cur, enum idx_sort_field sf,
+                                  const char *s, size_t n, struct ts_bound *b)
+{
+    struct cm_buf kb, db;
+    MDB_val k, v;
+    enum cm_status st;
+    int rc;
+
+    cm_buf_init(&kb, IDX_DICT_MAXKEY);
+    cm_buf_init(&db, IDX_DICT_MAXKEY + 2);
+    st = idx_binkey(s, n, IDX_DICT_MAXKEY - 10, &kb);
+    if (st == CM_OK)
+        st = idx_dict_key(&db, sf, kb.data, kb.len);
+    if (st != CM_OK)
+        goto out;
+    b->lo = UINT64_MAX;
+    b->eq = false;
+    k.mv_data = db.data;
+    k.mv_size = db.len;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && k.mv_size >= 2 && ((const uint8_t *)k.mv_data)[0] == 'd' &&
+        ((const uint8_t *)k.mv_data)[1] == (uint8_t)sf) {
+        if (v.mv_size < 8) {
+            st = CM_CORRUPT;
+            goto out;
+        }
+        memcpy(&b->lo, v.mv_data, 8);
+        b->eq = k.mv_size == db.len && memcmp(k.mv_data, db.data, db.len) == 0;
+    } else if (rc && rc != MDB_NOTFOUND) {
+        st = kv_from_mdb(rc, "timestamp bound");
+    }
+out:
+    cm_buf_fini(&kb);
+    cm_buf_fini(&db);
+    return st;
+}
+
+/* The criterion's verdict for a text comparing with the bounds as r1, r2
+ * (date_pred's switch, the NULL modifiers excluded). */
+static bool ts_verdict(enum idx_mod mod, int r1, int r2)
+{
+    switch (mod) {
+    case IDX_MOD_EQUALS: return r1 == 0;
+    case IDX_MOD_NOT_EQUALS: return r1 != 0;
+    case IDX_MOD_GREATER_THAN: return r1 > 0;
+    case IDX_MOD_LESS_THAN: return r1 < 0;
+    case IDX_MOD_BETWEEN: return r1 >= 0 && r2 <= 0;
+    case IDX_MOD_NOT_BETWEEN: return !(r1 >= 0 && r2 <= 0);
+    default: return false;
+    }
+}
+
+static int ts_cmp(uint64_t pos, const struct ts_bound *b)
+{
+    if (pos < b->lo)
+        return -1;
+    return pos == b->lo && b->eq ? 0 : 1;
+}
+
+/* The oracle's verdict on a stand-in scene whose timestamp is NULL
+ * (empty: false) or "" (empty: true). */
+static bool ts_standin(const struct idx_crit *c, bool empty)
+{
+    struct idx_filter f = {(struct idx_crit *)c, 1, IDX_SUB_NONE, NULL};
+    struct kv_scene sc;
+    struct kv_str e = {empty ? "" : NULL, 0};
+    memset(&sc, 0, sizeof sc);
+    sc.rating100 = -1;
+    sc.interactive_speed = -1;
+    sc.play_duration = sc.resume_time = -1;
+    sc.created_at = sc.updated_at = sc.last_played_at = e;
+    return idx_filter_match(&f, &sc, NULL);
+}
+
+static enum cm_status ts_eval(struct run *r, const struct idx_crit *c,
+                              const roaring_bitmap_t *dom,
+                              roaring_bitmap_t **out)
+{
+    enum idx_sort_field sf = ts_field(c->field);
+    bool nullmod = c->mod == IDX_MOD_IS_NULL || c->mod == IDX_MOD_NOT_NULL;
+    bool two = c->mod == IDX_MOD_BETWEEN || c->mod == IDX_MOD_NOT_BETWEEN;
+    bool v_null = ts_standin(c, false), v_empty = ts_standin(c, true);
+    struct ts_bound b1 = {UINT64_MAX, false}, b2 = {UINT64_MAX, false};
+    struct ts_bound empty = {UINT64_MAX, false};
+    struct idx_colcur cc;
+    roaring_uint32_iterator_t it;
+    MDB_cursor *cur = NULL;
+    uint32_t buf[512], got, *hit = NULL;
+    size_t nhit = 0;
+    enum cm_status st;
+    int rc;
+
+    if (!nullmod && (c->str.len > IDX_TS_EXACT ||
+                     (two && c->str2.len > IDX_TS_EXACT)))
+        return scan(r, c, dom, out);
+    rc = mdb_cursor_open(kv_txn_mdb(r->t),
+                         kv_dbi(kv_txn_store(r->t), KV_DB_SORTS), &cur);
+    if (rc)
+        return kv_from_mdb(rc, "timestamp cursor");
+    st = ts_bound_of(cur, sf, "", 0, &empty);
+    if (st == CM_OK && !nullmod)
+        st = ts_bound_of(cur, sf, c->str.p, c->str.len, &b1);
+    if (st == CM_OK && !nullmod && two)
+        st = ts_bound_of(cur, sf, c->str2.p, c->str2.len, &b2);
+    mdb_cursor_close(cur);
+    if (st != CM_OK)
+        return st;
+    hit = cm_malloc(512 * sizeof *hit);
+    if (!hit)
+        return CM_NOMEM;
+    st = bm_new(out);
+    idx_colcur_init(&cc, r->t, sf);
+    roaring_init_iterator(dom, &it);
+    while (st == CM_OK && (got = roaring_read_uint32_iterator(&it, buf, 512))) {
+        nhit = 0;
+        for (uint32_t i = 0; i < got && st == CM_OK; i++) {
+            uint64_t pos;
+            bool ok;
+            st = idx_colcur_get(&cc, buf[i], &pos);
+            if (st != CM_OK)
+                break;
+            if (pos == 0)
+                ok = v_null;
+            else if (empty.eq && pos == empty.lo)
+                ok = v_empty;
+            else if (nullmod)
+                ok = c->mod == IDX_MOD_NOT_NULL;
+            else
+                ok = ts_verdict(c->mod, ts_cmp(pos, &b1),
+                                two ? ts_cmp(pos, &b2) : 0);
+            if (ok)
+                hit[nhit++] = buf[i];
+        }
+        if (st == CM_OK && nhit)
+            roaring_bitmap_add_many(*out, nhit, hit);
+    }
+    cm_free(hit);
+    if (st != CM_OK) {
+        idx_bm_free(*out);
+        *out = NULL;
+    }
     return st;
 }
 
@@ -574,10 +911,19 @@ static int int_facet(enum idx_field f)
     }
 }
 
+/* How c is evaluated: 0 = from postings, 1 = from a sort column (one
+ * 8-byte read per scene of the domain), 2 = scanned (one record decode
+ * per scene of the domain).  A level evaluates its criteria in that
+ * order, each within the result of the previous ones. */
+static int crit_class(const struct idx_crit *c);
+
 /* Whether c is answered from indexes (else scanned). */
 static bool indexed(const struct idx_crit *c)
 {
     switch (c->field) {
+    case IDX_F_CREATED_AT:
+    case IDX_F_UPDATED_AT:
+    case IDX_F_LAST_PLAYED_AT:
     case IDX_F_CONST:
     case IDX_F_ORGANIZED:
     case IDX_F_INTERACTIVE:
@@ -604,6 +950,13 @@ static bool indexed(const struct idx_crit *c)
     }
 }
 
+static int crit_class(const struct idx_crit *c)
+{
+    if (!indexed(c))
+        return 2;
+    return ts_field(c->field) != IDX_SF_COUNT ? 1 : 0;
+}
+
 static enum cm_status crit_eval(struct run *r, const struct idx_crit *c,
                                 const roaring_bitmap_t *dom,
                                 roaring_bitmap_t **out)
@@ -617,6 +970,9 @@ static enum cm_status crit_eval(struct run *r, const struct idx_crit *c,
     if (!indexed(c))
         return scan(r, c, dom, out);
     switch (c->field) {
+    case IDX_F_CREATED_AT:
+    case IDX_F_UPDATED_AT:
+    case IDX_F_LAST_PLAYED_AT: return ts_eval(r, c, dom, out);
     case IDX_F_CONST:
         *out = c->b ? roaring_bitmap_copy(dom) : roaring_bitmap_create();
         return *out ? CM_OK : CM_NOMEM;
@@ -672,7 +1028,7 @@ static enum cm_status crit_eval(struct run *r, const struct idx_crit *c,
         }
         st = facet_walk(r, IDX_I_ORIENT, pred_orient, &c->orient, &b);
         break;
-    case IDX_F_DATE: st = facet_walk(r, IDX_I_DATE, pred_date, c, &b); break;
+    case IDX_F_DATE: st = date_eval(r, c, &b); break;
     case IDX_F_IS_MISSING: {
         uint8_t k[2] = {IDX_P_MISSING, (uint8_t)(c->missing + 1)};
         st = get_posting(r, k, 2, &b);
@@ -706,10 +1062,10 @@ static enum cm_status filter_eval(struct run *r, const struct idx_filter *f,
     own = roaring_bitmap_copy(dom);
     if (!own)
         return CM_NOMEM;
-    for (int pass = 0; pass < 2 && st == CM_OK; pass++)
+    for (int pass = 0; pass < 3 && st == CM_OK; pass++)
         for (size_t i = 0; i < f->n && st == CM_OK; i++) {
             roaring_bitmap_t *b = NULL;
-            if (indexed(&f->crits[i]) != (pass == 0))
+            if (crit_class(&f->crits[i]) != pass)
                 continue;
             st = crit_eval(r, &f->crits[i], own, &b);
             if (st == CM_OK) {

@@ -86,11 +86,21 @@ static struct kv_str cstr(struct world *w, const char *t)
     return (struct kv_str){m, (uint32_t)n};
 }
 
+/* A timestamp on an hourly grid (so query bounds drawn the same way hit
+ * stored values), mostly in Stash's "Z" form, sometimes with an offset or
+ * a fraction (text order is not time order then), rarely "". */
 static const char *tsfmt(struct world *w, char *b, size_t n)
 {
-    snprintf(b, n, "20%02u-%02u-%02uT%02u:00:00Z", 15 + tg_below(&w->rng, 10),
+    static const char *zone[] = {"Z", "Z", "Z", "Z", "-08:00", "+02:00",
+                                 ".5Z"};
+    if (tg_below(&w->rng, 500) == 0) {
+        b[0] = '\0';
+        return b;
+    }
+    snprintf(b, n, "20%02u-%02u-%02uT%02u:00:00%s", 15 + tg_below(&w->rng, 10),
              1 + tg_below(&w->rng, 12), 1 + tg_below(&w->rng, 28),
-             tg_below(&w->rng, 24));
+             tg_below(&w->rng, 24),
+             zone[tg_below(&w->rng, sizeof zone / sizeof *zone)]);
     return b;
 }
 
@@ -586,7 +596,7 @@ static int gen_crit(struct world *w, char *b, size_t n)
                                "h264",    "",         "^S",           "e$",
                                "Red|dog", "100%",     "x_y"};
     static const char *dates[] = {"2010", "2015-06", "2020-01-01",
-                                  "2003-12-31"};
+                                  "2003-12-31", "2012-07-15", "2024"};
     static const char *bools[] = {"organized", "interactive",
                                   "performer_favorite", "studio_favorite",
                                   "tag_favorite"};
@@ -640,12 +650,30 @@ static int gen_crit(struct world *w, char *b, size_t n)
             return snprintf(b, n, "\"has_markers\":\"%s\"",
                             tg_below(&w->rng, 2) ? "true" : "false");
         }
-    case 7:
-        return snprintf(
-            b, n,
-            "\"%s\":{\"value\":\"%s\",\"value2\":\"2030\",\"modifier\":\"%s\"}",
-            tg_below(&w->rng, 2) ? "date" : "created_at", PICK(dates),
-            PICK(mods_int));
+    case 7: {
+        static const char *tsf[] = {"created_at", "updated_at",
+                                    "last_played_at"};
+        char v1[64], v2[64];
+        if (tg_below(&w->rng, 3) == 0)
+            return snprintf(b, n,
+                            "\"date\":{\"value\":\"%s\",\"value2\":\"%s\","
+                            "\"modifier\":\"%s\"}",
+                            PICK(dates),
+                            tg_below(&w->rng, 2) ? "2030" : PICK(dates),
+                            PICK(mods_int));
+        if (tg_below(&w->rng, 3) == 0)
+            snprintf(v1, sizeof v1, "%s", PICK(dates));
+        else
+            tsfmt(w, v1, sizeof v1);
+        if (tg_below(&w->rng, 3) == 0)
+            snprintf(v2, sizeof v2, "2030");
+        else
+            tsfmt(w, v2, sizeof v2);
+        return snprintf(b, n,
+                        "\"%s\":{\"value\":\"%s\",\"value2\":\"%s\","
+                        "\"modifier\":\"%s\"}",
+                        PICK(tsf), v1, v2, PICK(mods_int));
+    }
     default:
         return snprintf(
             b, n, "\"ids\":{\"value\":[\"%u\",\"%u\"],\"modifier\":\"%s\"}",
