@@ -250,18 +250,27 @@ static bool pred_date(const void *ctx, bool has, int64_t v)
 /* ---- Date ranges by year ----------------------------------------------- */
 
 /* A date compares as its text "YYYY-MM-DD" (missing parts 01), so every
- * date of year Y lies in ["Y-01-01", "Y-12-31"].  When no bound of the
- * criterion falls in ("Y-01-01", "Y-12-31"], every date of the year but
- * the first compares alike with every bound, and the year's posting
- * (minus or plus day one's) answers it; otherwise the year's days are
- * walked.  A range over decades thus reads a few dozen postings instead
- * of one per distinct day. */
+ * date of year Y lies in [f, l] = ["Y-01-01", "Y-12-31"].  When no bound
+ * of the criterion falls strictly between f and l, every date of the year
+ * other than f and l compares alike with every bound, and the year's
+ * posting (adjusted by the postings of days f and l) answers it; otherwise
+ * the year's days are walked.  A range over decades thus reads a few
+ * dozen postings instead of one per distinct day. */
 static void int_key(uint8_t k[11], uint8_t fld, int64_t v)
 {
     k[0] = IDX_P_INT;
     k[1] = fld;
     k[2] = 1;
     idx_be64(k + 3, idx_enc_i64(v));
+}
+
+static int text10_cmp(const struct idx_str *b, const char *t)
+{
+    size_t n = b->len;
+    int c = memcmp(b->p, t, n < 10 ? n : 10);
+    if (c == 0)
+        c = n < 10 ? -1 : n > 10;
+    return c;
 }
 
 static bool date_uniform(const struct idx_crit *c, int year)
@@ -273,18 +282,30 @@ static bool date_uniform(const struct idx_crit *c, int year)
                                                                         : 1;
     snprintf(f, sizeof f, "%04d-01-01", year);
     snprintf(l, sizeof l, "%04d-12-31", year);
-    for (int i = 0; i < nb; i++) {
-        size_t n = b[i]->len;
-        int cf = memcmp(b[i]->p, f, n < 10 ? n : 10);
-        int cl = memcmp(b[i]->p, l, n < 10 ? n : 10);
-        if (cf == 0)
-            cf = n < 10 ? -1 : n > 10;
-        if (cl == 0)
-            cl = n < 10 ? -1 : n > 10;
-        if (cf > 0 && cl <= 0)
+    for (int i = 0; i < nb; i++)
+        if (text10_cmp(b[i], f) > 0 && text10_cmp(b[i], l) < 0)
             return false;
-    }
     return true;
+}
+
+/* The year's scenes whose date is day (yyyymmdd), and with them *b: added
+ * when keep, else removed. */
+static enum cm_status date_day_adjust(struct run *r, int64_t day, bool keep,
+                                      roaring_bitmap_t *b)
+{
+    uint8_t dk[11];
+    roaring_bitmap_t *d = NULL;
+    enum cm_status st;
+    int_key(dk, IDX_I_DATE, day);
+    st = get_posting(r, dk, sizeof dk, &d);
+    if (st == CM_OK) {
+        if (keep)
+            roaring_bitmap_or_inplace(b, d);
+        else
+            roaring_bitmap_andnot_inplace(b, d);
+    }
+    idx_bm_free(d);
+    return st;
 }
 
 /* ORs into *out the days of [lo, hi] (yyyymmdd) whose verdict is true. */
@@ -348,9 +369,9 @@ static enum cm_status date_eval(struct run *r, const struct idx_crit *c,
     for (rc = mdb_cursor_get(yc, &k, &v, MDB_SET_RANGE); rc == 0 && st == CM_OK;
          rc = mdb_cursor_get(yc, &k, &v, MDB_NEXT)) {
         const uint8_t *p = k.mv_data;
-        roaring_bitmap_t *b = NULL, *d1 = NULL;
-        int64_t y, first;
-        bool pf, pl;
+        roaring_bitmap_t *b = NULL;
+        int64_t y, first, last;
+        bool pf, pm, pl;
         if (k.mv_size < 3 || p[0] != IDX_P_INT || p[1] != IDX_I_YEAR)
             break;
         if (p[2] != 1) { /* NULL date */
@@ -368,32 +389,25 @@ static enum cm_status date_eval(struct run *r, const struct idx_crit *c,
         }
         y = idx_dec_i64(idx_rd_be64(p + 3));
         first = y * 10000 + 101;
+        last = y * 10000 + 1231;
         if (y < 1 || y > 9999 || !date_uniform(c, (int)y)) {
-            st = date_days(r, c, dc, first, y * 10000 + 1231, *out);
+            st = date_days(r, c, dc, first, last, *out);
             continue;
         }
         pf = pred_date(c, true, first);
-        pl = pred_date(c, true, y * 10000 + 1231);
-        if (!pf && !pl)
-            continue;
-        if (pl) {
+        pm = pred_date(c, true, y * 10000 + 615);
+        pl = pred_date(c, true, last);
+        if (pm)
             st = idx_bm_decode(v.mv_data, v.mv_size, &b);
-            if (st != CM_OK)
-                break;
-        }
-        if (pf != pl) {
-            uint8_t dk[11];
-            int_key(dk, IDX_I_DATE, first);
-            st = get_posting(r, dk, sizeof dk, &d1);
-            if (st == CM_OK && pl)
-                roaring_bitmap_andnot_inplace(b, d1);
-            else if (st == CM_OK)
-                b = d1, d1 = NULL;
-        }
+        else
+            st = bm_new(&b);
+        if (st == CM_OK && pf != pm)
+            st = date_day_adjust(r, first, pf, b);
+        if (st == CM_OK && pl != pm)
+            st = date_day_adjust(r, last, pl, b);
         if (st == CM_OK)
             roaring_bitmap_lazy_or_inplace(*out, b, false);
         idx_bm_free(b);
-        idx_bm_free(d1);
     }
     if (st == CM_OK && rc && rc != MDB_NOTFOUND)
         st = kv_from_mdb(rc, "year walk");

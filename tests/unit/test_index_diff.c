@@ -225,6 +225,11 @@ static void gen_scene(struct world *w, struct kv_scene *sc, uint64_t id)
             sc->date.month = (uint8_t)(1 + tg_below(&w->rng, 12));
             if (tg_below(&w->rng, 3))
                 sc->date.day = (uint8_t)(1 + tg_below(&w->rng, 28));
+            /* the last day of a year is a boundary of date ranges */
+            if (tg_below(&w->rng, 8) == 0) {
+                sc->date.month = 12;
+                sc->date.day = 31;
+            }
         }
     }
     sc->rating100 = tg_below(&w->rng, 3) ? (int32_t)tg_below(&w->rng, 101) : -1;
