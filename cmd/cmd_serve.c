@@ -229,6 +229,12 @@ int cmd_serve(int argc, char **argv)
         goto out;
     }
     store_figures(store, &scenes, &entities, &bytes);
+    /* Sort orders are built in the background: no query waits for one. */
+    if ((st = idx_builder_start(store)) != CM_OK)
+        cm_warn("serve",
+                "no background sort-order builder (%s): queries build "
+                "their orders themselves",
+                cm_status_str(st));
     ready = true;
     if (cfg.stash_url) {
         if (sync_status_init(&sv.status) != CM_OK)
@@ -285,6 +291,7 @@ out:
     api_server_quiesce(srv);
     sync_scheduler_stop(sv.sched);
     api_server_stop(srv);
+    idx_builder_stop(store);
     if (sv.have_status)
         sync_status_fini(&sv.status);
     kv_close(store);

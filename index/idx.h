@@ -75,6 +75,23 @@ enum cm_status idx_query_run(struct kv_txn *t, const struct idx_query *q,
                              struct idx_result *res) CM_WUR;
 void idx_result_fini(struct idx_result *res);
 
+/* Background sort-order builder.  Queries answer from cached full sort
+ * orders (docs/INDEX.md); after a write they are stale.  Without a
+ * builder the first query that wants a missing or stale order builds it
+ * (tens to hundreds of ms at 1M scenes).  While a builder runs for store
+ * s, queries never build: they queue the order for the builder thread and
+ * answer with the candidate plan meanwhile.  Start also queues the default
+ * sort (created_at DESC).  One builder per store (CM_INVALID for a second;
+ * CM_TOOBIG past 4 stores, CM_INTERNAL when no thread); stop it before
+ * kv_close(s) (joins the thread; NULL-safe, no-op without one). */
+enum cm_status idx_builder_start(struct kv_store *s) CM_WUR;
+void idx_builder_stop(struct kv_store *s);
+/* Waits until s's builder has nothing queued or running (tests, tools). */
+void idx_builder_idle(struct kv_store *s);
+/* Builds done and failed by s's builder since it started. */
+void idx_builder_stats(struct kv_store *s, unsigned long *built,
+                       unsigned long *failed);
+
 /* ---- Write side ---------------------------------------------------- */
 
 struct idx_writer;

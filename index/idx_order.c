@@ -62,6 +62,35 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct slot slots[IDX_ORDER_SLOTS];
 static uint64_t tick;
 
+/* Background builders (idx_builder_start): at most one per store.  Lock
+ * order: mu, then bmu; the builder thread holds neither while building. */
+#define BUILDERS      4
+#define BUILD_PENDING 16
+
+struct breq {
+    uint8_t f;
+    bool desc;
+    uint64_t seed;
+};
+
+struct builder {
+    struct kv_store *s; /* NULL: free */
+    pthread_t th;
+    struct breq q[BUILD_PENDING]; /* FIFO */
+    size_t n;
+    bool busy, stop;
+    unsigned long built, failed;
+};
+
+static pthread_mutex_t bmu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t bcv = PTHREAD_COND_INITIALIZER;   /* work or stop */
+static pthread_cond_t bidle = PTHREAD_COND_INITIALIZER; /* a build ended */
+static struct builder builders[BUILDERS];
+static _Thread_local bool in_builder;
+
+static bool builder_ask(struct kv_store *s, uint8_t f, bool desc,
+                        uint64_t seed);
+
 /* ---- Generation ------------------------------------------------------- */
 
 enum cm_status idx_gen_bump(struct kv_txn *t)
@@ -398,6 +427,13 @@ enum cm_status idx_order_get(struct kv_txn *t, enum idx_sort_field f, bool desc,
         order_free(drop);
         return CM_OK;
     }
+    /* With a builder running for this store, queries never build: they
+     * hand the build over and use the candidate plan meanwhile. */
+    if (!in_builder && builder_ask(s, (uint8_t)f, desc, seed)) {
+        pthread_mutex_unlock(&mu);
+        order_free(drop);
+        return CM_OK;
+    }
     sl->building = true;
     pthread_mutex_unlock(&mu);
     order_free(drop);
@@ -521,4 +557,175 @@ enum cm_status idx_order_blocks(struct idx_order *o,
     }
     pthread_mutex_unlock(&mu);
     return st == CM_NOMEM ? CM_OK : st;
+}
+
+/* ---- Background builder ------------------------------------------------ */
+
+static struct builder *builder_of_locked(struct kv_store *s)
+{
+    for (size_t i = 0; i < BUILDERS; i++)
+        if (builders[i].s == s && !builders[i].stop)
+            return &builders[i];
+    return NULL;
+}
+
+/* Queues (f, desc, seed) for s's builder unless already queued.  Returns
+ * false when s has no builder (the caller builds). */
+static bool builder_ask(struct kv_store *s, uint8_t f, bool desc,
+                        uint64_t seed)
+{
+    struct builder *b;
+    bool have;
+
+    pthread_mutex_lock(&bmu);
+    b = builder_of_locked(s);
+    have = b != NULL;
+    if (b) {
+        bool dup = false;
+        for (size_t i = 0; i < b->n && !dup; i++)
+            dup = b->q[i].f == f && b->q[i].desc == desc &&
+                  b->q[i].seed == seed;
+        if (!dup && b->n < BUILD_PENDING) {
+            b->q[b->n++] = (struct breq){f, desc, seed};
+            pthread_cond_broadcast(&bcv);
+        }
+    }
+    pthread_mutex_unlock(&bmu);
+    return have;
+}
+
+/* Builds (or finds current) the order of r in a fresh read txn of s. */
+static enum cm_status build_one(struct kv_store *s, const struct breq *r)
+{
+    struct kv_txn *t = NULL;
+    struct idx_order *o = NULL;
+    roaring_bitmap_t *all = NULL;
+    uint8_t k[1] = {IDX_P_ALL};
+    uint64_t gen = 0;
+    enum cm_status st = kv_read_begin(s, &t);
+
+    if (st == CM_OK)
+        st = idx_gen_get(t, &gen);
+    if (st == CM_OK && gen)
+        st = idx_bm_get(t, KV_DB_POSTINGS, k, 1, &all);
+    if (st == CM_OK && gen)
+        st = idx_order_get(t, (enum idx_sort_field)r->f, r->desc, r->seed,
+                           gen, all, &o);
+    idx_order_release(o);
+    idx_bm_free(all);
+    kv_read_end(t);
+    return st;
+}
+
+static void *builder_main(void *arg)
+{
+    struct builder *b = arg;
+    struct kv_store *s;
+
+    in_builder = true;
+    pthread_mutex_lock(&bmu);
+    s = b->s;
+    for (;;) {
+        struct breq r;
+        enum cm_status st;
+        while (!b->stop && b->n == 0)
+            pthread_cond_wait(&bcv, &bmu);
+        if (b->stop)
+            break;
+        r = b->q[0];
+        memmove(b->q, b->q + 1, (b->n - 1) * sizeof *b->q);
+        b->n--;
+        b->busy = true;
+        pthread_mutex_unlock(&bmu);
+        st = build_one(s, &r);
+        if (st != CM_OK)
+            cm_warn("index", "background sort order build failed: %s",
+                    cm_status_str(st));
+        pthread_mutex_lock(&bmu);
+        b->busy = false;
+        if (st == CM_OK)
+            b->built++;
+        else
+            b->failed++;
+        pthread_cond_broadcast(&bidle);
+    }
+    b->busy = false;
+    pthread_cond_broadcast(&bidle);
+    pthread_mutex_unlock(&bmu);
+    return NULL;
+}
+
+enum cm_status idx_builder_start(struct kv_store *s)
+{
+    struct builder *b = NULL;
+
+    pthread_mutex_lock(&bmu);
+    for (size_t i = 0; i < BUILDERS; i++)
+        if (builders[i].s == s) {
+            pthread_mutex_unlock(&bmu);
+            return CM_INVALID; /* one per store */
+        }
+    for (size_t i = 0; i < BUILDERS && !b; i++)
+        if (!builders[i].s)
+            b = &builders[i];
+    if (!b) {
+        pthread_mutex_unlock(&bmu);
+        return CM_TOOBIG;
+    }
+    memset(b, 0, sizeof *b);
+    b->s = s;
+    /* Warm the default sort (Peek's created_at DESC), and with it the
+     * tie-break order every other order starts from. */
+    b->q[b->n++] = (struct breq){IDX_SF_CREATED, true, 0};
+    if (pthread_create(&b->th, NULL, builder_main, b) != 0) {
+        b->s = NULL;
+        pthread_mutex_unlock(&bmu);
+        return CM_INTERNAL;
+    }
+    pthread_mutex_unlock(&bmu);
+    return CM_OK;
+}
+
+void idx_builder_idle(struct kv_store *s)
+{
+    struct builder *b;
+    pthread_mutex_lock(&bmu);
+    while ((b = builder_of_locked(s)) && (b->n || b->busy))
+        pthread_cond_wait(&bidle, &bmu);
+    pthread_mutex_unlock(&bmu);
+}
+
+void idx_builder_stats(struct kv_store *s, unsigned long *built,
+                       unsigned long *failed)
+{
+    struct builder *b;
+    pthread_mutex_lock(&bmu);
+    b = builder_of_locked(s);
+    *built = b ? b->built : 0;
+    *failed = b ? b->failed : 0;
+    pthread_mutex_unlock(&bmu);
+}
+
+void idx_builder_stop(struct kv_store *s)
+{
+    struct builder *b = NULL;
+    pthread_t th;
+
+    if (!s)
+        return;
+    pthread_mutex_lock(&bmu);
+    b = builder_of_locked(s);
+    if (!b) {
+        pthread_mutex_unlock(&bmu);
+        return;
+    }
+    b->stop = true;
+    b->n = 0;
+    th = b->th;
+    pthread_cond_broadcast(&bcv);
+    pthread_mutex_unlock(&bmu);
+    pthread_join(th, NULL);
+    pthread_mutex_lock(&bmu);
+    memset(b, 0, sizeof *b);
+    pthread_mutex_unlock(&bmu);
 }

@@ -1159,6 +1159,57 @@ START_TEST(test_order_plans)
 }
 END_TEST
 
+/* The background builder: queries never build orders themselves while it
+ * runs; answers stay the oracle's whatever plan they take. */
+START_TEST(test_order_builder)
+{
+    static const char *const grid[] = {"{}", "{}"};
+    struct world w;
+    unsigned long built, failed;
+    uint64_t topk, slice;
+    unsigned n;
+
+    load(&w, 20000, 0xB11D);
+    ck_assert_int_eq(idx_builder_start(w.s), CM_OK);
+    ck_assert_int_eq(idx_builder_start(w.s), CM_INVALID);
+    n = run_queries_ex(&w, 120, true); /* while it warms and builds */
+    ck_assert_uint_gt(n, 60);
+    idx_builder_idle(w.s);
+    idx_builder_stats(w.s, &built, &failed);
+    ck_assert_uint_gt(built, 1); /* the default order and asked ones */
+    ck_assert_uint_eq(failed, 0);
+
+    /* The warmed default order answers the default grid by a slice. */
+    slice = idx_plan_count(IDX_PLAN_SLICE);
+    run_fixed(&w, grid, 2);
+    ck_assert_uint_gt(idx_plan_count(IDX_PLAN_SLICE), slice);
+
+    /* After a write the order is stale: the next query does not build it
+     * but answers by the candidate plan and queues it; once the builder is
+     * idle the slice is back. */
+    churn(&w, 50);
+    topk = idx_plan_count(IDX_PLAN_TOPK);
+    slice = idx_plan_count(IDX_PLAN_SLICE);
+    run_fixed(&w, grid, 2);
+    ck_assert_uint_gt(idx_plan_count(IDX_PLAN_TOPK), topk);
+    ck_assert_uint_eq(idx_plan_count(IDX_PLAN_SLICE), slice);
+    idx_builder_idle(w.s);
+    run_fixed(&w, grid, 2);
+    ck_assert_uint_gt(idx_plan_count(IDX_PLAN_SLICE), slice);
+
+    churn(&w, 100);
+    n = run_queries_ex(&w, 60, true);
+    ck_assert_uint_gt(n, 30);
+    idx_builder_stop(w.s);
+    idx_builder_stop(w.s); /* a no-op */
+    ck_assert_int_eq(idx_builder_start(w.s), CM_OK); /* restartable */
+    idx_builder_stop(w.s);
+    verify_clean(&w);
+    kv_close(w.s);
+    tg_arena_free(&w.a);
+}
+END_TEST
+
 START_TEST(test_random_vectors)
 {
     static const uint64_t o1[] = {6, 10, 9, 3, 1, 5, 8, 7, 2, 4};
@@ -1496,6 +1547,7 @@ int main(void)
     tcase_add_test(tc, test_verify_corruption);
     tcase_add_test(tc, test_differential);
     tcase_add_test(tc, test_order_plans);
+    tcase_add_test(tc, test_order_builder);
     suite_add_tcase(s, tc);
     tc = tcase_create("scale");
     tcase_set_timeout(tc, 900);
