@@ -1420,10 +1420,11 @@ static enum cm_status page_topk(struct run *r, const struct idx_query *q,
 static enum cm_status page_walk(struct idx_order *o,
                                 const roaring_bitmap_t *cand, bool unfiltered,
                                 bool use_blocks, uint64_t off, uint64_t lim,
+                                uint64_t max_visit, bool *gave_up,
                                 struct idx_result *res)
 {
     uint64_t seen = 0, got = 0;
-    uint32_t p = 0;
+    uint32_t p = 0, stop;
     enum cm_status st = CM_OK;
 
     res->docids = cm_malloc((size_t)lim * sizeof *res->docids);
@@ -1450,8 +1451,20 @@ static enum cm_status page_walk(struct idx_order *o,
             p += IDX_ORDER_BLOCK;
         }
     }
+    /* The cost model assumes candidates spread evenly over the order; a
+     * filter correlated with the sort (a date range sorted by date) can
+     * leave them all far down.  Past max_visit positions the walk gives
+     * up and the caller takes the rank plan, whose cost does not depend
+     * on where the candidates sit. */
+    stop = max_visit < (uint64_t)(o->n - p) ? p + (uint32_t)max_visit : o->n;
     for (; st == CM_OK && p < o->n && got < lim; p++) {
         uint32_t d = o->docids[p];
+        if (p == stop) {
+            *gave_up = true;
+            cm_free(res->docids);
+            res->docids = NULL;
+            return CM_OK;
+        }
         if (!roaring_bitmap_contains(cand, d))
             continue;
         if (seen < off)
@@ -1469,6 +1482,32 @@ static int u32_cmp(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* Sorts v[0..n) ascending: LSD radix, 11-bit digits (3 passes; a pass
+ * whose digit is constant is skipped).  tmp: n entries.  Returns the
+ * array holding the result (v or tmp). */
+static uint32_t *radix_u32(uint32_t *v, uint32_t *tmp, size_t n)
+{
+    for (int shift = 0; shift < 32; shift += 11) {
+        size_t cnt[2048] = {0}, sum = 0;
+        uint32_t *x;
+        for (size_t i = 0; i < n; i++)
+            cnt[(v[i] >> shift) & 2047]++;
+        if (cnt[(v[0] >> shift) & 2047] == n)
+            continue;
+        for (size_t d = 0; d < 2048; d++) {
+            size_t c = cnt[d];
+            cnt[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[cnt[(v[i] >> shift) & 2047]++] = v[i];
+        x = v;
+        v = tmp;
+        tmp = x;
+    }
+    return v;
 }
 
 /* Moves the k smallest of v[0..n) to the front (unordered). */
@@ -1521,7 +1560,7 @@ static enum cm_status page_rank(const struct idx_order *o,
                                 uint64_t off, uint64_t lim,
                                 struct idx_result *res)
 {
-    uint32_t *r = cm_malloc((size_t)card * sizeof *r);
+    uint32_t *r = cm_malloc((size_t)card * sizeof *r), *sorted;
     roaring_uint32_iterator_t it;
     size_t n = 0, k = (size_t)(off + lim);
     enum cm_status st = CM_OK;
@@ -1540,7 +1579,22 @@ static enum cm_status page_rank(const struct idx_order *o,
     if (st == CM_OK) {
         if (k < n)
             select_u32(r, n, k);
-        qsort(r, k, sizeof *r, u32_cmp);
+        if (k > 256) {
+            uint32_t *tmp = cm_malloc(k * sizeof *tmp);
+            if (!tmp) {
+                st = CM_NOMEM;
+            } else {
+                sorted = radix_u32(r, tmp, k);
+                if (sorted == r)
+                    cm_free(tmp);
+                else
+                    cm_free(r), r = tmp;
+            }
+        } else {
+            qsort(r, k, sizeof *r, u32_cmp);
+        }
+    }
+    if (st == CM_OK) {
         res->docids = cm_malloc((size_t)lim * sizeof *res->docids);
         if (!res->docids)
             st = CM_NOMEM;
@@ -1565,7 +1619,9 @@ static enum cm_status page_rank(const struct idx_order *o,
 #define COST_CAND      250.0
 #define ORDER_BUILD_NS 300000.0
 #define COST_CONTAINS  40.0
-#define COST_BLOCK     5000.0
+#define COST_RANK      20.0 /* rank lookup + select, per candidate */
+#define COST_SORT      4.0  /* sorting the selected: per item and level */
+#define COST_BLOCK     40000.0
 #define ORDER_MIN_CARD 256
 
 static enum cm_status page_of(struct run *r, const struct idx_query *q,
@@ -1578,6 +1634,7 @@ static enum cm_status page_of(struct run *r, const struct idx_query *q,
     uint64_t off, lim;
     enum idx_sort_field f = sort_field(q->sort);
     bool unfiltered, use_blocks = false, walk, build = false;
+    uint64_t walk_max = UINT64_MAX;
     enum cm_status st = CM_OK;
 
     res->count = card;
@@ -1601,9 +1658,19 @@ static enum cm_status page_of(struct run *r, const struct idx_query *q,
                       (IDX_ORDER_BLOCK + (double)lim * ratio) * COST_CONTAINS;
         use_blocks =
             (double)off * ratio > 2.0 * IDX_ORDER_BLOCK && skip < plain;
-        walk =
-            card >= ORDER_MIN_CARD && (use_blocks ? skip : plain) < cand_cost;
+        double k = (double)(off + lim);
+        double rank = (double)card * COST_RANK +
+                      k * (double)(64 - __builtin_clzll(off + lim)) * COST_SORT;
+        walk = card >= ORDER_MIN_CARD &&
+               (use_blocks ? skip : plain) < cand_cost &&
+               (use_blocks ? skip : plain) < rank;
         build = cand_cost > ORDER_BUILD_NS;
+        /* positions the walk may visit before the rank plan is cheaper */
+        walk_max = (uint64_t)(2.0 * (use_blocks ? IDX_ORDER_BLOCK +
+                                                      (double)lim * ratio
+                                                : (double)(off + lim) * ratio));
+        if (walk_max < (uint64_t)(rank / COST_CONTAINS))
+            walk_max = (uint64_t)(rank / COST_CONTAINS);
     }
     if (walk || card >= ORDER_MIN_CARD / 4) {
         struct idx_order *o = NULL;
@@ -1614,9 +1681,11 @@ static enum cm_status page_of(struct run *r, const struct idx_query *q,
         else if (st == CM_OK) /* selective: use an order only if cached */
             idx_order_peek(kv_txn_store(r->t), f, q->desc, q->seed, gen, &o);
         if (st == CM_OK && o && o->n == nall) {
+            bool gave_up = false;
             if (walk)
-                st = page_walk(o, cand, unfiltered, use_blocks, off, lim, res);
-            else
+                st = page_walk(o, cand, unfiltered, use_blocks, off, lim,
+                               walk_max, &gave_up, res);
+            if (st == CM_OK && (!walk || gave_up))
                 st = page_rank(o, cand, card, off, lim, res);
             idx_order_release(o);
             return st;
