@@ -157,10 +157,12 @@ asan: deps
 # MHD thread pool, per-thread read transactions, the image workers).
 TSAN_TESTS := test_kv_store test_api_http
 tsan: deps
-	$(MAKE) VARIANT=tsan $(addprefix build/tsan/tests/,$(TSAN_TESTS))
+	$(MAKE) VARIANT=tsan $(addprefix build/tsan/tests/,$(TSAN_TESTS) test_index_diff)
 	for t in $(TSAN_TESTS); do \
 	  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	    CK_FORK=no build/tsan/tests/$$t || exit 1; done
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 CK_FORK=no \
+	  CK_RUN_CASE=builder build/tsan/tests/test_index_diff
 
 fuzz:
 	$(MAKE) VARIANT=fuzz CC=clang build/fuzz/peekd

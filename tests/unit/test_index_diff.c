@@ -1547,6 +1547,9 @@ int main(void)
     tcase_add_test(tc, test_verify_corruption);
     tcase_add_test(tc, test_differential);
     tcase_add_test(tc, test_order_plans);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("builder"); /* alone: make tsan runs this case */
+    tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_order_builder);
     suite_add_tcase(s, tc);
     tc = tcase_create("scale");
