@@ -595,63 +595,31 @@ static bool ts_standin(const struct idx_crit *c, bool empty)
     return idx_filter_match(&f, &sc, NULL);
 }
 
-static enum cm_status ts_eval(struct run *r, const struct idx_crit *c,
-                              const roaring_bitmap_t *dom,
-                              roaring_bitmap_t **out)
+/* The scenes of dom whose value in column sf passes keep(ctx, value);
+ * one 8-byte read per scene of dom, in docid order. */
+static enum cm_status col_filter(struct run *r, const roaring_bitmap_t *dom,
+                                 enum idx_sort_field sf,
+                                 bool (*keep)(const void *ctx, uint64_t v),
+                                 const void *ctx, roaring_bitmap_t **out)
 {
-    enum idx_sort_field sf = ts_field(c->field);
-    bool nullmod = c->mod == IDX_MOD_IS_NULL || c->mod == IDX_MOD_NOT_NULL;
-    bool two = c->mod == IDX_MOD_BETWEEN || c->mod == IDX_MOD_NOT_BETWEEN;
-    bool v_null = ts_standin(c, false), v_empty = ts_standin(c, true);
-    struct ts_bound b1 = {UINT64_MAX, false}, b2 = {UINT64_MAX, false};
-    struct ts_bound empty = {UINT64_MAX, false};
     struct idx_colcur cc;
     roaring_uint32_iterator_t it;
-    MDB_cursor *cur = NULL;
-    uint32_t buf[512], got, *hit = NULL;
-    size_t nhit = 0;
+    uint32_t buf[512], got, *hit = cm_malloc(512 * sizeof *hit);
     enum cm_status st;
-    int rc;
 
-    if (!nullmod && (c->str.len > IDX_TS_EXACT ||
-                     (two && c->str2.len > IDX_TS_EXACT)))
-        return scan(r, c, dom, out);
-    rc = mdb_cursor_open(kv_txn_mdb(r->t),
-                         kv_dbi(kv_txn_store(r->t), KV_DB_SORTS), &cur);
-    if (rc)
-        return kv_from_mdb(rc, "timestamp cursor");
-    st = ts_bound_of(cur, sf, "", 0, &empty);
-    if (st == CM_OK && !nullmod)
-        st = ts_bound_of(cur, sf, c->str.p, c->str.len, &b1);
-    if (st == CM_OK && !nullmod && two)
-        st = ts_bound_of(cur, sf, c->str2.p, c->str2.len, &b2);
-    mdb_cursor_close(cur);
-    if (st != CM_OK)
-        return st;
-    hit = cm_malloc(512 * sizeof *hit);
     if (!hit)
         return CM_NOMEM;
     st = bm_new(out);
     idx_colcur_init(&cc, r->t, sf);
     roaring_init_iterator(dom, &it);
     while (st == CM_OK && (got = roaring_read_uint32_iterator(&it, buf, 512))) {
-        nhit = 0;
-        for (uint32_t i = 0; i < got && st == CM_OK; i++) {
-            uint64_t pos;
-            bool ok;
-            st = idx_colcur_get(&cc, buf[i], &pos);
+        size_t nhit = 0;
+        for (uint32_t i = 0; i < got; i++) {
+            uint64_t v;
+            st = idx_colcur_get(&cc, buf[i], &v);
             if (st != CM_OK)
                 break;
-            if (pos == 0)
-                ok = v_null;
-            else if (empty.eq && pos == empty.lo)
-                ok = v_empty;
-            else if (nullmod)
-                ok = c->mod == IDX_MOD_NOT_NULL;
-            else
-                ok = ts_verdict(c->mod, ts_cmp(pos, &b1),
-                                two ? ts_cmp(pos, &b2) : 0);
-            if (ok)
+            if (keep(ctx, v))
                 hit[nhit++] = buf[i];
         }
         if (st == CM_OK && nhit)
@@ -663,6 +631,87 @@ static enum cm_status ts_eval(struct run *r, const struct idx_crit *c,
         *out = NULL;
     }
     return st;
+}
+
+struct ts_ctx {
+    const struct idx_crit *c;
+    bool nullmod, two, v_null, v_empty;
+    struct ts_bound b1, b2, empty;
+};
+
+static bool ts_keep(const void *ctx, uint64_t pos)
+{
+    const struct ts_ctx *x = ctx;
+    if (pos == 0)
+        return x->v_null;
+    if (x->empty.eq && pos == x->empty.lo)
+        return x->v_empty;
+    if (x->nullmod)
+        return x->c->mod == IDX_MOD_NOT_NULL;
+    return ts_verdict(x->c->mod, ts_cmp(pos, &x->b1),
+                      x->two ? ts_cmp(pos, &x->b2) : 0);
+}
+
+static enum cm_status ts_eval(struct run *r, const struct idx_crit *c,
+                              const roaring_bitmap_t *dom,
+                              roaring_bitmap_t **out)
+{
+    enum idx_sort_field sf = ts_field(c->field);
+    struct ts_ctx x = {
+        .c = c,
+        .nullmod = c->mod == IDX_MOD_IS_NULL || c->mod == IDX_MOD_NOT_NULL,
+        .two = c->mod == IDX_MOD_BETWEEN || c->mod == IDX_MOD_NOT_BETWEEN,
+        .v_null = ts_standin(c, false),
+        .v_empty = ts_standin(c, true),
+        .b1 = {UINT64_MAX, false},
+        .b2 = {UINT64_MAX, false},
+        .empty = {UINT64_MAX, false},
+    };
+    MDB_cursor *cur = NULL;
+    enum cm_status st;
+    int rc;
+
+    if (!x.nullmod && (c->str.len > IDX_TS_EXACT ||
+                       (x.two && c->str2.len > IDX_TS_EXACT)))
+        return scan(r, c, dom, out);
+    rc = mdb_cursor_open(kv_txn_mdb(r->t),
+                         kv_dbi(kv_txn_store(r->t), KV_DB_SORTS), &cur);
+    if (rc)
+        return kv_from_mdb(rc, "timestamp cursor");
+    st = ts_bound_of(cur, sf, "", 0, &x.empty);
+    if (st == CM_OK && !x.nullmod)
+        st = ts_bound_of(cur, sf, c->str.p, c->str.len, &x.b1);
+    if (st == CM_OK && !x.nullmod && x.two)
+        st = ts_bound_of(cur, sf, c->str2.p, c->str2.len, &x.b2);
+    mdb_cursor_close(cur);
+    if (st != CM_OK)
+        return st;
+    return col_filter(r, dom, sf, ts_keep, &x, out);
+}
+
+/* Durations (files[0].duration, resume_time, play_duration) compare as
+ * CAST(value AS INT) (their facets hold that); their sort column holds the
+ * double itself (0 = NULL).  A range over seconds would OR thousands of
+ * facet bitmaps, so ranges read the column instead (EQUALS keeps the
+ * facet: one bitmap). */
+static enum idx_sort_field dur_field(const struct idx_crit *c)
+{
+    if (c->mod == IDX_MOD_EQUALS || c->mod == IDX_MOD_INCLUDES ||
+        c->mod == IDX_MOD_EXCLUDES)
+        return IDX_SF_COUNT;
+    switch (c->field) {
+    case IDX_F_DURATION: return IDX_SF_DURATION;
+    case IDX_F_RESUME_TIME: return IDX_SF_RESUME;
+    case IDX_F_PLAY_DURATION: return IDX_SF_PLAYDUR;
+    default: return IDX_SF_COUNT;
+    }
+}
+
+static bool pred_int(const void *ctx, bool has, int64_t v);
+
+static bool dur_keep(const void *ctx, uint64_t v)
+{
+    return pred_int(ctx, v != 0, v ? (int64_t)idx_dec_double(v) : 0);
 }
 
 /* ---- Hierarchies and multi criteria ----------------------------------- */
@@ -968,7 +1017,9 @@ static int crit_class(const struct idx_crit *c)
 {
     if (!indexed(c))
         return 2;
-    return ts_field(c->field) != IDX_SF_COUNT ? 1 : 0;
+    return ts_field(c->field) != IDX_SF_COUNT || dur_field(c) != IDX_SF_COUNT
+               ? 1
+               : 0;
 }
 
 static enum cm_status crit_eval(struct run *r, const struct idx_crit *c,
@@ -983,6 +1034,8 @@ static enum cm_status crit_eval(struct run *r, const struct idx_crit *c,
     *out = NULL;
     if (!indexed(c))
         return scan(r, c, dom, out);
+    if (dur_field(c) != IDX_SF_COUNT)
+        return col_filter(r, dom, dur_field(c), dur_keep, c, out);
     switch (c->field) {
     case IDX_F_CREATED_AT:
     case IDX_F_UPDATED_AT:
