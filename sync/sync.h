@@ -184,6 +184,9 @@ struct sync_status {
     int64_t started, finished; /* unix seconds, 0 = never */
     char last_error[256];      /* of the last run, "" = succeeded */
     int64_t last_success;      /* unix time of the last successful run */
+    int64_t last_sweep;        /* unix time the last completed activity sweep
+                                  (or full sync) started, from the store; 0 */
+    int64_t last_reconcile;    /* same for the last id reconciliation */
     struct sync_type_status types[SYNC_NTYPES];
     atomic_int stop; /* set to abort the running sync */
     int tty;         /* draw progress bars on stderr */
@@ -194,6 +197,7 @@ struct sync_status_view {
     bool running;
     enum sync_mode mode;
     int64_t started, finished, last_success;
+    int64_t last_sweep, last_reconcile;
     char last_error[256];
     struct sync_type_status types[SYNC_NTYPES];
 };
@@ -206,6 +210,22 @@ void sync_status_snapshot(struct sync_status *s, struct sync_status_view *v);
 
 /* ---- Runs (sync_run.c) ---------------------------------------------- */
 
+/* What a run did about the activity sweep or the id reconciliation, which
+ * incremental runs do only when due (cfg->sweep_interval,
+ * cfg->reconcile_interval) or forced (cfg->sweep, cfg->reconcile). */
+enum sync_extra {
+    SYNC_EXTRA_NONE = 0, /* not decided: the run failed before */
+    SYNC_EXTRA_DONE,     /* ran to completion */
+    SYNC_EXTRA_NOT_DUE,  /* its interval has not passed since the last */
+    SYNC_EXTRA_OFF,      /* interval 0 and not forced */
+    SYNC_EXTRA_FULL,     /* sweep of a full sync: every scene was fetched */
+    SYNC_EXTRA_GUARDED,  /* reconciliation skipped deletions (zero-ids
+                            guard): not recorded as done */
+};
+
+/* "done", "not due", "off", "covered by the full sync", ... */
+const char *sync_extra_name(enum sync_extra e);
+
 struct sync_stats {
     uint64_t fetched[SYNC_NTYPES]; /* objects received */
     uint64_t written[SYNC_NTYPES]; /* records inserted or changed */
@@ -216,16 +236,21 @@ struct sync_stats {
     uint64_t requests;             /* GraphQL requests */
     bool resumed;                  /* continued an interrupted full sync */
     bool deletes_skipped;          /* a deletion guard fired */
+    enum sync_extra sweep, reconcile;
+    int64_t last_sweep;     /* after the run: as sync_status.last_sweep */
+    int64_t last_reconcile; /* after the run: as sync_status.last_reconcile */
     double seconds;
 };
 
-/* Runs one sync of cfg->stash_url into s: full (every object, pages by id)
- * or incremental (per type since its watermark, activity sweep, id
- * reconciliation).  An interrupted full sync is resumed whatever mode is
- * asked.  st (may be NULL) receives progress and carries the stop flag.
- * OUT stats (may be NULL).  OUT err: a clear one-line reason.  Statuses:
- * CM_OK, CM_UPSTREAM, CM_INVALID (a bad object from Stash), CM_ABORTED
- * (stop flag), CM_IO/CM_CORRUPT/CM_NOMEM/CM_TOOBIG from the store.
+/* Runs one sync of cfg->stash_url into s: full (every object, pages by id,
+ * then id reconciliation) or incremental (per type since its watermark;
+ * then the activity sweep and the id reconciliation, each only when its
+ * interval has passed since the time recorded in the store or when
+ * cfg->sweep / cfg->reconcile force it).  An interrupted full sync is
+ * resumed whatever mode is asked.  st (may be NULL) receives progress and
+ * carries the stop flag. OUT stats (may be NULL).  OUT err: a clear one-line
+ * reason.  Statuses: CM_OK, CM_UPSTREAM, CM_INVALID (a bad object from Stash),
+ * CM_ABORTED (stop flag), CM_IO/CM_CORRUPT/CM_NOMEM/CM_TOOBIG from the store.
  * Each page is one write transaction: readers see whole pages. */
 enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
                         enum sync_mode mode, struct sync_status *st,
