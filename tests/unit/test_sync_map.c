@@ -278,6 +278,39 @@ static const struct mutation MUTS[] = {
     {"captions", "[{\"language_code\":\"en\"}]",
      "captions[0].caption_type: expected string"},
     {"stash_ids", "[7]", "stash_ids[0]: expected object"},
+    /* the whole path, at every nesting level */
+    {"urls", "[\"a\",1]", "scene 123: urls[1]: expected string, got number"},
+    {"files", "[7]", "scene 123: files[0]: expected object, got number"},
+    {"files[0].fingerprints", "[{\"type\":\"md5\",\"value\":\"a\"},3]",
+     "scene 123: files[0].fingerprints[1]: expected object, got number"},
+    {"files[0].fingerprints", "[{\"type\":5,\"value\":\"a\"}]",
+     "scene 123: files[0].fingerprints[0].type: expected string, got number"},
+    {"files[0].duration", "-2",
+     "scene 123: files[0].duration: expected a non-negative number"},
+    {"tags", "[{\"id\":\"1\"},{\"name\":\"x\"}]",
+     "scene 123: tags[1].id: expected id string, got missing"},
+    {"performers", "[{\"id\":\"08\"}]",
+     "scene 123: performers[0].id: invalid id \"08\""},
+    {"groups", "[{\"group\":null,\"scene_index\":1}]",
+     "scene 123: groups[0].group: expected object, got null"},
+    {"groups", "[{\"group\":{\"id\":\"3\"},\"scene_index\":\"1\"}]",
+     "scene 123: groups[0].scene_index: expected number or null, got string"},
+    {"scene_markers", "[{\"id\":\"x\"}]",
+     "scene 123: scene_markers[0].id: invalid id"},
+    {"scene_markers",
+     "[{\"id\":\"5\",\"title\":\"t\",\"seconds\":1,\"end_seconds\":null,"
+     "\"primary_tag\":{\"id\":\"x\"},\"tags\":[]}]",
+     "scene 123: scene_markers[0].primary_tag.id: invalid id"},
+    {"scene_markers",
+     "[{\"id\":\"5\",\"title\":\"t\",\"seconds\":1,\"end_seconds\":null,"
+     "\"primary_tag\":{\"id\":\"2\"},\"tags\":[{\"id\":\"1\"},7]}]",
+     "scene 123: scene_markers[0].tags[1]: expected object, got number"},
+    {"captions", "[5]", "scene 123: captions[0]: expected object, got number"},
+    {"stash_ids", "[{\"endpoint\":\"e\",\"stash_id\":1}]",
+     "scene 123: stash_ids[0].stash_id: expected string, got number"},
+    {"paths", "{}",
+     "scene 123: paths.screenshot: expected string or null, "
+     "got missing"},
 };
 
 /* Replaces (or removes) the value at a dotted path in o. */
@@ -391,6 +424,27 @@ START_TEST(entities_strict)
          "{\"id\":\"5\",\"title\":null,\"date\":null,\"rating100\":null,"
          "\"studio\":null,\"image_count\":3,\"paths\":{\"cover\":null}}",
          "gallery 5: paths.cover: expected string"},
+        {KV_GROUP,
+         "{\"id\":\"4\",\"name\":\"G\",\"aliases\":null,\"date\":null,"
+         "\"duration\":null,\"rating100\":null,\"director\":null,"
+         "\"synopsis\":null,\"studio\":null,\"containing_groups\":[{\"group\":"
+         "{\"id\":\"1\"}},{\"group\":{\"id\":\"z\"}}]}",
+         "group 4: containing_groups[1].group.id: invalid id \"z\""},
+        {KV_GROUP,
+         "{\"id\":\"4\",\"name\":\"G\",\"aliases\":null,\"date\":null,"
+         "\"duration\":null,\"rating100\":null,\"director\":null,"
+         "\"synopsis\":null,\"studio\":null,\"containing_groups\":[3]}",
+         "group 4: containing_groups[0]: expected object, got number"},
+        {KV_PERFORMER,
+         "{\"id\":\"1\",\"name\":\"A\",\"disambiguation\":null,\"alias_list\":"
+         "[],\"gender\":null,\"favorite\":false,\"rating100\":null,"
+         "\"birthdate\":null,\"country\":null,\"image_path\":null,\"tags\":"
+         "[{\"id\":\"1\"},{\"id\":\"0\"}]}",
+         "performer 1: tags[1].id: invalid id \"0\""},
+        {KV_TAG,
+         "{\"id\":\"2\",\"name\":\"T\",\"sort_name\":null,\"aliases\":"
+         "[\"a\",3]}",
+         "tag 2: aliases[1]: expected string, got number"},
     };
     struct sync_arena a;
     sync_arena_init(&a, CM_MiB);
