@@ -43,6 +43,7 @@ struct sync_arena {
     struct sync_arena_chunk *head; /* newest chunk first */
     size_t used;                   /* bytes handed out, all chunks */
     size_t max;                    /* bound on used */
+    uint64_t resets; /* times reset: caches of its memory check it */
 };
 
 /* Initialises a (caller storage); allocates nothing. */
@@ -104,13 +105,30 @@ enum cm_status sync_map_entity(const cJSON *obj, uint8_t type,
                                struct sync_arena *a, struct kv_entity *out,
                                char *err, size_t errlen) CM_WUR;
 
+/* Remembers what sync_fill_refs() filled per (entity type, id), so a page
+ * of scenes decodes each entity record once rather than once per ref.
+ * Entries point into the arena they were filled into: a fill with another
+ * arena, or after that arena was reset, drops them first.  Entity records
+ * must not change while a cache is used with one arena (sync_run uses it
+ * for pages of scenes, and resets the arena at every page).  At most
+ * CM_MAX_REF_CACHE entries; past that, fills are not cached.  One thread. */
+struct sync_ref_cache;
+
+/* OUT *out: caller owns, free with sync_ref_cache_free().  CM_NOMEM. */
+enum cm_status sync_ref_cache_new(struct sync_ref_cache **out) CM_WUR;
+/* NULL-safe. */
+void sync_ref_cache_free(struct sync_ref_cache *c);
+
 /* Fills the denormalized fields of every ref of sc (studio, performers,
  * tags, groups, galleries) from the entity records in transaction t,
- * copying them into a (so they survive later writes in t).  A ref to an
+ * copying them into a (so they survive later writes in t).  cache (may be
+ * NULL) saves decoding an entity seen before (see above).  A ref to an
  * unknown entity keeps its id with a null name; INOUT *unknown (may be
  * NULL) counts them.  CM_NOMEM, CM_CORRUPT, CM_IO. */
 enum cm_status sync_fill_refs(struct kv_txn *t, struct kv_scene *sc,
-                              struct sync_arena *a, uint64_t *unknown) CM_WUR;
+                              struct sync_arena *a,
+                              struct sync_ref_cache *cache,
+                              uint64_t *unknown) CM_WUR;
 
 /* Removes every `apikey` query parameter from URL u[0..n): OUT *out
  * (borrowed from u when nothing was removed, else copied into a). */

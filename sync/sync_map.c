@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/cm_alloc.h"
 #include "common/cm_limits.h"
 #include "sync/sync.h"
 
@@ -1013,58 +1014,166 @@ static enum cm_status copy_str(struct sync_arena *a, struct kv_str in,
     return CM_OK;
 }
 
-static enum cm_status fill_one(struct kv_txn *t, uint8_t type, struct kv_ref *r,
-                               struct sync_arena *a, uint64_t *unknown)
+/* Reads entity (type, id) into OUT *out's ref fields (strings copied into
+ * a); OUT *found = false when the store lacks it. */
+static enum cm_status ref_lookup(struct kv_txn *t, uint8_t type, uint64_t id,
+                                 struct sync_arena *a, struct kv_ref *out,
+                                 bool *found)
 {
     struct kv_entity e;
-    int32_t index = r->index;
-    uint64_t id = r->id;
     enum cm_status st;
 
-    ref_init(r, id);
-    r->index = type == KV_GROUP ? index : -1;
+    ref_init(out, id);
+    *found = false;
     memset(&e, 0, sizeof e);
     st = kv_entity_get(t, type, id, &e);
     if (st == CM_NOTFOUND) {
-        if (unknown)
-            (*unknown)++;
         kv_entity_fini(&e);
         return CM_OK;
     }
     if (st != CM_OK)
         goto out;
-    r->favorite = e.favorite;
-    r->rating100 = e.rating100;
+    *found = true;
+    out->favorite = e.favorite;
+    out->rating100 = e.rating100;
     if (type == KV_PERFORMER) {
-        r->gender = e.gender;
-        st = copy_str(a, e.disambiguation, &r->aux);
+        out->gender = e.gender;
+        st = copy_str(a, e.disambiguation, &out->aux);
     } else if (type == KV_GROUP) {
-        st = copy_str(a, e.back_image, &r->aux);
+        st = copy_str(a, e.back_image, &out->aux);
     }
     if (st == CM_OK)
-        st = copy_str(a, e.name, &r->name);
+        st = copy_str(a, e.name, &out->name);
     if (st == CM_OK)
-        st = copy_str(a, e.image, &r->image);
+        st = copy_str(a, e.image, &out->image);
 out:
     kv_entity_fini(&e);
     return st;
 }
 
+struct ref_entry {
+    uint64_t key; /* type << 56 | id; 0 = empty slot */
+    bool found;   /* the entity exists */
+    struct kv_ref ref;
+};
+
+struct sync_ref_cache {
+    struct ref_entry *slot; /* open addressing, cap a power of two */
+    size_t cap, n;
+    const struct sync_arena *a; /* the arena the entries point into */
+    uint64_t resets;            /* its reset count when they were filled */
+};
+
+enum cm_status sync_ref_cache_new(struct sync_ref_cache **out)
+{
+    *out = cm_calloc(1, sizeof **out);
+    return *out ? CM_OK : CM_NOMEM;
+}
+
+void sync_ref_cache_free(struct sync_ref_cache *c)
+{
+    if (!c)
+        return;
+    cm_free(c->slot);
+    cm_free(c);
+}
+
+static size_t ref_hash(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return (size_t)k;
+}
+
+/* The slot of key: holding it, or the empty one where it goes.  NULL
+ * when the key cannot be cached (an id past 2^56, the cache full, or out
+ * of memory: the caller then fills without it). */
+static struct ref_entry *ref_slot(struct sync_ref_cache *c,
+                                  const struct sync_arena *a, uint64_t key)
+{
+    size_t i;
+    if (c->a != a || c->resets != a->resets) { /* the entries died */
+        if (c->n)
+            memset(c->slot, 0, c->cap * sizeof *c->slot);
+        c->n = 0;
+        c->a = a;
+        c->resets = a->resets;
+    }
+    if ((c->n + 1) * 2 > c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 1024;
+        struct ref_entry *ns;
+        if (nc > 2 * (size_t)CM_MAX_REF_CACHE ||
+            !(ns = cm_calloc(nc, sizeof *ns)))
+            goto lookup_only;
+        for (size_t j = 0; j < c->cap; j++) {
+            if (!c->slot[j].key)
+                continue;
+            for (i = ref_hash(c->slot[j].key) & (nc - 1); ns[i].key;
+                 i = (i + 1) & (nc - 1))
+                ;
+            ns[i] = c->slot[j];
+        }
+        cm_free(c->slot);
+        c->slot = ns;
+        c->cap = nc;
+    }
+lookup_only:
+    if (!c->cap)
+        return NULL;
+    for (i = ref_hash(key) & (c->cap - 1); c->slot[i].key;
+         i = (i + 1) & (c->cap - 1))
+        if (c->slot[i].key == key)
+            return &c->slot[i];
+    return (c->n + 1) * 2 > c->cap ? NULL : &c->slot[i];
+}
+
+static enum cm_status fill_one(struct kv_txn *t, uint8_t type, struct kv_ref *r,
+                               struct sync_arena *a, struct sync_ref_cache *c,
+                               uint64_t *unknown)
+{
+    int32_t index = r->index;
+    uint64_t id = r->id, key = (uint64_t)type << 56 | id;
+    struct ref_entry *e = c && !(id >> 56) ? ref_slot(c, a, key) : NULL;
+    bool found;
+    enum cm_status st;
+
+    if (e && e->key) { /* cached */
+        *r = e->ref;
+        found = e->found;
+    } else {
+        if ((st = ref_lookup(t, type, id, a, r, &found)) != CM_OK)
+            return st;
+        if (e) {
+            e->key = key;
+            e->found = found;
+            e->ref = *r;
+            c->n++;
+        }
+    }
+    r->id = id;
+    r->index = type == KV_GROUP ? index : -1;
+    if (!found && unknown)
+        (*unknown)++;
+    return CM_OK;
+}
+
 enum cm_status sync_fill_refs(struct kv_txn *t, struct kv_scene *sc,
-                              struct sync_arena *a, uint64_t *unknown)
+                              struct sync_arena *a, struct sync_ref_cache *c,
+                              uint64_t *unknown)
 {
     enum cm_status st = CM_OK;
     if (sc->studio.id &&
-        (st = fill_one(t, KV_STUDIO, &sc->studio, a, unknown)) != CM_OK)
+        (st = fill_one(t, KV_STUDIO, &sc->studio, a, c, unknown)) != CM_OK)
         return st;
     for (uint32_t i = 0; st == CM_OK && i < sc->n_performers; i++)
-        st = fill_one(t, KV_PERFORMER, &sc->performers[i], a, unknown);
+        st = fill_one(t, KV_PERFORMER, &sc->performers[i], a, c, unknown);
     for (uint32_t i = 0; st == CM_OK && i < sc->n_tags; i++)
-        st = fill_one(t, KV_TAG, &sc->tags[i], a, unknown);
+        st = fill_one(t, KV_TAG, &sc->tags[i], a, c, unknown);
     for (uint32_t i = 0; st == CM_OK && i < sc->n_groups; i++)
-        st = fill_one(t, KV_GROUP, &sc->groups[i], a, unknown);
+        st = fill_one(t, KV_GROUP, &sc->groups[i], a, c, unknown);
     for (uint32_t i = 0; st == CM_OK && i < sc->n_galleries; i++)
-        st = fill_one(t, KV_GALLERY, &sc->galleries[i], a, unknown);
+        st = fill_one(t, KV_GALLERY, &sc->galleries[i], a, c, unknown);
     return st;
 }
 

@@ -159,6 +159,7 @@ struct run {
     struct sync_stats *stats;
     struct sync_client *c;
     struct sync_arena arena;
+    struct sync_ref_cache *refs; /* put_scene's fills, per page (arena) */
     char *err;
     size_t errlen;
     int page;        /* items per page */
@@ -420,7 +421,7 @@ static enum cm_status rewrite_scene(struct page *pg, struct kv_txn *t,
     st = kv_scene_clone(&sc, &cl);
     kv_scene_fini(&sc);
     if (st == CM_OK)
-        st = sync_fill_refs(t, cl, &pg->r->arena, &pg->unknown);
+        st = sync_fill_refs(t, cl, &pg->r->arena, NULL, &pg->unknown);
     if (st == CM_OK)
         st = idx_scene_put(w, cl, NULL);
     if (st == CM_OK)
@@ -554,7 +555,9 @@ static enum cm_status put_scene(struct page *pg, struct kv_txn *t,
         errf(r, "%s", e2);
         return st;
     }
-    if ((st = sync_fill_refs(t, &sc, &r->arena, &pg->unknown)) != CM_OK)
+    /* the pages that put scenes write no entity: the cache holds */
+    if ((st = sync_fill_refs(t, &sc, &r->arena, r->refs, &pg->unknown)) !=
+        CM_OK)
         return st;
     st = kv_docid_of(t, sc.id, &docid);
     if (st == CM_OK) {
@@ -2063,6 +2066,8 @@ enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
     st = sync_client_new(&o, &r.c);
     if (st != CM_OK)
         errf(&r, "cannot create the HTTP client: %s", cm_status_str(st));
+    else if ((st = sync_ref_cache_new(&r.refs)) != CM_OK)
+        errf(&r, "out of memory");
     else
         st = run_passes(&r, mode);
     if (st != CM_OK && err && errlen && !err[0])
@@ -2089,6 +2094,7 @@ enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
         pthread_mutex_unlock(&status->mu);
     }
     sync_client_free(r.c);
+    sync_ref_cache_free(r.refs);
     sync_arena_fini(&r.arena);
     return st;
 }

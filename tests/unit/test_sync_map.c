@@ -523,7 +523,7 @@ START_TEST(fill_refs_from_store)
     sync_arena_init(&a, CM_MiB);
     ck_assert_int_eq(sync_map_scene(obj, &a, &sc, err, sizeof err), CM_OK);
     ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
-    ck_assert_int_eq(sync_fill_refs(t, &sc, &a, &unknown), CM_OK);
+    ck_assert_int_eq(sync_fill_refs(t, &sc, &a, NULL, &unknown), CM_OK);
     kv_read_end(t);
     /* tag 2, studio 4 and group 3 are unknown */
     ck_assert_uint_eq(unknown, 3);
@@ -537,6 +537,45 @@ START_TEST(fill_refs_from_store)
     ck_assert_int_eq(sc.performers[0].rating100, 80);
     ck_assert_int_eq(sc.groups[0].index, 2);
     ck_assert_uint_eq(sc.studio.id, 4);
+
+    /* With a ref cache: the same refs and unknown count, first filled
+     * from the store, then from the cache; a reset arena drops the
+     * entries (an entity renamed in between is seen). */
+    {
+        struct sync_ref_cache *c;
+        struct kv_scene c1, c2;
+        uint64_t unk = 0;
+        ck_assert_int_eq(sync_ref_cache_new(&c), CM_OK);
+        for (int round = 0; round < 2; round++) {
+            struct kv_scene *x = round ? &c2 : &c1;
+            ck_assert_int_eq(sync_map_scene(obj, &a, x, err, sizeof err),
+                             CM_OK);
+            ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
+            ck_assert_int_eq(sync_fill_refs(t, x, &a, c, &unk), CM_OK);
+            kv_read_end(t);
+            ck_assert(kv_scene_equal(x, &sc));
+        }
+        ck_assert_uint_eq(unk, 6);
+        ck_assert_ptr_eq(c1.tags[0].name.p, c2.tags[0].name.p); /* cached */
+
+        ck_assert_int_eq(kv_write_begin(s, &t), CM_OK);
+        e.type = KV_TAG;
+        e.id = 1;
+        e.name = (struct kv_str){"Renamed", 7};
+        e.disambiguation = (struct kv_str){NULL, 0};
+        e.gender = 0;
+        e.rating100 = -1;
+        ck_assert_int_eq(kv_entity_put(t, &e), CM_OK);
+        ck_assert_int_eq(kv_commit(t), CM_OK);
+        sync_arena_reset(&a);
+        ck_assert_int_eq(sync_map_scene(obj, &a, &c1, err, sizeof err), CM_OK);
+        ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
+        ck_assert_int_eq(sync_fill_refs(t, &c1, &a, c, NULL), CM_OK);
+        kv_read_end(t);
+        ck_assert(kstr_is(c1.tags[0].name, "Renamed"));
+        ck_assert(kstr_is(c1.performers[0].name, "Ann"));
+        sync_ref_cache_free(c);
+    }
     sync_arena_fini(&a);
     cJSON_Delete(obj);
     kv_close(s);

@@ -633,7 +633,7 @@ START_TEST(full_sync_equals_generated_library)
         struct kv_scene want, got;
         uint32_t docid;
         ck_assert_int_eq(sync_map_scene(o, &a, &want, err, sizeof err), CM_OK);
-        ck_assert_int_eq(sync_fill_refs(t, &want, &a, NULL), CM_OK);
+        ck_assert_int_eq(sync_fill_refs(t, &want, &a, NULL, NULL), CM_OK);
         ck_assert_int_eq(kv_docid_of(t, want.id, &docid), CM_OK);
         ck_assert_int_eq(kv_scene_get(t, docid, &got), CM_OK);
         ck_assert_msg(kv_scene_equal(&want, &got), "scene %llu",
