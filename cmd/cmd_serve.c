@@ -46,11 +46,13 @@ static enum cm_status hook_status(void *cls, struct cm_buf *b)
     st = cm_buf_printf(b,
                        "{\"enabled\":true,\"running\":%s,\"mode\":\"%s\","
                        "\"started\":%lld,\"finished\":%lld,"
-                       "\"lastSuccess\":%lld,\"lastError\":",
+                       "\"lastSuccess\":%lld,\"lastSweep\":%lld,"
+                       "\"lastReconcile\":%lld,\"lastError\":",
                        v.running ? "true" : "false",
                        v.mode == SYNC_FULL ? "full" : "incremental",
                        (long long)v.started, (long long)v.finished,
-                       (long long)v.last_success);
+                       (long long)v.last_success, (long long)v.last_sweep,
+                       (long long)v.last_reconcile);
     if (st == CM_OK)
         st =
             v.last_error[0] ? put_str(b, v.last_error) : cm_buf_puts(b, "null");
@@ -91,10 +93,15 @@ static enum cm_status hook_metrics(void *cls, struct cm_buf *b)
                        "peekd_sync_running %d\n"
                        "# TYPE peekd_sync_last_success_timestamp gauge\n"
                        "peekd_sync_last_success_timestamp %lld\n"
+                       "# TYPE peekd_sync_last_sweep_timestamp gauge\n"
+                       "peekd_sync_last_sweep_timestamp %lld\n"
+                       "# TYPE peekd_sync_last_reconcile_timestamp gauge\n"
+                       "peekd_sync_last_reconcile_timestamp %lld\n"
                        "# TYPE peekd_sync_items_done gauge\n"
                        "# TYPE peekd_sync_items_total gauge\n"
                        "# TYPE peekd_sync_rate gauge\n",
-                       v.running ? 1 : 0, (long long)v.last_success);
+                       v.running ? 1 : 0, (long long)v.last_success,
+                       (long long)v.last_sweep, (long long)v.last_reconcile);
     for (int i = 0; i < SYNC_NTYPES && st == CM_OK; i++) {
         const char *n = sync_type_name((enum sync_type)i);
         st = cm_buf_printf(b,

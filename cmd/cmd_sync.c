@@ -2,7 +2,11 @@
  * cmd_sync.c - `peekd sync`: mirror Stash into the store once and exit.
  *
  * Opens the store, runs one sync (incremental, or full with --full or on a
- * fresh store; an interrupted full sync resumes), prints a summary.  Exit
+ * fresh store; an interrupted full sync resumes), prints a summary.  An
+ * incremental sync runs the activity sweep and the id reconciliation when
+ * their intervals (--sweep-interval, --reconcile-interval) have passed
+ * since the times recorded in the store, or when --sweep / --reconcile
+ * force them; `--sweep-interval 0` (or off) skips the sweep.  Exit
  * codes: 0 success, 1 the sync failed (the reason on stderr), 2 usage.
  * SIGINT/SIGTERM stop the sync after the current page.
  */
@@ -39,6 +43,8 @@ static void print_summary(const struct sync_stats *s, enum cm_status st)
            (unsigned long long)s->rewritten, (unsigned long long)s->activity,
            (unsigned long long)s->requests, s->resumed ? ", resumed" : "",
            s->deletes_skipped ? ", deletions skipped by the guard" : "");
+    printf("activity sweep: %s; reconciliation: %s\n",
+           sync_extra_name(s->sweep), sync_extra_name(s->reconcile));
     printf("sync %s in %.2fs\n", st == CM_OK ? "done" : "failed", s->seconds);
     fflush(stdout);
 }
@@ -55,8 +61,15 @@ int cmd_sync(int argc, char **argv)
     enum cm_status st;
     int rc;
 
-    if (cmd_setup(CM_CMD_SYNC, "sync", "mirror Stash into the store", argc,
-                  argv, &cfg, NULL, NULL, &rc))
+    if (cmd_setup(CM_CMD_SYNC, "sync",
+                  "mirror Stash into the store once.  Incremental by default: "
+                  "the objects\nchanged since the last sync; then the "
+                  "activity sweep (play/o counts,\nresume times) and the id "
+                  "reconciliation (deletions), each only when its\ninterval "
+                  "has passed since the last one (recorded in the store) or "
+                  "when\n--sweep / --reconcile force it.  --full fetches "
+                  "everything and reconciles.",
+                  argc, argv, &cfg, NULL, NULL, &rc))
         return rc;
     if (!cfg.stash_url) {
         fprintf(stderr, "peekd sync: --stash-url (or STASH_URL) is required\n");

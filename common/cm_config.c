@@ -22,7 +22,7 @@ enum kind {
     K_BOOL,     /* 1/0, true/false, yes/no, on/off; as a flag: no value */
     K_INT,      /* integer in [min, max] */
     K_SIZE,     /* bytes, with optional K/M/G/T suffix (powers of 1024) */
-    K_DURATION, /* seconds, with optional s/m/h/d suffix */
+    K_DURATION, /* seconds, with optional s/m/h/d suffix; "off" = 0 */
     K_LOGLEVEL,
     K_LOGFMT,
     K_PATHMAP, /* FROM=TO[;FROM=TO...] */
@@ -71,6 +71,15 @@ static const struct setting settings[] = {
     {"sync-interval", "PEEKD_SYNC_INTERVAL", K_DURATION, OFF(sync_interval),
      "15m", SRV, 0, 366 * 86400,
      "time between incremental syncs (0 = only at start and on demand)"},
+    {"sweep-interval", "PEEKD_SWEEP_INTERVAL", K_DURATION, OFF(sweep_interval),
+     "1h", SYN, 0, 366 * 86400,
+     "minimum time between activity sweeps (play/o counts and resume times "
+     "of every scene) in incremental syncs; 0/off = only with sync --sweep "
+     "or a full sync"},
+    {"reconcile-interval", "PEEKD_RECONCILE_INTERVAL", K_DURATION,
+     OFF(reconcile_interval), "1h", SYN, 0, 366 * 86400,
+     "minimum time between id reconciliations (finding deletions) in "
+     "incremental syncs; 0/off = only with sync --reconcile or a full sync"},
     {"page-size", "PEEKD_SYNC_PAGE_SIZE", K_INT, OFF(sync_page_size), "1000",
      SYN, 1, CM_MAX_SYNC_PAGE, "items per GraphQL page during sync"},
     {"sync-commit", "PEEKD_SYNC_COMMIT", K_INT, OFF(sync_commit), "5000", SYN,
@@ -83,6 +92,10 @@ static const struct setting settings[] = {
      0, 20, "retries of a failed request to Stash (with backoff)"},
     {"full", NULL, K_BOOL, OFF(full), "0", CM_CMD_SYNC, 0, 0,
      "force a full sync instead of an incremental one"},
+    {"sweep", NULL, K_BOOL, OFF(sweep), "0", CM_CMD_SYNC, 0, 0,
+     "run the activity sweep in this incremental sync even if not due"},
+    {"reconcile", NULL, K_BOOL, OFF(reconcile), "0", CM_CMD_SYNC, 0, 0,
+     "reconcile ids (deletions) in this incremental sync even if not due"},
     {"threads", "PEEKD_THREADS", K_INT, OFF(threads), "2", SRV, 1, 64,
      "HTTP worker threads"},
     {"map-size", "PEEKD_MAP_SIZE", K_SIZE, OFF(map_size), "64G", ALL,
@@ -321,8 +334,12 @@ static enum cm_status apply(struct cm_config *cfg, const struct setting *s,
         return CM_OK;
     case K_SIZE:
     case K_DURATION:
-        if (parse_scaled(v, s->kind == K_SIZE, &n) || n < s->min ||
-            n > s->max) {
+        /* "off" is 0, accepted only where 0 is in range */
+        if (s->kind == K_DURATION && strcasecmp(v, "off") == 0)
+            n = 0;
+        else if (parse_scaled(v, s->kind == K_SIZE, &n))
+            n = s->min - 1; /* out of range: the error below */
+        if (n < s->min || n > s->max) {
             if (s->kind == K_SIZE)
                 errf(err, errlen,
                      "%s: '%s' is not a size from %lld to %lld bytes "

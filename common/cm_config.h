@@ -57,6 +57,12 @@ struct cm_config {
     char *ffprobe;           /* ffprobe binary */
     char *web_dir;           /* static files served at /, NULL = none */
     int64_t http_timeout;    /* seconds an idle HTTP connection lives */
+
+    /* the activity sweep and the id reconciliation (docs/SYNC.md) */
+    int64_t sweep_interval;     /* min seconds between sweeps, 0 = off */
+    int64_t reconcile_interval; /* min seconds between reconciliations */
+    int sweep;                  /* sync: run the sweep even if not due */
+    int reconcile;              /* sync: reconcile even if not due */
 };
 
 /* Which subcommand is being configured: it selects the flags accepted. */

@@ -43,6 +43,7 @@ struct sync_arena {
     struct sync_arena_chunk *head; /* newest chunk first */
     size_t used;                   /* bytes handed out, all chunks */
     size_t max;                    /* bound on used */
+    uint64_t resets; /* times reset: caches of its memory check it */
 };
 
 /* Initialises a (caller storage); allocates nothing. */
@@ -104,13 +105,30 @@ enum cm_status sync_map_entity(const cJSON *obj, uint8_t type,
                                struct sync_arena *a, struct kv_entity *out,
                                char *err, size_t errlen) CM_WUR;
 
+/* Remembers what sync_fill_refs() filled per (entity type, id), so a page
+ * of scenes decodes each entity record once rather than once per ref.
+ * Entries point into the arena they were filled into: a fill with another
+ * arena, or after that arena was reset, drops them first.  Entity records
+ * must not change while a cache is used with one arena (sync_run uses it
+ * for pages of scenes, and resets the arena at every page).  At most
+ * CM_MAX_REF_CACHE entries; past that, fills are not cached.  One thread. */
+struct sync_ref_cache;
+
+/* OUT *out: caller owns, free with sync_ref_cache_free().  CM_NOMEM. */
+enum cm_status sync_ref_cache_new(struct sync_ref_cache **out) CM_WUR;
+/* NULL-safe. */
+void sync_ref_cache_free(struct sync_ref_cache *c);
+
 /* Fills the denormalized fields of every ref of sc (studio, performers,
  * tags, groups, galleries) from the entity records in transaction t,
- * copying them into a (so they survive later writes in t).  A ref to an
+ * copying them into a (so they survive later writes in t).  cache (may be
+ * NULL) saves decoding an entity seen before (see above).  A ref to an
  * unknown entity keeps its id with a null name; INOUT *unknown (may be
  * NULL) counts them.  CM_NOMEM, CM_CORRUPT, CM_IO. */
 enum cm_status sync_fill_refs(struct kv_txn *t, struct kv_scene *sc,
-                              struct sync_arena *a, uint64_t *unknown) CM_WUR;
+                              struct sync_arena *a,
+                              struct sync_ref_cache *cache,
+                              uint64_t *unknown) CM_WUR;
 
 /* Removes every `apikey` query parameter from URL u[0..n): OUT *out
  * (borrowed from u when nothing was removed, else copied into a). */
@@ -184,6 +202,9 @@ struct sync_status {
     int64_t started, finished; /* unix seconds, 0 = never */
     char last_error[256];      /* of the last run, "" = succeeded */
     int64_t last_success;      /* unix time of the last successful run */
+    int64_t last_sweep;        /* unix time the last completed activity sweep
+                                  (or full sync) started, from the store; 0 */
+    int64_t last_reconcile;    /* same for the last id reconciliation */
     struct sync_type_status types[SYNC_NTYPES];
     atomic_int stop; /* set to abort the running sync */
     int tty;         /* draw progress bars on stderr */
@@ -194,6 +215,7 @@ struct sync_status_view {
     bool running;
     enum sync_mode mode;
     int64_t started, finished, last_success;
+    int64_t last_sweep, last_reconcile;
     char last_error[256];
     struct sync_type_status types[SYNC_NTYPES];
 };
@@ -206,6 +228,22 @@ void sync_status_snapshot(struct sync_status *s, struct sync_status_view *v);
 
 /* ---- Runs (sync_run.c) ---------------------------------------------- */
 
+/* What a run did about the activity sweep or the id reconciliation, which
+ * incremental runs do only when due (cfg->sweep_interval,
+ * cfg->reconcile_interval) or forced (cfg->sweep, cfg->reconcile). */
+enum sync_extra {
+    SYNC_EXTRA_NONE = 0, /* not decided: the run failed before */
+    SYNC_EXTRA_DONE,     /* ran to completion */
+    SYNC_EXTRA_NOT_DUE,  /* its interval has not passed since the last */
+    SYNC_EXTRA_OFF,      /* interval 0 and not forced */
+    SYNC_EXTRA_FULL,     /* sweep of a full sync: every scene was fetched */
+    SYNC_EXTRA_GUARDED,  /* reconciliation skipped deletions (zero-ids
+                            guard): not recorded as done */
+};
+
+/* "done", "not due", "off", "covered by the full sync", ... */
+const char *sync_extra_name(enum sync_extra e);
+
 struct sync_stats {
     uint64_t fetched[SYNC_NTYPES]; /* objects received */
     uint64_t written[SYNC_NTYPES]; /* records inserted or changed */
@@ -216,16 +254,21 @@ struct sync_stats {
     uint64_t requests;             /* GraphQL requests */
     bool resumed;                  /* continued an interrupted full sync */
     bool deletes_skipped;          /* a deletion guard fired */
+    enum sync_extra sweep, reconcile;
+    int64_t last_sweep;     /* after the run: as sync_status.last_sweep */
+    int64_t last_reconcile; /* after the run: as sync_status.last_reconcile */
     double seconds;
 };
 
-/* Runs one sync of cfg->stash_url into s: full (every object, pages by id)
- * or incremental (per type since its watermark, activity sweep, id
- * reconciliation).  An interrupted full sync is resumed whatever mode is
- * asked.  st (may be NULL) receives progress and carries the stop flag.
- * OUT stats (may be NULL).  OUT err: a clear one-line reason.  Statuses:
- * CM_OK, CM_UPSTREAM, CM_INVALID (a bad object from Stash), CM_ABORTED
- * (stop flag), CM_IO/CM_CORRUPT/CM_NOMEM/CM_TOOBIG from the store.
+/* Runs one sync of cfg->stash_url into s: full (every object, pages by id,
+ * then id reconciliation) or incremental (per type since its watermark;
+ * then the activity sweep and the id reconciliation, each only when its
+ * interval has passed since the time recorded in the store or when
+ * cfg->sweep / cfg->reconcile force it).  An interrupted full sync is
+ * resumed whatever mode is asked.  st (may be NULL) receives progress and
+ * carries the stop flag. OUT stats (may be NULL).  OUT err: a clear one-line
+ * reason.  Statuses: CM_OK, CM_UPSTREAM, CM_INVALID (a bad object from Stash),
+ * CM_ABORTED (stop flag), CM_IO/CM_CORRUPT/CM_NOMEM/CM_TOOBIG from the store.
  * Each page is one write transaction: readers see whole pages. */
 enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
                         enum sync_mode mode, struct sync_status *st,

@@ -24,6 +24,7 @@ void sync_arena_init(struct sync_arena *a, size_t max)
     a->head = NULL;
     a->used = 0;
     a->max = max;
+    a->resets = 0;
 }
 
 void sync_arena_fini(struct sync_arena *a)
@@ -37,12 +38,14 @@ void sync_arena_fini(struct sync_arena *a)
     }
     a->head = NULL;
     a->used = 0;
+    a->resets++;
 }
 
 void sync_arena_reset(struct sync_arena *a)
 {
     /* Keep the newest chunk (usually the biggest) for the next page. */
     struct sync_arena_chunk *keep = a->head, *c, *n;
+    a->resets++;
     if (!keep)
         return;
     for (c = keep->next; c; c = n) {

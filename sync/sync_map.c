@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/cm_alloc.h"
 #include "common/cm_limits.h"
 #include "sync/sync.h"
 
@@ -24,18 +25,49 @@ struct mctx {
     size_t errlen;
 };
 
-static enum cm_status fail(struct mctx *m, const char *path, const char *fmt,
-                           ...) __attribute__((format(printf, 3, 4)));
-static enum cm_status fail(struct mctx *m, const char *path, const char *fmt,
-                           ...)
+/* A field's path, formatted only when an error names it (formatting it for
+ * every field cost as much as the mapping itself): a chain of steps from
+ * the object's root, each ".key" (key set) or "[idx]" (key NULL). */
+struct fpath {
+    const struct fpath *up; /* NULL: a top-level field */
+    const char *key;
+    uint32_t idx;
+};
+
+/* A top-level field's path. */
+#define FIELD(k) (&(struct fpath){NULL, (k), 0})
+
+/* Writes p as "files[0].fingerprints[1].type" into buf[0..n). */
+static void path_str(const struct fpath *p, char *buf, size_t n)
 {
-    char msg[192];
+    size_t len = 0;
+    buf[0] = '\0';
+    if (!p)
+        return;
+    if (p->up) {
+        path_str(p->up, buf, n);
+        len = strlen(buf);
+    }
+    if (p->key)
+        snprintf(buf + len, n - len, "%s%s", p->up ? "." : "", p->key);
+    else
+        snprintf(buf + len, n - len, "[%u]", p->idx);
+}
+
+static enum cm_status fail(struct mctx *m, const struct fpath *path,
+                           const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum cm_status fail(struct mctx *m, const struct fpath *path,
+                           const char *fmt, ...)
+{
+    char msg[192], ps[160];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    path_str(path, ps, sizeof ps);
     if (m->err && m->errlen)
-        snprintf(m->err, m->errlen, "%s %.40s: %s: %s", m->kind, m->id, path,
+        snprintf(m->err, m->errlen, "%s %.40s: %s: %s", m->kind, m->id, ps,
                  msg);
     return CM_INVALID;
 }
@@ -66,20 +98,11 @@ static const char *jtype(const cJSON *v)
     return "invalid";
 }
 
-/* Joins a parent path and a key into buf. */
-static const char *pj(char *buf, size_t n, const char *parent, const char *key)
-{
-    if (parent && *parent)
-        snprintf(buf, n, "%s.%s", parent, key);
-    else
-        snprintf(buf, n, "%s", key);
-    return buf;
-}
-
 /* ---- scalar fields ------------------------------------------------ */
 
-static enum cm_status str_val(struct mctx *m, const cJSON *v, const char *path,
-                              bool nullable, struct kv_str *out)
+static enum cm_status str_val(struct mctx *m, const cJSON *v,
+                              const struct fpath *path, bool nullable,
+                              struct kv_str *out)
 {
     size_t n;
     out->p = NULL;
@@ -99,17 +122,17 @@ static enum cm_status str_val(struct mctx *m, const cJSON *v, const char *path,
 }
 
 static enum cm_status get_str(struct mctx *m, const cJSON *o, const char *key,
-                              const char *parent, bool nullable,
+                              const struct fpath *parent, bool nullable,
                               struct kv_str *out)
 {
-    char path[160];
-    return str_val(m, cJSON_GetObjectItemCaseSensitive(o, key),
-                   pj(path, sizeof path, parent, key), nullable, out);
+    struct fpath p = {parent, key, 0};
+    return str_val(m, cJSON_GetObjectItemCaseSensitive(o, key), &p, nullable,
+                   out);
 }
 
 /* A URL field: a string without apikey. */
 static enum cm_status get_url(struct mctx *m, const cJSON *o, const char *key,
-                              const char *parent, bool nullable,
+                              const struct fpath *parent, bool nullable,
                               struct kv_str *out)
 {
     enum cm_status st = get_str(m, o, key, parent, nullable, out);
@@ -120,35 +143,35 @@ static enum cm_status get_url(struct mctx *m, const cJSON *o, const char *key,
 }
 
 static enum cm_status get_time(struct mctx *m, const cJSON *o, const char *key,
-                               const char *parent, bool nullable,
+                               const struct fpath *parent, bool nullable,
                                struct kv_str *out)
 {
-    char path[160];
-    enum cm_status st = get_str(m, o, key, parent, nullable, out);
+    struct fpath p = {parent, key, 0};
+    enum cm_status st =
+        str_val(m, cJSON_GetObjectItemCaseSensitive(o, key), &p, nullable, out);
     if (st != CM_OK || !out->p)
         return st;
     if (!sync_valid_time(out->p, out->len))
-        return fail(m, pj(path, sizeof path, parent, key),
-                    "expected an RFC3339 time");
+        return fail(m, &p, "expected an RFC3339 time");
     return CM_OK;
 }
 
 static enum cm_status get_bool(struct mctx *m, const cJSON *o, const char *key,
-                               const char *parent, bool *out)
+                               const struct fpath *parent, bool *out)
 {
-    char path[160];
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsBool(v))
-        return fail(m, pj(path, sizeof path, parent, key),
-                    "expected boolean, got %s", jtype(v));
+    if (!cJSON_IsBool(v)) {
+        struct fpath p = {parent, key, 0};
+        return fail(m, &p, "expected boolean, got %s", jtype(v));
+    }
     *out = cJSON_IsTrue(v);
     return CM_OK;
 }
 
 /* An integral JSON number in [lo, hi]; null gives *isnull (when allowed). */
-static enum cm_status int_val(struct mctx *m, const cJSON *v, const char *path,
-                              bool nullable, double lo, double hi, int64_t *out,
-                              bool *isnull)
+static enum cm_status int_val(struct mctx *m, const cJSON *v,
+                              const struct fpath *path, bool nullable,
+                              double lo, double hi, int64_t *out, bool *isnull)
 {
     double d;
     *out = 0;
@@ -172,36 +195,35 @@ static enum cm_status int_val(struct mctx *m, const cJSON *v, const char *path,
 }
 
 static enum cm_status get_int(struct mctx *m, const cJSON *o, const char *key,
-                              const char *parent, bool nullable, double lo,
-                              double hi, int64_t *out, bool *isnull)
+                              const struct fpath *parent, bool nullable,
+                              double lo, double hi, int64_t *out, bool *isnull)
 {
-    char path[160];
-    return int_val(m, cJSON_GetObjectItemCaseSensitive(o, key),
-                   pj(path, sizeof path, parent, key), nullable, lo, hi, out,
-                   isnull);
+    struct fpath p = {parent, key, 0};
+    return int_val(m, cJSON_GetObjectItemCaseSensitive(o, key), &p, nullable,
+                   lo, hi, out, isnull);
 }
 
 /* Non-negative finite float; null -> -1 when nullable. */
 static enum cm_status get_float(struct mctx *m, const cJSON *o, const char *key,
-                                const char *parent, bool nullable, double *out)
+                                const struct fpath *parent, bool nullable,
+                                double *out)
 {
-    char path[160];
+    struct fpath p = {parent, key, 0};
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    pj(path, sizeof path, parent, key);
     *out = -1;
     if (nullable && cJSON_IsNull(v))
         return CM_OK;
     if (!cJSON_IsNumber(v))
-        return fail(m, path, "expected number%s, got %s",
+        return fail(m, &p, "expected number%s, got %s",
                     nullable ? " or null" : "", jtype(v));
     if (!isfinite(v->valuedouble) || v->valuedouble < 0)
-        return fail(m, path, "expected a non-negative number");
+        return fail(m, &p, "expected a non-negative number");
     *out = v->valuedouble;
     return CM_OK;
 }
 
-static enum cm_status id_val(struct mctx *m, const cJSON *v, const char *path,
-                             uint64_t *out)
+static enum cm_status id_val(struct mctx *m, const cJSON *v,
+                             const struct fpath *path, uint64_t *out)
 {
     if (!cJSON_IsString(v) || !v->valuestring)
         return fail(m, path, "expected id string, got %s", jtype(v));
@@ -211,62 +233,62 @@ static enum cm_status id_val(struct mctx *m, const cJSON *v, const char *path,
 }
 
 /* {id: "N"} or (nullable) null -> 0. */
-static enum cm_status ref_val(struct mctx *m, const cJSON *v, const char *path,
-                              bool nullable, uint64_t *out)
+static enum cm_status ref_val(struct mctx *m, const cJSON *v,
+                              const struct fpath *path, bool nullable,
+                              uint64_t *out)
 {
-    char p2[200];
+    struct fpath p2 = {path, "id", 0};
     *out = 0;
     if (nullable && cJSON_IsNull(v))
         return CM_OK;
     if (!cJSON_IsObject(v))
         return fail(m, path, "expected object%s, got %s",
                     nullable ? " or null" : "", jtype(v));
-    snprintf(p2, sizeof p2, "%s.id", path);
-    return id_val(m, cJSON_GetObjectItemCaseSensitive(v, "id"), p2, out);
+    return id_val(m, cJSON_GetObjectItemCaseSensitive(v, "id"), &p2, out);
 }
 
 static enum cm_status get_ref(struct mctx *m, const cJSON *o, const char *key,
-                              const char *parent, bool nullable, uint64_t *out)
+                              const struct fpath *parent, bool nullable,
+                              uint64_t *out)
 {
-    char path[160];
-    return ref_val(m, cJSON_GetObjectItemCaseSensitive(o, key),
-                   pj(path, sizeof path, parent, key), nullable, out);
+    struct fpath p = {parent, key, 0};
+    return ref_val(m, cJSON_GetObjectItemCaseSensitive(o, key), &p, nullable,
+                   out);
 }
 
 static enum cm_status get_date(struct mctx *m, const cJSON *o, const char *key,
-                               const char *parent, struct kv_date *out)
+                               const struct fpath *parent, struct kv_date *out)
 {
-    char path[160];
+    struct fpath p = {parent, key, 0};
     struct kv_str s;
-    enum cm_status st = get_str(m, o, key, parent, true, &s);
+    enum cm_status st =
+        str_val(m, cJSON_GetObjectItemCaseSensitive(o, key), &p, true, &s);
     memset(out, 0, sizeof *out);
     if (st != CM_OK || !s.p)
         return st;
     if (sync_parse_date(s.p, s.len, out) != CM_OK)
-        return fail(m, pj(path, sizeof path, parent, key),
-                    "invalid date \"%.16s\"", s.p);
+        return fail(m, &p, "invalid date \"%.16s\"", s.p);
     return CM_OK;
 }
 
 /* An array field: OUT *arr and its length (0 for a nullable null). */
 static enum cm_status get_arr(struct mctx *m, const cJSON *o, const char *key,
-                              const char *parent, bool nullable,
+                              const struct fpath *parent, bool nullable,
                               const cJSON **arr, uint32_t *n)
 {
-    char path[160];
+    struct fpath p = {parent, key, 0};
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     int sz;
     *arr = NULL;
     *n = 0;
-    pj(path, sizeof path, parent, key);
     if (nullable && cJSON_IsNull(v))
         return CM_OK;
     if (!cJSON_IsArray(v))
-        return fail(m, path, "expected array%s, got %s",
+        return fail(m, &p, "expected array%s, got %s",
                     nullable ? " or null" : "", jtype(v));
     sz = cJSON_GetArraySize(v);
     if (sz < 0 || sz > CM_MAX_ARRAY)
-        return fail(m, path, "more than %d elements", CM_MAX_ARRAY);
+        return fail(m, &p, "more than %d elements", CM_MAX_ARRAY);
     *arr = v;
     *n = (uint32_t)sz;
     return CM_OK;
@@ -284,8 +306,7 @@ static enum cm_status get_strs(struct mctx *m, const cJSON *o, const char *key,
                                bool nullable, struct kv_str **out, uint32_t *n)
 {
     const cJSON *arr, *it;
-    char path[160];
-    uint32_t i = 0;
+    struct fpath p = {NULL, key, 0}, e = {&p, NULL, 0};
     enum cm_status st = get_arr(m, o, key, NULL, nullable, &arr, n);
     *out = NULL;
     if (st != CM_OK || *n == 0)
@@ -293,22 +314,20 @@ static enum cm_status get_strs(struct mctx *m, const cJSON *o, const char *key,
     if (!(*out = arr_alloc(m, *n, sizeof **out)))
         return nomem(m);
     cJSON_ArrayForEach (it, arr) {
-        snprintf(path, sizeof path, "%s[%u]", key, i);
-        if ((st = str_val(m, it, path, false, &(*out)[i])) != CM_OK)
+        if ((st = str_val(m, it, &e, false, &(*out)[e.idx])) != CM_OK)
             return st;
-        i++;
+        e.idx++;
     }
     return CM_OK;
 }
 
 /* [{id}] into an array of ids. */
 static enum cm_status get_ref_ids(struct mctx *m, const cJSON *o,
-                                  const char *key, const char *parent,
+                                  const char *key, const struct fpath *parent,
                                   const char *sub, uint64_t **out, uint32_t *n)
 {
     const cJSON *arr, *it;
-    char path[200], p2[240];
-    uint32_t i = 0;
+    struct fpath p = {parent, key, 0}, e = {&p, NULL, 0}, es = {&e, sub, 0};
     enum cm_status st = get_arr(m, o, key, parent, false, &arr, n);
     *out = NULL;
     if (st != CM_OK || *n == 0)
@@ -316,20 +335,17 @@ static enum cm_status get_ref_ids(struct mctx *m, const cJSON *o,
     if (!(*out = arr_alloc(m, *n, sizeof **out)))
         return nomem(m);
     cJSON_ArrayForEach (it, arr) {
-        snprintf(path, sizeof path, "%s%s%s[%u]", parent ? parent : "",
-                 parent ? "." : "", key, i);
         if (sub) { /* containing_groups: [{group: {id}}] */
             if (!cJSON_IsObject(it))
-                return fail(m, path, "expected object, got %s", jtype(it));
-            snprintf(p2, sizeof p2, "%s.%s", path, sub);
-            st = ref_val(m, cJSON_GetObjectItemCaseSensitive(it, sub), p2,
-                         false, &(*out)[i]);
+                return fail(m, &e, "expected object, got %s", jtype(it));
+            st = ref_val(m, cJSON_GetObjectItemCaseSensitive(it, sub), &es,
+                         false, &(*out)[e.idx]);
         } else {
-            st = ref_val(m, it, path, false, &(*out)[i]);
+            st = ref_val(m, it, &e, false, &(*out)[e.idx]);
         }
         if (st != CM_OK)
             return st;
-        i++;
+        e.idx++;
     }
     return CM_OK;
 }
@@ -364,11 +380,11 @@ static enum cm_status own_id(struct mctx *m, const cJSON *o, uint64_t *out)
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "id");
     if (!cJSON_IsObject(o)) {
         m->id = "?";
-        return fail(m, "(object)", "expected object, got %s", jtype(o));
+        return fail(m, FIELD("(object)"), "expected object, got %s", jtype(o));
     }
     if (cJSON_IsString(v) && v->valuestring)
         m->id = v->valuestring;
-    return id_val(m, v, "id", out);
+    return id_val(m, v, FIELD("id"), out);
 }
 
 /* ---- public helpers ----------------------------------------------- */
@@ -516,21 +532,20 @@ enum cm_status sync_strip_apikey(const char *u, size_t n, struct sync_arena *a,
 
 /* ---- scenes ------------------------------------------------------- */
 
-static enum cm_status map_file(struct mctx *m, const cJSON *f, uint32_t i,
-                               struct kv_file *out)
+static enum cm_status map_file(struct mctx *m, const cJSON *f,
+                               const struct fpath *path, struct kv_file *out)
 {
-    char path[64], p2[96];
+    struct fpath pid = {path, "id", 0}, pfps = {path, "fingerprints", 0};
+    struct fpath pfp = {&pfps, NULL, 0};
     const cJSON *fps, *it;
-    uint32_t nfp, k = 0;
+    uint32_t nfp;
     int64_t v;
     enum cm_status st;
 
-    snprintf(path, sizeof path, "files[%u]", i);
     memset(out, 0, sizeof *out);
     if (!cJSON_IsObject(f))
         return fail(m, path, "expected object, got %s", jtype(f));
-    snprintf(p2, sizeof p2, "%s.id", path);
-    if ((st = id_val(m, cJSON_GetObjectItemCaseSensitive(f, "id"), p2,
+    if ((st = id_val(m, cJSON_GetObjectItemCaseSensitive(f, "id"), &pid,
                      &out->id)) != CM_OK ||
         (st = get_str(m, f, "path", path, false, &out->path)) != CM_OK ||
         (st = get_str(m, f, "basename", path, false, &out->basename)) !=
@@ -566,12 +581,12 @@ static enum cm_status map_file(struct mctx *m, const cJSON *f, uint32_t i,
         return st;
     cJSON_ArrayForEach (it, fps) {
         struct kv_str type, value;
-        snprintf(p2, sizeof p2, "%s.fingerprints[%u]", path, k++);
         if (!cJSON_IsObject(it))
-            return fail(m, p2, "expected object, got %s", jtype(it));
-        if ((st = get_str(m, it, "type", p2, false, &type)) != CM_OK ||
-            (st = get_str(m, it, "value", p2, false, &value)) != CM_OK)
+            return fail(m, &pfp, "expected object, got %s", jtype(it));
+        if ((st = get_str(m, it, "type", &pfp, false, &type)) != CM_OK ||
+            (st = get_str(m, it, "value", &pfp, false, &value)) != CM_OK)
             return st;
+        pfp.idx++;
         if (strcmp(type.p, "oshash") == 0)
             out->oshash = value;
         else if (strcmp(type.p, "md5") == 0)
@@ -586,7 +601,7 @@ static enum cm_status map_scene_arrays(struct mctx *m, const cJSON *o,
                                        struct kv_scene *sc)
 {
     const cJSON *arr, *it;
-    char path[96], p2[128];
+    struct fpath pa = {NULL, NULL, 0}, path = {&pa, NULL, 0};
     uint32_t i;
     int64_t v;
     bool isnull;
@@ -600,13 +615,14 @@ static enum cm_status map_scene_arrays(struct mctx *m, const cJSON *o,
         !(sc->captions = arr_alloc(m, sc->n_captions, sizeof *sc->captions)))
         return nomem(m);
     i = 0;
+    pa.key = "captions";
     cJSON_ArrayForEach (it, arr) {
-        snprintf(path, sizeof path, "captions[%u]", i);
+        path.idx = i;
         if (!cJSON_IsObject(it))
-            return fail(m, path, "expected object, got %s", jtype(it));
-        if ((st = get_str(m, it, "language_code", path, false,
+            return fail(m, &path, "expected object, got %s", jtype(it));
+        if ((st = get_str(m, it, "language_code", &path, false,
                           &sc->captions[i].language_code)) != CM_OK ||
-            (st = get_str(m, it, "caption_type", path, false,
+            (st = get_str(m, it, "caption_type", &path, false,
                           &sc->captions[i].caption_type)) != CM_OK)
             return st;
         i++;
@@ -618,8 +634,10 @@ static enum cm_status map_scene_arrays(struct mctx *m, const cJSON *o,
         !(sc->files = arr_alloc(m, sc->n_files, sizeof *sc->files)))
         return nomem(m);
     i = 0;
+    pa.key = "files";
     cJSON_ArrayForEach (it, arr) {
-        if ((st = map_file(m, it, i, &sc->files[i])) != CM_OK)
+        path.idx = i;
+        if ((st = map_file(m, it, &path, &sc->files[i])) != CM_OK)
             return st;
         i++;
     }
@@ -631,13 +649,14 @@ static enum cm_status map_scene_arrays(struct mctx *m, const cJSON *o,
         !(sc->stash_ids = arr_alloc(m, sc->n_stash_ids, sizeof *sc->stash_ids)))
         return nomem(m);
     i = 0;
+    pa.key = "stash_ids";
     cJSON_ArrayForEach (it, arr) {
-        snprintf(path, sizeof path, "stash_ids[%u]", i);
+        path.idx = i;
         if (!cJSON_IsObject(it))
-            return fail(m, path, "expected object, got %s", jtype(it));
-        if ((st = get_str(m, it, "endpoint", path, false,
+            return fail(m, &path, "expected object, got %s", jtype(it));
+        if ((st = get_str(m, it, "endpoint", &path, false,
                           &sc->stash_ids[i].endpoint)) != CM_OK ||
-            (st = get_str(m, it, "stash_id", path, false,
+            (st = get_str(m, it, "stash_id", &path, false,
                           &sc->stash_ids[i].stash_id)) != CM_OK)
             return st;
         i++;
@@ -650,24 +669,25 @@ static enum cm_status map_scene_arrays(struct mctx *m, const cJSON *o,
         !(sc->markers = arr_alloc(m, sc->n_markers, sizeof *sc->markers)))
         return nomem(m);
     i = 0;
+    pa.key = "scene_markers";
     cJSON_ArrayForEach (it, arr) {
         struct kv_marker *mk = &sc->markers[i];
+        struct fpath pid = {&path, "id", 0};
         uint64_t *tids;
         uint32_t nt;
-        snprintf(path, sizeof path, "scene_markers[%u]", i);
+        path.idx = i;
         if (!cJSON_IsObject(it))
-            return fail(m, path, "expected object, got %s", jtype(it));
-        snprintf(p2, sizeof p2, "%s.id", path);
-        if ((st = id_val(m, cJSON_GetObjectItemCaseSensitive(it, "id"), p2,
+            return fail(m, &path, "expected object, got %s", jtype(it));
+        if ((st = id_val(m, cJSON_GetObjectItemCaseSensitive(it, "id"), &pid,
                          &mk->id)) != CM_OK ||
-            (st = get_str(m, it, "title", path, false, &mk->title)) != CM_OK ||
-            (st = get_float(m, it, "seconds", path, false, &mk->seconds)) !=
+            (st = get_str(m, it, "title", &path, false, &mk->title)) != CM_OK ||
+            (st = get_float(m, it, "seconds", &path, false, &mk->seconds)) !=
                 CM_OK ||
-            (st = get_float(m, it, "end_seconds", path, true,
+            (st = get_float(m, it, "end_seconds", &path, true,
                             &mk->end_seconds)) != CM_OK ||
-            (st = get_ref(m, it, "primary_tag", path, false,
+            (st = get_ref(m, it, "primary_tag", &path, false,
                           &mk->primary_tag_id)) != CM_OK ||
-            (st = get_ref_ids(m, it, "tags", path, NULL, &tids, &nt)) != CM_OK)
+            (st = get_ref_ids(m, it, "tags", &path, NULL, &tids, &nt)) != CM_OK)
             return st;
         i++;
     }
@@ -679,19 +699,20 @@ static enum cm_status map_scene_arrays(struct mctx *m, const cJSON *o,
         !(sc->groups = arr_alloc(m, sc->n_groups, sizeof *sc->groups)))
         return nomem(m);
     i = 0;
+    pa.key = "groups";
     cJSON_ArrayForEach (it, arr) {
         uint64_t gid;
-        snprintf(path, sizeof path, "groups[%u]", i);
+        path.idx = i;
         if (!cJSON_IsObject(it))
-            return fail(m, path, "expected object, got %s", jtype(it));
-        if ((st = get_ref(m, it, "group", path, false, &gid)) != CM_OK ||
-            (st = get_int(m, it, "scene_index", path, true, INT32_MIN,
+            return fail(m, &path, "expected object, got %s", jtype(it));
+        if ((st = get_ref(m, it, "group", &path, false, &gid)) != CM_OK ||
+            (st = get_int(m, it, "scene_index", &path, true, INT32_MIN,
                           INT32_MAX, &v, &isnull)) != CM_OK)
             return st;
         ref_init(&sc->groups[i], gid);
         sc->groups[i].index = isnull ? -1 : (int32_t)v;
         if (!isnull && v < 0)
-            return fail(m, path, "negative scene_index");
+            return fail(m, &path, "negative scene_index");
         i++;
     }
     if ((st = refs_from_ids(m, o, "tags", &sc->tags, &sc->n_tags)) != CM_OK ||
@@ -707,19 +728,19 @@ static enum cm_status map_paths(struct mctx *m, const cJSON *o,
                                 struct kv_scene *sc)
 {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "paths");
+    const struct fpath *pp = FIELD("paths");
     enum cm_status st;
     if (!cJSON_IsObject(p))
-        return fail(m, "paths", "expected object, got %s", jtype(p));
-    if ((st = get_url(m, p, "screenshot", "paths", true, &sc->p_screenshot)) !=
+        return fail(m, pp, "expected object, got %s", jtype(p));
+    if ((st = get_url(m, p, "screenshot", pp, true, &sc->p_screenshot)) !=
             CM_OK ||
-        (st = get_url(m, p, "preview", "paths", true, &sc->p_preview)) !=
+        (st = get_url(m, p, "preview", pp, true, &sc->p_preview)) != CM_OK ||
+        (st = get_url(m, p, "webp", pp, true, &sc->p_webp)) != CM_OK ||
+        (st = get_url(m, p, "vtt", pp, true, &sc->p_vtt)) != CM_OK ||
+        (st = get_url(m, p, "sprite", pp, true, &sc->p_sprite)) != CM_OK ||
+        (st = get_url(m, p, "funscript", pp, true, &sc->p_funscript)) !=
             CM_OK ||
-        (st = get_url(m, p, "webp", "paths", true, &sc->p_webp)) != CM_OK ||
-        (st = get_url(m, p, "vtt", "paths", true, &sc->p_vtt)) != CM_OK ||
-        (st = get_url(m, p, "sprite", "paths", true, &sc->p_sprite)) != CM_OK ||
-        (st = get_url(m, p, "funscript", "paths", true, &sc->p_funscript)) !=
-            CM_OK ||
-        (st = get_url(m, p, "caption", "paths", true, &sc->p_caption)) != CM_OK)
+        (st = get_url(m, p, "caption", pp, true, &sc->p_caption)) != CM_OK)
         return st;
     return CM_OK;
 }
@@ -801,7 +822,7 @@ static enum cm_status map_gender(struct mctx *m, const cJSON *o, uint8_t *out)
             *out = i;
             return CM_OK;
         }
-    return fail(m, "gender", "unknown gender \"%.24s\"", s.p);
+    return fail(m, FIELD("gender"), "unknown gender \"%.24s\"", s.p);
 }
 
 static enum cm_status map_rating(struct mctx *m, const cJSON *o, int32_t *out)
@@ -847,7 +868,8 @@ static enum cm_status map_performer(struct mctx *m, const cJSON *o,
         return st;
     if (e->birthdate.p &&
         sync_parse_date(e->birthdate.p, e->birthdate.len, &d) != CM_OK)
-        return fail(m, "birthdate", "invalid date \"%.16s\"", e->birthdate.p);
+        return fail(m, FIELD("birthdate"), "invalid date \"%.16s\"",
+                    e->birthdate.p);
     if ((st = get_str(m, o, "country", NULL, true, &e->country)) != CM_OK ||
         (st = get_url(m, o, "image_path", NULL, true, &e->image)) != CM_OK ||
         (st = get_ref_ids(m, o, "tags", NULL, NULL, &e->tags, &e->n_tags)) !=
@@ -927,8 +949,8 @@ static enum cm_status map_gallery(struct mctx *m, const cJSON *o,
     e->image_count = (int32_t)v;
     paths = cJSON_GetObjectItemCaseSensitive(o, "paths");
     if (!cJSON_IsObject(paths))
-        return fail(m, "paths", "expected object, got %s", jtype(paths));
-    return get_url(m, paths, "cover", "paths", false, &e->image);
+        return fail(m, FIELD("paths"), "expected object, got %s", jtype(paths));
+    return get_url(m, paths, "cover", FIELD("paths"), false, &e->image);
 }
 
 enum cm_status sync_map_entity(const cJSON *o, uint8_t type,
@@ -992,58 +1014,166 @@ static enum cm_status copy_str(struct sync_arena *a, struct kv_str in,
     return CM_OK;
 }
 
-static enum cm_status fill_one(struct kv_txn *t, uint8_t type, struct kv_ref *r,
-                               struct sync_arena *a, uint64_t *unknown)
+/* Reads entity (type, id) into OUT *out's ref fields (strings copied into
+ * a); OUT *found = false when the store lacks it. */
+static enum cm_status ref_lookup(struct kv_txn *t, uint8_t type, uint64_t id,
+                                 struct sync_arena *a, struct kv_ref *out,
+                                 bool *found)
 {
     struct kv_entity e;
-    int32_t index = r->index;
-    uint64_t id = r->id;
     enum cm_status st;
 
-    ref_init(r, id);
-    r->index = type == KV_GROUP ? index : -1;
+    ref_init(out, id);
+    *found = false;
     memset(&e, 0, sizeof e);
     st = kv_entity_get(t, type, id, &e);
     if (st == CM_NOTFOUND) {
-        if (unknown)
-            (*unknown)++;
         kv_entity_fini(&e);
         return CM_OK;
     }
     if (st != CM_OK)
         goto out;
-    r->favorite = e.favorite;
-    r->rating100 = e.rating100;
+    *found = true;
+    out->favorite = e.favorite;
+    out->rating100 = e.rating100;
     if (type == KV_PERFORMER) {
-        r->gender = e.gender;
-        st = copy_str(a, e.disambiguation, &r->aux);
+        out->gender = e.gender;
+        st = copy_str(a, e.disambiguation, &out->aux);
     } else if (type == KV_GROUP) {
-        st = copy_str(a, e.back_image, &r->aux);
+        st = copy_str(a, e.back_image, &out->aux);
     }
     if (st == CM_OK)
-        st = copy_str(a, e.name, &r->name);
+        st = copy_str(a, e.name, &out->name);
     if (st == CM_OK)
-        st = copy_str(a, e.image, &r->image);
+        st = copy_str(a, e.image, &out->image);
 out:
     kv_entity_fini(&e);
     return st;
 }
 
+struct ref_entry {
+    uint64_t key; /* type << 56 | id; 0 = empty slot */
+    bool found;   /* the entity exists */
+    struct kv_ref ref;
+};
+
+struct sync_ref_cache {
+    struct ref_entry *slot; /* open addressing, cap a power of two */
+    size_t cap, n;
+    const struct sync_arena *a; /* the arena the entries point into */
+    uint64_t resets;            /* its reset count when they were filled */
+};
+
+enum cm_status sync_ref_cache_new(struct sync_ref_cache **out)
+{
+    *out = cm_calloc(1, sizeof **out);
+    return *out ? CM_OK : CM_NOMEM;
+}
+
+void sync_ref_cache_free(struct sync_ref_cache *c)
+{
+    if (!c)
+        return;
+    cm_free(c->slot);
+    cm_free(c);
+}
+
+static size_t ref_hash(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    return (size_t)k;
+}
+
+/* The slot of key: holding it, or the empty one where it goes.  NULL
+ * when the key cannot be cached (an id past 2^56, the cache full, or out
+ * of memory: the caller then fills without it). */
+static struct ref_entry *ref_slot(struct sync_ref_cache *c,
+                                  const struct sync_arena *a, uint64_t key)
+{
+    size_t i;
+    if (c->a != a || c->resets != a->resets) { /* the entries died */
+        if (c->n)
+            memset(c->slot, 0, c->cap * sizeof *c->slot);
+        c->n = 0;
+        c->a = a;
+        c->resets = a->resets;
+    }
+    if ((c->n + 1) * 2 > c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 1024;
+        struct ref_entry *ns;
+        if (nc > 2 * (size_t)CM_MAX_REF_CACHE ||
+            !(ns = cm_calloc(nc, sizeof *ns)))
+            goto lookup_only;
+        for (size_t j = 0; j < c->cap; j++) {
+            if (!c->slot[j].key)
+                continue;
+            for (i = ref_hash(c->slot[j].key) & (nc - 1); ns[i].key;
+                 i = (i + 1) & (nc - 1))
+                ;
+            ns[i] = c->slot[j];
+        }
+        cm_free(c->slot);
+        c->slot = ns;
+        c->cap = nc;
+    }
+lookup_only:
+    if (!c->cap)
+        return NULL;
+    for (i = ref_hash(key) & (c->cap - 1); c->slot[i].key;
+         i = (i + 1) & (c->cap - 1))
+        if (c->slot[i].key == key)
+            return &c->slot[i];
+    return (c->n + 1) * 2 > c->cap ? NULL : &c->slot[i];
+}
+
+static enum cm_status fill_one(struct kv_txn *t, uint8_t type, struct kv_ref *r,
+                               struct sync_arena *a, struct sync_ref_cache *c,
+                               uint64_t *unknown)
+{
+    int32_t index = r->index;
+    uint64_t id = r->id, key = (uint64_t)type << 56 | id;
+    struct ref_entry *e = c && !(id >> 56) ? ref_slot(c, a, key) : NULL;
+    bool found;
+    enum cm_status st;
+
+    if (e && e->key) { /* cached */
+        *r = e->ref;
+        found = e->found;
+    } else {
+        if ((st = ref_lookup(t, type, id, a, r, &found)) != CM_OK)
+            return st;
+        if (e) {
+            e->key = key;
+            e->found = found;
+            e->ref = *r;
+            c->n++;
+        }
+    }
+    r->id = id;
+    r->index = type == KV_GROUP ? index : -1;
+    if (!found && unknown)
+        (*unknown)++;
+    return CM_OK;
+}
+
 enum cm_status sync_fill_refs(struct kv_txn *t, struct kv_scene *sc,
-                              struct sync_arena *a, uint64_t *unknown)
+                              struct sync_arena *a, struct sync_ref_cache *c,
+                              uint64_t *unknown)
 {
     enum cm_status st = CM_OK;
     if (sc->studio.id &&
-        (st = fill_one(t, KV_STUDIO, &sc->studio, a, unknown)) != CM_OK)
+        (st = fill_one(t, KV_STUDIO, &sc->studio, a, c, unknown)) != CM_OK)
         return st;
     for (uint32_t i = 0; st == CM_OK && i < sc->n_performers; i++)
-        st = fill_one(t, KV_PERFORMER, &sc->performers[i], a, unknown);
+        st = fill_one(t, KV_PERFORMER, &sc->performers[i], a, c, unknown);
     for (uint32_t i = 0; st == CM_OK && i < sc->n_tags; i++)
-        st = fill_one(t, KV_TAG, &sc->tags[i], a, unknown);
+        st = fill_one(t, KV_TAG, &sc->tags[i], a, c, unknown);
     for (uint32_t i = 0; st == CM_OK && i < sc->n_groups; i++)
-        st = fill_one(t, KV_GROUP, &sc->groups[i], a, unknown);
+        st = fill_one(t, KV_GROUP, &sc->groups[i], a, c, unknown);
     for (uint32_t i = 0; st == CM_OK && i < sc->n_galleries; i++)
-        st = fill_one(t, KV_GALLERY, &sc->galleries[i], a, unknown);
+        st = fill_one(t, KV_GALLERY, &sc->galleries[i], a, c, unknown);
     return st;
 }
 

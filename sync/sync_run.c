@@ -4,19 +4,25 @@
  *
  * Passes, in order: tags, studios, performers, groups, galleries (entities
  * first: scene records embed their names), scenes; then, incremental
- * only, the activity sweep; then id reconciliation (deletions, and objects
- * a walk skipped).  Every page is one write transaction (kv_write_run)
- * holding the records, their index entries, the denormalized rewrites
- * (bounded: "rw" markers carry what does not fit to the next
+ * only and when due, the activity sweep; then, always after a full walk
+ * and when due after an incremental one, id reconciliation (deletions,
+ * and objects a walk skipped).  Every page is one write transaction
+ * (kv_write_run) holding the records, their index entries, the denormalized
+ * rewrites (bounded: "rw" markers carry what does not fit to the next
  * transactions) and the checkpoint or watermark, so a killed sync resumes
  * at the next page and readers see whole pages only.
  *
  * KV_DB_SYNC keys:
- *   "ckpt"              JSON {mode, type, last, wm}: an unfinished full sync
+ *   "ckpt"              JSON {mode, type, last, per_page, wm, t0}: an
+ *                       unfinished full sync (t0: unix time it started)
  *   "wm/<type>"         the type's watermark: Stash's own updated_at text
+ *   "sweep_at"          decimal unix time the last completed activity sweep
+ *                       (or full sync) started; written with its last page
+ *   "reconcile_at"      the same for the last completed reconciliation
  *   "rw" type id(BE8)   pending rewrite of the scenes carrying an entity;
  *                       value: next docid (u32 LE)
  */
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -153,11 +159,13 @@ struct run {
     struct sync_stats *stats;
     struct sync_client *c;
     struct sync_arena arena;
+    struct sync_ref_cache *refs; /* put_scene's fills, per page (arena) */
     char *err;
     size_t errlen;
     int page;        /* items per page */
     uint64_t commit; /* full walks: objects per write transaction */
     enum sync_mode mode;
+    int64_t full_t0; /* full sync: unix time it started (0 = unknown) */
     bool tty;
     double t_type;                   /* start of the current type's phase */
     char last_progress[SYNC_NTYPES]; /* tty: a bar line is open */
@@ -344,7 +352,9 @@ struct page {
     enum sync_type del_type;
     const char *ckpt; /* checkpoint JSON to write, or NULL */
     bool drop_ckpt;
-    const char *wm; /* watermark of `type` to write, or NULL */
+    const char *wm;       /* watermark of `type` to write, or NULL */
+    int64_t sweep_at;     /* > 0: write as "sweep_at" */
+    int64_t reconcile_at; /* > 0: write as "reconcile_at" */
     /* results of the last attempt */
     uint64_t written, rewritten, deleted, unknown;
     bool rw_left; /* rewrite markers remain */
@@ -411,7 +421,7 @@ static enum cm_status rewrite_scene(struct page *pg, struct kv_txn *t,
     st = kv_scene_clone(&sc, &cl);
     kv_scene_fini(&sc);
     if (st == CM_OK)
-        st = sync_fill_refs(t, cl, &pg->r->arena, &pg->unknown);
+        st = sync_fill_refs(t, cl, &pg->r->arena, NULL, &pg->unknown);
     if (st == CM_OK)
         st = idx_scene_put(w, cl, NULL);
     if (st == CM_OK)
@@ -545,7 +555,9 @@ static enum cm_status put_scene(struct page *pg, struct kv_txn *t,
         errf(r, "%s", e2);
         return st;
     }
-    if ((st = sync_fill_refs(t, &sc, &r->arena, &pg->unknown)) != CM_OK)
+    /* the pages that put scenes write no entity: the cache holds */
+    if ((st = sync_fill_refs(t, &sc, &r->arena, r->refs, &pg->unknown)) !=
+        CM_OK)
         return st;
     st = kv_docid_of(t, sc.id, &docid);
     if (st == CM_OK) {
@@ -654,11 +666,22 @@ bad:
     return CM_INVALID;
 }
 
-/* Writes pg's watermark and checkpoint (or drops the checkpoint). */
+static enum cm_status put_time(struct kv_txn *t, const char *key, int64_t v)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof buf, "%lld", (long long)v);
+    return kv_put(t, KV_DB_SYNC, key, strlen(key), buf, (size_t)n);
+}
+
+/* Writes pg's watermark, checkpoint (or drops it) and schedule times. */
 static enum cm_status put_meta(struct kv_txn *t, const struct page *pg)
 {
     enum cm_status st = CM_OK;
-    if (pg->wm) {
+    if (pg->sweep_at > 0)
+        st = put_time(t, "sweep_at", pg->sweep_at);
+    if (st == CM_OK && pg->reconcile_at > 0)
+        st = put_time(t, "reconcile_at", pg->reconcile_at);
+    if (st == CM_OK && pg->wm) {
         char key[32];
         snprintf(key, sizeof key, "wm/%s", sync_type_name(pg->type));
         st = kv_put(t, KV_DB_SYNC, key, strlen(key), pg->wm, strlen(pg->wm));
@@ -780,6 +803,7 @@ struct ckpt {
     uint64_t last; /* keyset: last id; offset types: items done */
     int per_page;  /* page size the offset was counted in */
     char wm[64];   /* Stash's max updated_at when the type started */
+    int64_t t0;    /* unix time the full sync started, 0 = unknown */
 };
 
 static enum cm_status read_meta(struct run *r, const char *key, char *out,
@@ -810,7 +834,7 @@ static enum cm_status read_ckpt(struct run *r, struct ckpt *c)
     char buf[512];
     bool found;
     cJSON *j;
-    const cJSON *ty, *last, *pp, *wm;
+    const cJSON *ty, *last, *pp, *wm, *t0;
     enum cm_status st = read_meta(r, "ckpt", buf, sizeof buf, &found);
     memset(c, 0, sizeof *c);
     if (st != CM_OK || !found)
@@ -820,6 +844,7 @@ static enum cm_status read_ckpt(struct run *r, struct ckpt *c)
     last = cJSON_GetObjectItemCaseSensitive(j, "last");
     pp = cJSON_GetObjectItemCaseSensitive(j, "per_page");
     wm = cJSON_GetObjectItemCaseSensitive(j, "wm");
+    t0 = cJSON_GetObjectItemCaseSensitive(j, "t0"); /* older: absent */
     if (cJSON_IsNumber(ty) && ty->valueint >= 0 &&
         ty->valueint <= SYNC_NTYPES && cJSON_IsNumber(last) &&
         last->valuedouble >= 0 && cJSON_IsNumber(pp) && cJSON_IsString(wm) &&
@@ -829,6 +854,8 @@ static enum cm_status read_ckpt(struct run *r, struct ckpt *c)
         c->last = (uint64_t)last->valuedouble;
         c->per_page = pp->valueint;
         snprintf(c->wm, sizeof c->wm, "%s", wm->valuestring);
+        if (cJSON_IsNumber(t0) && t0->valuedouble > 0 && t0->valuedouble < 1e15)
+            c->t0 = (int64_t)t0->valuedouble;
     } else {
         cm_warn("sync", "ignoring an unreadable checkpoint");
     }
@@ -837,12 +864,12 @@ static enum cm_status read_ckpt(struct run *r, struct ckpt *c)
 }
 
 static void fmt_ckpt(char *buf, size_t n, int t, uint64_t last, int per_page,
-                     const char *wm)
+                     const char *wm, int64_t t0)
 {
     snprintf(buf, n,
              "{\"mode\":\"full\",\"type\":%d,\"last\":%llu,\"per_page\":%d,"
-             "\"wm\":\"%s\"}",
-             t, (unsigned long long)last, per_page, wm);
+             "\"wm\":\"%s\",\"t0\":%lld}",
+             t, (unsigned long long)last, per_page, wm, (long long)t0);
 }
 
 /* Stash-local wall time of an RFC3339 string (its first 19 chars). */
@@ -1046,10 +1073,11 @@ static enum cm_status unit_fn(struct kv_txn *t, void *ctx)
         goto fail;
     if (u->checkpoint && u->pages) {
         if (u->end) { /* type t + 1: this walk done */
-            fmt_ckpt(ck, sizeof ck, (int)u->t + 1, 0, r->page, "");
+            fmt_ckpt(ck, sizeof ck, (int)u->t + 1, 0, r->page, "", r->full_t0);
             u->pg.wm = u->wm[0] ? u->wm : NULL;
         } else {
-            fmt_ckpt(ck, sizeof ck, (int)u->t, u->last, r->page, u->wm);
+            fmt_ckpt(ck, sizeof ck, (int)u->t, u->last, r->page, u->wm,
+                     r->full_t0);
         }
         u->pg.ckpt = ck;
         st = put_meta(t, &u->pg);
@@ -1241,7 +1269,11 @@ static enum cm_status walk_incremental(struct run *r, enum sync_type t,
 
 /* ---- activity sweep -------------------------------------------------- */
 
-static enum cm_status activity_sweep(struct run *r)
+/* Fetches the activity fields of every scene (Stash does not bump
+ * updated_at for them) and rewrites the scenes whose fields differ.  The
+ * last page's transaction records "sweep_at" = t0 (the sweep's start: the
+ * store's activity is at least that fresh). */
+static enum cm_status activity_sweep(struct run *r, int64_t t0)
 {
     const cJSON **items = NULL;
     uint64_t last = 0, done = 0, total = 0;
@@ -1284,7 +1316,9 @@ static enum cm_status activity_sweep(struct run *r)
             errf(r, "scenes: ids not ascending");
             st = CM_UPSTREAM;
         }
-        if (st == CM_OK && n) {
+        if (st == CM_OK && n < ID_PAGE) /* the last page */
+            pg.sweep_at = t0;
+        if (st == CM_OK && (n || pg.sweep_at)) {
             pg.items = items;
             pg.n_items = n;
             st = commit_page(r, &pg);
@@ -1750,10 +1784,15 @@ out:
     return st;
 }
 
-static enum cm_status reconcile(struct run *r)
+/* Id reconciliation of every type (see docs/SYNC.md "Deletions").  Its
+ * last transaction deletes the confirmed scenes and records
+ * "reconcile_at" = t0 (not when a deletion guard fired: the schedule then
+ * still counts from the last complete one); after a full walk it also
+ * drops the checkpoint and records "sweep_at" = the full sync's start. */
+static enum cm_status reconcile(struct run *r, int64_t t0)
 {
     struct vec gone[SYNC_NTYPES];
-    bool any_entity = false;
+    bool any_entity = false, guarded = false;
     enum cm_status st = CM_OK;
 
     memset(gone, 0, sizeof gone);
@@ -1784,14 +1823,24 @@ static enum cm_status reconcile(struct run *r)
             vec_fini(&scenes);
         }
     }
-    if (st == CM_OK && gone[SYNC_SCENES].n) {
+    if (st == CM_OK) {
         struct page pg = {.type = SYNC_SCENES,
                           .del_type = SYNC_SCENES,
                           .del = gone[SYNC_SCENES].v,
                           .n_del = gone[SYNC_SCENES].n};
-        cm_info("sync", "scenes: deleting %zu", gone[SYNC_SCENES].n);
+        guarded = r->stats && r->stats->deletes_skipped;
+        if (!guarded)
+            pg.reconcile_at = t0;
+        if (r->mode == SYNC_FULL) {
+            pg.drop_ckpt = true;
+            pg.sweep_at = r->full_t0;
+        }
+        if (pg.n_del)
+            cm_info("sync", "scenes: deleting %zu", pg.n_del);
         st = commit_page(r, &pg);
     }
+    if (st == CM_OK && r->stats)
+        r->stats->reconcile = guarded ? SYNC_EXTRA_GUARDED : SYNC_EXTRA_DONE;
     for (int t = 0; t < SYNC_NTYPES; t++)
         vec_fini(&gone[t]);
     return st;
@@ -1815,15 +1864,81 @@ static void set_type_done(struct run *r, enum sync_type t, enum cm_status st)
     pthread_mutex_unlock(&r->st->mu);
 }
 
+/* Reads a unix time written by put_time(); OUT *out = 0 when absent or
+ * unreadable (then the pass is due). */
+static enum cm_status read_time(struct run *r, const char *key, int64_t *out)
+{
+    char buf[24], *end;
+    bool found;
+    long long v;
+    enum cm_status st = read_meta(r, key, buf, sizeof buf, &found);
+    *out = 0;
+    if (st != CM_OK || !found)
+        return st;
+    errno = 0;
+    v = strtoll(buf, &end, 10);
+    if (errno || end == buf || *end || v <= 0)
+        cm_warn("sync", "ignoring an unreadable %s", key);
+    else
+        *out = v;
+    return CM_OK;
+}
+
+/* Is a pass last done at `last` (unix s, 0 = never) due at `now` with
+ * interval iv (0 = off)?  A clock that went back before `last` makes it
+ * due rather than postponing it for as long. */
+static bool is_due(int64_t last, int64_t iv, int64_t now)
+{
+    return iv > 0 && (last <= 0 || now < last || now - last >= iv);
+}
+
+/* Decides whether an incremental run does the sweep (flag "sweep") or
+ * the reconciliation (flag "reconcile"): SYNC_EXTRA_DONE = do it. */
+static enum sync_extra decide(const char *flag, bool forced, int64_t last,
+                              int64_t iv, int64_t now)
+{
+    const char *what =
+        strcmp(flag, "sweep") == 0 ? "activity sweep" : "reconciliation";
+    if (forced || is_due(last, iv, now))
+        return SYNC_EXTRA_DONE;
+    if (iv <= 0) {
+        cm_info("sync", "%s: off (--%s-interval 0; run it with --%s)", what,
+                flag, flag);
+        return SYNC_EXTRA_OFF;
+    }
+    cm_info("sync", "%s: not due (last %llds ago, interval %llds)", what,
+            (long long)(now - last), (long long)iv);
+    return SYNC_EXTRA_NOT_DUE;
+}
+
+static void set_extra_times(struct run *r, int64_t sweep, int64_t rec)
+{
+    if (sweep > 0)
+        r->stats->last_sweep = sweep;
+    if (rec > 0)
+        r->stats->last_reconcile = rec;
+    if (!r->st)
+        return;
+    pthread_mutex_lock(&r->st->mu);
+    r->st->last_sweep = r->stats->last_sweep;
+    r->st->last_reconcile = r->stats->last_reconcile;
+    pthread_mutex_unlock(&r->st->mu);
+}
+
 static enum cm_status run_passes(struct run *r, enum sync_mode mode)
 {
     struct ckpt ck;
     char wms[SYNC_NTYPES][64];
     enum cm_status st;
     bool all_wm = true;
+    int64_t now = (int64_t)time(NULL), last_sweep, last_rec;
+    enum sync_extra sweep, rec;
 
-    if ((st = read_ckpt(r, &ck)) != CM_OK)
+    if ((st = read_ckpt(r, &ck)) != CM_OK ||
+        (st = read_time(r, "sweep_at", &last_sweep)) != CM_OK ||
+        (st = read_time(r, "reconcile_at", &last_rec)) != CM_OK)
         return st;
+    set_extra_times(r, last_sweep, last_rec);
     for (int t = 0; t < SYNC_NTYPES; t++) {
         char key[32];
         bool found;
@@ -1846,6 +1961,18 @@ static enum cm_status run_passes(struct run *r, enum sync_mode mode)
         r->st->mode = mode;
         pthread_mutex_unlock(&r->st->mu);
     }
+    if (mode == SYNC_FULL) {
+        /* a resumed sync started when its checkpoint says (unknown for a
+         * checkpoint of an older peekd: then no sweep time is recorded) */
+        r->full_t0 = ck.valid ? ck.t0 : now;
+        sweep = SYNC_EXTRA_FULL;
+        rec = SYNC_EXTRA_DONE;
+    } else {
+        sweep = decide("sweep", r->cfg->sweep, last_sweep,
+                       r->cfg->sweep_interval, now);
+        rec = decide("reconcile", r->cfg->reconcile, last_rec,
+                     r->cfg->reconcile_interval, now);
+    }
     /* rewrites left by a killed run */
     {
         struct page pg = {.type = SYNC_SCENES, .del_type = SYNC_SCENES};
@@ -1864,16 +1991,25 @@ static enum cm_status run_passes(struct run *r, enum sync_mode mode)
         if (st != CM_OK)
             return st;
     }
-    if (mode == SYNC_INCREMENTAL && (st = activity_sweep(r)) != CM_OK)
-        return st;
-    if ((st = reconcile(r)) != CM_OK)
-        return st;
-    if (mode == SYNC_FULL) {
-        struct page pg = {
-            .type = SYNC_SCENES, .del_type = SYNC_SCENES, .drop_ckpt = true};
-        st = commit_page(r, &pg);
+    if (sweep == SYNC_EXTRA_DONE) {
+        int64_t t0 = (int64_t)time(NULL);
+        if ((st = activity_sweep(r, t0)) != CM_OK)
+            return st;
+        set_extra_times(r, t0, 0);
     }
-    return st;
+    r->stats->sweep = sweep;
+    if (rec != SYNC_EXTRA_DONE) {
+        r->stats->reconcile = rec;
+        return CM_OK;
+    }
+    {
+        int64_t t0 = (int64_t)time(NULL);
+        if ((st = reconcile(r, t0)) != CM_OK)
+            return st;
+        set_extra_times(r, mode == SYNC_FULL ? r->full_t0 : 0,
+                        r->stats->reconcile == SYNC_EXTRA_DONE ? t0 : 0);
+    }
+    return CM_OK;
 }
 
 enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
@@ -1930,6 +2066,8 @@ enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
     st = sync_client_new(&o, &r.c);
     if (st != CM_OK)
         errf(&r, "cannot create the HTTP client: %s", cm_status_str(st));
+    else if ((st = sync_ref_cache_new(&r.refs)) != CM_OK)
+        errf(&r, "out of memory");
     else
         st = run_passes(&r, mode);
     if (st != CM_OK && err && errlen && !err[0])
@@ -1956,6 +2094,7 @@ enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
         pthread_mutex_unlock(&status->mu);
     }
     sync_client_free(r.c);
+    sync_ref_cache_free(r.refs);
     sync_arena_fini(&r.arena);
     return st;
 }
@@ -1987,7 +2126,22 @@ void sync_status_snapshot(struct sync_status *s, struct sync_status_view *v)
     v->started = s->started;
     v->finished = s->finished;
     v->last_success = s->last_success;
+    v->last_sweep = s->last_sweep;
+    v->last_reconcile = s->last_reconcile;
     memcpy(v->last_error, s->last_error, sizeof v->last_error);
     memcpy(v->types, s->types, sizeof v->types);
     pthread_mutex_unlock(&s->mu);
+}
+
+const char *sync_extra_name(enum sync_extra e)
+{
+    switch (e) {
+    case SYNC_EXTRA_NONE: return "not run";
+    case SYNC_EXTRA_DONE: return "done";
+    case SYNC_EXTRA_NOT_DUE: return "not due";
+    case SYNC_EXTRA_OFF: return "off";
+    case SYNC_EXTRA_FULL: return "covered by the full sync";
+    case SYNC_EXTRA_GUARDED: return "deletions skipped by the guard";
+    }
+    return "?";
 }

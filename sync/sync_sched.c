@@ -3,6 +3,9 @@
  * sync.h): a sync at start, then every cfg->sync_interval seconds, and on
  * demand.  One sync at a time; a trigger during a run is remembered and
  * runs right after it (a full request wins over an incremental one).
+ * Each incremental pass runs the activity sweep and the id reconciliation
+ * itself when they are due (sync_run reads their last times from the
+ * store), so their schedule rides on these passes and survives restarts.
  */
 #include <errno.h>
 #include <string.h>
@@ -86,6 +89,11 @@ enum cm_status sync_scheduler_start(struct kv_store *s,
     *out = NULL;
     if (!(sc = cm_calloc(1, sizeof *sc)))
         return CM_NOMEM;
+    cm_info("sync",
+            "schedule (seconds, 0 = off): incremental every %lld, activity "
+            "sweep every %lld, reconciliation every %lld",
+            (long long)cfg->sync_interval, (long long)cfg->sweep_interval,
+            (long long)cfg->reconcile_interval);
     sc->s = s;
     sc->cfg = cfg;
     sc->status = status;

@@ -7,7 +7,9 @@
 #   BENCH_SQLITE_ITERS (3)  SQLite repetitions per query (slow at 1M)
 #
 # Steps: generate the library (NDJSON) and start the fake Stash on the same
-# seed; full sync (timed); 1,000 edits + incremental sync (timed); reindex
+# seed; full sync (timed); 1,000 edits + incremental sync (timed: the plain
+# pass, and separately one forced to run the activity sweep and the id
+# reconciliation, which have their own schedule); reindex
 # (timed); store size; cold start to first answer; the query mix through
 # HTTP and both SQLite variants with identical-answer checks (bench_peek);
 # wrk at 1 and 16 connections; peak RSS; last, time to first HLS segment
@@ -24,7 +26,7 @@ SITERS=${BENCH_SQLITE_ITERS:-3}
 W=${BENCH_DIR:-build/bench}
 PEEKD=$PWD/$B/peekd
 mkdir -p "$W"
-rm -rf "$W/store" "$W/store-inc" "$W/data"
+rm -rf "$W/store" "$W/store-inc" "$W/store-inc2" "$W/data"
 HEAP=--max-old-space-size=12288
 pids=""
 cleanup() {
@@ -60,11 +62,17 @@ read -r _ fu fs fm <"$W/sync.time"
 full_cpu=$(echo "$fu $fs" | awk '{printf "%.2f", $1 + $2}')
 echo "full sync: ${full_wall} s wall, ${full_cpu} s peekd CPU, ${fm} KB peak RSS"
 
-# 1,000 edited scenes, then an incremental sync, on a copy of the store
+# 1,000 edited scenes, then an incremental sync, on copies of the store
 # (made with peekd backup) so the main store keeps matching the NDJSON the
-# SQLite side loads.
-rm -rf "$W/store-inc"
+# SQLite side loads.  store-inc: the plain pass (only the updated_at walks:
+# the sweep and the reconciliation are switched off for it, rather than
+# relying on them not being due yet after a long full sync); store-inc2:
+# the same pass forced to run both (what every incremental pass did before
+# they got their own schedule).
+rm -rf "$W/store-inc" "$W/store-inc2"
 "$PEEKD" backup --data "$W/store" "$W/store-inc" --log-level warn >/dev/null
+"$PEEKD" backup --data "$W/store" "$W/store-inc2" --log-level warn >/dev/null
+sync
 node -e '
 const url = process.argv[1] + "/__control";
 const n = Math.min(1000, Number(process.argv[2]));
@@ -78,12 +86,28 @@ const n = Math.min(1000, Number(process.argv[2]));
     if (!r.ok) { console.error(await r.text()); process.exit(1); }
   }
 })();' "$STASH" "$N"
-t=$(now)
-/usr/bin/time -f '%e %U %S %M' -o "$W/inc.time" \
-    "$PEEKD" sync --data "$W/store-inc" --stash-url "$STASH" \
-    --log-level warn >"$W/inc.log" 2>&1
-inc_wall=$(since "$t")
-echo "incremental sync (1000 changed): ${inc_wall} s"
+inc_sync() { # name, extra flags...
+    n=$1
+    shift
+    sync
+    t=$(now)
+    /usr/bin/time -f '%e %U %S %M' -o "$W/$n.time" \
+        "$PEEKD" sync --data "$W/store-$n" --stash-url "$STASH" \
+        --log-level warn "$@" >"$W/$n.log" 2>&1
+    since "$t"
+}
+cpu_of() { awk '{printf "%.2f", $2 + $3}' "$1"; }
+inc_wall=$(inc_sync inc --sweep-interval off --reconcile-interval off)
+inc_cpu=$(cpu_of "$W/inc.time")
+grep -q 'activity sweep: off; reconciliation: off' "$W/inc.log" || {
+    cat "$W/inc.log"
+    echo "bench: the plain incremental pass ran the sweep or reconciliation" >&2
+    exit 1
+}
+echo "incremental sync (1000 changed): ${inc_wall} s wall, ${inc_cpu} s peekd CPU"
+incf_wall=$(inc_sync inc2 --sweep --reconcile)
+incf_cpu=$(cpu_of "$W/inc2.time")
+echo "incremental sync (1000 changed) + sweep + reconcile: ${incf_wall} s wall, ${incf_cpu} s peekd CPU"
 
 t=$(now)
 "$PEEKD" reindex --data "$W/store" --log-level warn >"$W/reindex.log" 2>&1
@@ -150,7 +174,9 @@ cat >"$W/summary.json" <<JSON
 {"scenes": $N, "seed": $SEED, "date": "$(date -u +%FT%TZ)",
  "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
  "full_sync_wall_s": $full_wall, "full_sync_cpu_s": $full_cpu,
- "incremental_1000_s": $inc_wall, "reindex_s": $reindex,
+ "incremental_1000_s": $inc_wall, "incremental_1000_cpu_s": $inc_cpu,
+ "incremental_1000_sweep_reconcile_s": $incf_wall,
+ "incremental_1000_sweep_reconcile_cpu_s": $incf_cpu, "reindex_s": $reindex,
  "store_bytes": $size, "bytes_per_scene": $per, "cold_start_s": $cold,
  "rps_1conn": $rps1, "rps_16conn": $rps16,
  "rps_filtered_1conn": $frps1, "rps_filtered_16conn": $frps16,

@@ -10,7 +10,9 @@
 //     left untouched; an index-only version change rebuilds at start;
 //   - a store left by a SIGKILLed serve starts again, stale readers are
 //     cleared and logged;
-//   - SIGTERM: exit 0 and a request in flight completes.
+//   - SIGTERM: exit 0 and a request in flight completes;
+//   - the activity sweep / reconciliation schedule lives in the store:
+//     serve's start-up sync honours the times an earlier process recorded.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -145,6 +147,28 @@ function getMetaU64(dir, key) {
   const i = dump.indexOf(' ' + Buffer.from(key).toString('hex'));
   return Buffer.from(dump[i + 1].trim(), 'hex').readBigUInt64LE();
 }
+
+/** The decimal text value of key in the sync database (mdb_dump, hex). */
+function getSyncTime(dir, key) {
+  const dump = execFileSync('mdb_dump', ['-s', 'sync', dir], { encoding: 'utf8' }).split('\n');
+  const i = dump.indexOf(' ' + Buffer.from(key).toString('hex'));
+  assert.ok(i > 0, `${key} is in the sync database`);
+  return Number(Buffer.from(dump[i + 1].trim(), 'hex').toString());
+}
+function setSyncTime(dir, key, value) {
+  const dump = execFileSync('mdb_dump', ['-s', 'sync', dir], { encoding: 'utf8' }).split('\n');
+  const i = dump.indexOf(' ' + Buffer.from(key).toString('hex'));
+  assert.ok(i > 0, `${key} is in the sync database`);
+  dump[i + 1] = ' ' + Buffer.from(String(value)).toString('hex');
+  const f = path.join(root, `sync-${key}-${value}.txt`);
+  fs.writeFileSync(f, dump.join('\n'));
+  execFileSync('mdb_load', ['-s', 'sync', '-f', f, dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+const extraReqs = async () => {
+  const r = (await control(fake.url, 'stats')).requests;
+  const ids = Object.entries(r).filter(([k]) => /^Sync\w+Ids$/.test(k)).reduce((a, [, n]) => a + n, 0);
+  return { activity: r.SyncSceneActivity ?? 0, ids };
+};
 
 before(async () => {
   root = tmpDir('peekd-life-');
@@ -391,4 +415,55 @@ test('SIGTERM: the request in flight completes, then serve exits 0', async () =>
   assert.deepEqual(await s.exit, { code: 0, signal: null });
   // New connections are refused after the stop.
   await assert.rejects(fetch(`http://127.0.0.1:${s.port}/api/health`));
+});
+
+test('serve: the sweep and reconciliation run when due by the times in the store, across restarts', async () => {
+  const b = path.join(root, 'backup-sched');
+  await run(['backup', '--data', store, b]);
+  const dir = restore(b, 'sched');
+  const sweep0 = getSyncTime(dir, 'sweep_at');
+  const rec0 = getSyncTime(dir, 'reconcile_at');
+  assert.ok(sweep0 > 0 && rec0 > 0, 'the earlier syncs recorded both');
+  // Each serve runs its start-up incremental sync and no other (interval 0).
+  const startOnce = async () => {
+    const before0 = await extraReqs();
+    const s = await serve(dir, ['--stash-url', fake.url, '--sync-interval', '0']);
+    try {
+      const st = await until(async () => { const x = await syncStatus(s.port); return x && !x.running && x.lastSuccess > 0 && x; }, 'the start-up sync');
+      assert.equal(st.lastError, null);
+      assert.equal(st.mode, 'incremental');
+      const metrics = (await api(s.port, 'GET', '/metrics')).text;
+      assert.match(metrics, new RegExp(`^peekd_sync_last_sweep_timestamp ${st.lastSweep}$`, 'm'));
+      assert.match(metrics, new RegExp(`^peekd_sync_last_reconcile_timestamp ${st.lastReconcile}$`, 'm'));
+      const after0 = await extraReqs();
+      return { st, all: s.all, activity: after0.activity - before0.activity, ids: after0.ids - before0.ids };
+    } finally {
+      assert.equal((await s.stop()).code, 0);
+    }
+  };
+  // Recorded moments ago (default intervals 1h): not due.
+  let r = await startOnce();
+  assert.equal(r.activity, 0, 'no activity rows fetched');
+  assert.equal(r.ids, 0, 'no id lists fetched');
+  assert.equal(r.st.lastSweep, sweep0, 'status shows the time from the store');
+  assert.equal(r.st.lastReconcile, rec0);
+  assert.match(r.all, /activity sweep: not due/);
+  assert.match(r.all, /schedule \(seconds, 0 = off\): incremental every 0, activity sweep every 3600, reconciliation every 3600/);
+  // Two hours later (as the store says): both run, and are recorded.
+  setSyncTime(dir, 'sweep_at', sweep0 - 7200);
+  setSyncTime(dir, 'reconcile_at', rec0 - 7200);
+  const t0 = Math.floor(Date.now() / 1000);
+  r = await startOnce();
+  assert.ok(r.activity > 0, 'the sweep ran');
+  assert.ok(r.ids >= 6, 'the reconciliation walked every type');
+  assert.ok(r.st.lastSweep >= t0 && r.st.lastReconcile >= t0, JSON.stringify(r.st));
+  assert.equal(getSyncTime(dir, 'sweep_at'), r.st.lastSweep);
+  assert.equal(getSyncTime(dir, 'reconcile_at'), r.st.lastReconcile);
+  // The next start sees what that process recorded: not due again.
+  const prev = r.st;
+  r = await startOnce();
+  assert.equal(r.activity, 0);
+  assert.equal(r.ids, 0);
+  assert.equal(r.st.lastSweep, prev.lastSweep);
+  assert.equal(r.st.lastReconcile, prev.lastReconcile);
 });

@@ -137,6 +137,24 @@ START_TEST(config_defaults_and_values)
     ck_assert_str_eq(c.stash_url, "http://stash:9999");
     ck_assert_int_eq(set(&c, "sync-interval", "2h", err), CM_OK);
     ck_assert_int_eq(c.sync_interval, 7200);
+    ck_assert_int_eq(set(&c, "sync-interval", "OFF", err), CM_OK);
+    ck_assert_int_eq(c.sync_interval, 0);
+    /* the sweep and reconciliation schedule: 1h each, 0 or off = off */
+    ck_assert_int_eq(c.sweep_interval, 3600);
+    ck_assert_int_eq(c.reconcile_interval, 3600);
+    ck_assert_int_eq(c.sweep, 0);
+    ck_assert_int_eq(c.reconcile, 0);
+    ck_assert_int_eq(set(&c, "sweep-interval", "15m", err), CM_OK);
+    ck_assert_int_eq(c.sweep_interval, 900);
+    ck_assert_int_eq(set(&c, "sweep-interval", "off", err), CM_OK);
+    ck_assert_int_eq(c.sweep_interval, 0);
+    ck_assert_int_eq(set(&c, "reconcile-interval", "0", err), CM_OK);
+    ck_assert_int_eq(c.reconcile_interval, 0);
+    ck_assert_int_eq(set(&c, "reconcile-interval", "1d", err), CM_OK);
+    ck_assert_int_eq(c.reconcile_interval, 86400);
+    ck_assert_int_eq(set(&c, "sweep", "1", err), CM_OK);
+    ck_assert_int_eq(set(&c, "reconcile", "true", err), CM_OK);
+    ck_assert_int_eq(c.sweep + c.reconcile, 2);
     ck_assert_int_eq(set(&c, "map-size", "512M", err), CM_OK);
     ck_assert_int_eq(c.map_size, (int64_t)512 << 20);
     ck_assert_int_eq(set(&c, "allow-network-fs", "yes", err), CM_OK);
@@ -174,6 +192,15 @@ START_TEST(config_rejects)
         {"map-size", "1K"},
         {"sync-interval", "-5"},
         {"sync-interval", "5x"},
+        {"sync-interval", "offf"},
+        {"sync-timeout", "off"}, /* "off" is 0: only where 0 is allowed */
+        {"http-timeout", "0"},
+        {"sweep-interval", "-1"},
+        {"sweep-interval", "1.5h"},
+        {"sweep-interval", "367d"},
+        {"reconcile-interval", "never"},
+        {"reconcile-interval", ""},
+        {"sweep", "sometimes"},
         {"log-level", "loud"},
         {"log-format", "xml"},
         {"allow-network-fs", "2"},

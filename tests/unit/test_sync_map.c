@@ -278,6 +278,39 @@ static const struct mutation MUTS[] = {
     {"captions", "[{\"language_code\":\"en\"}]",
      "captions[0].caption_type: expected string"},
     {"stash_ids", "[7]", "stash_ids[0]: expected object"},
+    /* the whole path, at every nesting level */
+    {"urls", "[\"a\",1]", "scene 123: urls[1]: expected string, got number"},
+    {"files", "[7]", "scene 123: files[0]: expected object, got number"},
+    {"files[0].fingerprints", "[{\"type\":\"md5\",\"value\":\"a\"},3]",
+     "scene 123: files[0].fingerprints[1]: expected object, got number"},
+    {"files[0].fingerprints", "[{\"type\":5,\"value\":\"a\"}]",
+     "scene 123: files[0].fingerprints[0].type: expected string, got number"},
+    {"files[0].duration", "-2",
+     "scene 123: files[0].duration: expected a non-negative number"},
+    {"tags", "[{\"id\":\"1\"},{\"name\":\"x\"}]",
+     "scene 123: tags[1].id: expected id string, got missing"},
+    {"performers", "[{\"id\":\"08\"}]",
+     "scene 123: performers[0].id: invalid id \"08\""},
+    {"groups", "[{\"group\":null,\"scene_index\":1}]",
+     "scene 123: groups[0].group: expected object, got null"},
+    {"groups", "[{\"group\":{\"id\":\"3\"},\"scene_index\":\"1\"}]",
+     "scene 123: groups[0].scene_index: expected number or null, got string"},
+    {"scene_markers", "[{\"id\":\"x\"}]",
+     "scene 123: scene_markers[0].id: invalid id"},
+    {"scene_markers",
+     "[{\"id\":\"5\",\"title\":\"t\",\"seconds\":1,\"end_seconds\":null,"
+     "\"primary_tag\":{\"id\":\"x\"},\"tags\":[]}]",
+     "scene 123: scene_markers[0].primary_tag.id: invalid id"},
+    {"scene_markers",
+     "[{\"id\":\"5\",\"title\":\"t\",\"seconds\":1,\"end_seconds\":null,"
+     "\"primary_tag\":{\"id\":\"2\"},\"tags\":[{\"id\":\"1\"},7]}]",
+     "scene 123: scene_markers[0].tags[1]: expected object, got number"},
+    {"captions", "[5]", "scene 123: captions[0]: expected object, got number"},
+    {"stash_ids", "[{\"endpoint\":\"e\",\"stash_id\":1}]",
+     "scene 123: stash_ids[0].stash_id: expected string, got number"},
+    {"paths", "{}",
+     "scene 123: paths.screenshot: expected string or null, "
+     "got missing"},
 };
 
 /* Replaces (or removes) the value at a dotted path in o. */
@@ -391,6 +424,27 @@ START_TEST(entities_strict)
          "{\"id\":\"5\",\"title\":null,\"date\":null,\"rating100\":null,"
          "\"studio\":null,\"image_count\":3,\"paths\":{\"cover\":null}}",
          "gallery 5: paths.cover: expected string"},
+        {KV_GROUP,
+         "{\"id\":\"4\",\"name\":\"G\",\"aliases\":null,\"date\":null,"
+         "\"duration\":null,\"rating100\":null,\"director\":null,"
+         "\"synopsis\":null,\"studio\":null,\"containing_groups\":[{\"group\":"
+         "{\"id\":\"1\"}},{\"group\":{\"id\":\"z\"}}]}",
+         "group 4: containing_groups[1].group.id: invalid id \"z\""},
+        {KV_GROUP,
+         "{\"id\":\"4\",\"name\":\"G\",\"aliases\":null,\"date\":null,"
+         "\"duration\":null,\"rating100\":null,\"director\":null,"
+         "\"synopsis\":null,\"studio\":null,\"containing_groups\":[3]}",
+         "group 4: containing_groups[0]: expected object, got number"},
+        {KV_PERFORMER,
+         "{\"id\":\"1\",\"name\":\"A\",\"disambiguation\":null,\"alias_list\":"
+         "[],\"gender\":null,\"favorite\":false,\"rating100\":null,"
+         "\"birthdate\":null,\"country\":null,\"image_path\":null,\"tags\":"
+         "[{\"id\":\"1\"},{\"id\":\"0\"}]}",
+         "performer 1: tags[1].id: invalid id \"0\""},
+        {KV_TAG,
+         "{\"id\":\"2\",\"name\":\"T\",\"sort_name\":null,\"aliases\":"
+         "[\"a\",3]}",
+         "tag 2: aliases[1]: expected string, got number"},
     };
     struct sync_arena a;
     sync_arena_init(&a, CM_MiB);
@@ -469,7 +523,7 @@ START_TEST(fill_refs_from_store)
     sync_arena_init(&a, CM_MiB);
     ck_assert_int_eq(sync_map_scene(obj, &a, &sc, err, sizeof err), CM_OK);
     ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
-    ck_assert_int_eq(sync_fill_refs(t, &sc, &a, &unknown), CM_OK);
+    ck_assert_int_eq(sync_fill_refs(t, &sc, &a, NULL, &unknown), CM_OK);
     kv_read_end(t);
     /* tag 2, studio 4 and group 3 are unknown */
     ck_assert_uint_eq(unknown, 3);
@@ -483,6 +537,45 @@ START_TEST(fill_refs_from_store)
     ck_assert_int_eq(sc.performers[0].rating100, 80);
     ck_assert_int_eq(sc.groups[0].index, 2);
     ck_assert_uint_eq(sc.studio.id, 4);
+
+    /* With a ref cache: the same refs and unknown count, first filled
+     * from the store, then from the cache; a reset arena drops the
+     * entries (an entity renamed in between is seen). */
+    {
+        struct sync_ref_cache *c;
+        struct kv_scene c1, c2;
+        uint64_t unk = 0;
+        ck_assert_int_eq(sync_ref_cache_new(&c), CM_OK);
+        for (int round = 0; round < 2; round++) {
+            struct kv_scene *x = round ? &c2 : &c1;
+            ck_assert_int_eq(sync_map_scene(obj, &a, x, err, sizeof err),
+                             CM_OK);
+            ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
+            ck_assert_int_eq(sync_fill_refs(t, x, &a, c, &unk), CM_OK);
+            kv_read_end(t);
+            ck_assert(kv_scene_equal(x, &sc));
+        }
+        ck_assert_uint_eq(unk, 6);
+        ck_assert_ptr_eq(c1.tags[0].name.p, c2.tags[0].name.p); /* cached */
+
+        ck_assert_int_eq(kv_write_begin(s, &t), CM_OK);
+        e.type = KV_TAG;
+        e.id = 1;
+        e.name = (struct kv_str){"Renamed", 7};
+        e.disambiguation = (struct kv_str){NULL, 0};
+        e.gender = 0;
+        e.rating100 = -1;
+        ck_assert_int_eq(kv_entity_put(t, &e), CM_OK);
+        ck_assert_int_eq(kv_commit(t), CM_OK);
+        sync_arena_reset(&a);
+        ck_assert_int_eq(sync_map_scene(obj, &a, &c1, err, sizeof err), CM_OK);
+        ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
+        ck_assert_int_eq(sync_fill_refs(t, &c1, &a, c, NULL), CM_OK);
+        kv_read_end(t);
+        ck_assert(kstr_is(c1.tags[0].name, "Renamed"));
+        ck_assert(kstr_is(c1.performers[0].name, "Ann"));
+        sync_ref_cache_free(c);
+    }
     sync_arena_fini(&a);
     cJSON_Delete(obj);
     kv_close(s);

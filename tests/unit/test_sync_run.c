@@ -118,8 +118,9 @@ static size_t sink(char *p, size_t s, size_t n, void *ud)
     return s * n;
 }
 
-/* POSTs a control op; returns the HTTP status. */
-static long control(const struct fake *f, const char *json)
+/* POSTs a control op (it must answer 200); returns the parsed answer:
+ * caller owns, free with cJSON_Delete(). */
+static cJSON *control_json(const struct fake *f, const char *json)
 {
     CURL *c = curl_easy_init();
     struct curl_slist *h =
@@ -140,8 +141,46 @@ static long control(const struct fake *f, const char *json)
                   b.data ? b.data : "");
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
-    cm_buf_fini(&b);
-    return code;
+    {
+        cJSON *j = cJSON_ParseWithLength(b.data, b.len);
+        ck_assert_msg(j != NULL, "control %s: not JSON", json);
+        cm_buf_fini(&b);
+        return j;
+    }
+}
+
+static void control(const struct fake *f, const char *json)
+{
+    cJSON_Delete(control_json(f, json));
+}
+
+/* How many GraphQL requests of operation op the fake has answered. */
+static uint64_t fake_requests(const struct fake *f, const char *op)
+{
+    cJSON *j = control_json(f, "{\"op\":\"stats\"}");
+    const cJSON *reqs = cJSON_GetObjectItemCaseSensitive(j, "requests");
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(reqs, op);
+    uint64_t v;
+    ck_assert_msg(cJSON_IsObject(reqs), "stats: no requests object");
+    v = cJSON_IsNumber(n) ? (uint64_t)n->valuedouble : 0;
+    cJSON_Delete(j);
+    return v;
+}
+
+/* Requests of the sweep's and the reconciliation's documents so far. */
+struct extra_reqs {
+    uint64_t activity, ids;
+};
+
+static struct extra_reqs extra_reqs(const struct fake *f)
+{
+    static const char *const ids_docs[] = {"SyncTagIds",       "SyncStudioIds",
+                                           "SyncPerformerIds", "SyncGroupIds",
+                                           "SyncGalleryIds",   "SyncSceneIds"};
+    struct extra_reqs r = {fake_requests(f, "SyncSceneActivity"), 0};
+    for (size_t i = 0; i < sizeof ids_docs / sizeof ids_docs[0]; i++)
+        r.ids += fake_requests(f, ids_docs[i]);
+    return r;
 }
 
 static void cfg_for(struct cm_config *cfg, const struct fake *f, int page,
@@ -188,6 +227,78 @@ static uint64_t scene_count(struct kv_store *s)
     ck_assert_int_eq(kv_scene_count(t, &n), CM_OK);
     kv_read_end(t);
     return n;
+}
+
+/* The unix time sync recorded under key ("sweep_at", "reconcile_at") in
+ * KV_DB_SYNC; 0 when absent. */
+static int64_t meta_time(struct kv_store *s, const char *key)
+{
+    struct kv_txn *t;
+    const void *v;
+    size_t n;
+    char buf[32];
+    int64_t out = 0;
+    enum cm_status st;
+    ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
+    st = kv_get(t, KV_DB_SYNC, key, strlen(key), &v, &n);
+    if (st == CM_OK) {
+        char *end;
+        ck_assert_uint_lt(n, sizeof buf);
+        memcpy(buf, v, n);
+        buf[n] = '\0';
+        out = strtoll(buf, &end, 10);
+        ck_assert_msg(*end == '\0' && out > 0, "%s = \"%s\"", key, buf);
+    } else {
+        ck_assert_int_eq(st, CM_NOTFOUND);
+    }
+    kv_read_end(t);
+    return out;
+}
+
+struct meta_put {
+    const char *key;
+    int64_t v;
+};
+
+static enum cm_status meta_put_fn(struct kv_txn *t, void *ctx)
+{
+    const struct meta_put *m = ctx;
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%lld", (long long)m->v);
+    return kv_put(t, KV_DB_SYNC, m->key, strlen(m->key), buf, (size_t)n);
+}
+
+/* Moves the recorded time of key `secs` seconds into the past (negative:
+ * into the future), as if that much time had passed since. */
+static void age_meta(struct kv_store *s, const char *key, int64_t secs)
+{
+    struct meta_put m = {key, meta_time(s, key) - secs};
+    ck_assert_int_gt(m.v + secs, 0);
+    ck_assert_int_eq(kv_write_run(s, meta_put_fn, &m), CM_OK);
+}
+
+/* The stored play_count of scene id, or -1 when the scene is absent. */
+static int32_t play_count(struct kv_store *s, uint64_t id)
+{
+    struct kv_txn *t;
+    struct kv_scene sc;
+    uint32_t d;
+    int32_t pc = -1;
+    ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
+    if (kv_docid_of(t, id, &d) == CM_OK) {
+        ck_assert_int_eq(kv_scene_get(t, d, &sc), CM_OK);
+        pc = sc.play_count;
+        kv_scene_fini(&sc);
+    }
+    kv_read_end(t);
+    return pc;
+}
+
+static void set_flag(struct cm_config *cfg, const char *name, const char *v)
+{
+    char err[256];
+    ck_assert_msg(cm_config_set(cfg, name, v, err, sizeof err) == CM_OK, "%s",
+                  err);
 }
 
 /* ---- record dumps: which fields differ ---------------------------------- */
@@ -522,7 +633,7 @@ START_TEST(full_sync_equals_generated_library)
         struct kv_scene want, got;
         uint32_t docid;
         ck_assert_int_eq(sync_map_scene(o, &a, &want, err, sizeof err), CM_OK);
-        ck_assert_int_eq(sync_fill_refs(t, &want, &a, NULL), CM_OK);
+        ck_assert_int_eq(sync_fill_refs(t, &want, &a, NULL, NULL), CM_OK);
         ck_assert_int_eq(kv_docid_of(t, want.id, &docid), CM_OK);
         ck_assert_int_eq(kv_scene_get(t, docid, &got), CM_OK);
         ck_assert_msg(kv_scene_equal(&want, &got), "scene %llu",
@@ -584,7 +695,13 @@ START_TEST(incremental_converges_to_full)
     a = open_store(tu_tmpdir());
     sync_ok(a, &cfg, SYNC_FULL, &st);
     edits(&f);
+    /* the full sync just swept and reconciled: force both (their
+     * schedule is sweep_and_reconcile_schedule's subject) */
+    set_flag(&cfg, "sweep", "1");
+    set_flag(&cfg, "reconcile", "1");
     sync_ok(a, &cfg, SYNC_INCREMENTAL, &st);
+    ck_assert_int_eq(st.sweep, SYNC_EXTRA_DONE);
+    ck_assert_int_eq(st.reconcile, SYNC_EXTRA_DONE);
     ck_assert_uint_ge(st.activity, 1);
     ck_assert_uint_ge(st.deleted[SYNC_SCENES], 2);
     ck_assert_uint_ge(st.deleted[SYNC_TAGS], 3);
@@ -601,6 +718,140 @@ START_TEST(incremental_converges_to_full)
     compare_stores(a, b);
     kv_close(a);
     kv_close(b);
+    cm_config_fini(&cfg);
+    fake_stop(&f);
+}
+END_TEST
+
+/* a equals, record by record, a fresh full sync of the fake. */
+static void equals_fresh_full(struct kv_store *a, const struct cm_config *cfg)
+{
+    struct kv_store *b = open_store(tu_tmpdir());
+    struct sync_stats st;
+    sync_ok(b, cfg, SYNC_FULL, &st);
+    compare_stores(a, b);
+    compare_stores(b, a);
+    kv_close(b);
+}
+
+/* One incremental sync; asserts what it did about the sweep and the
+ * reconciliation and, through the fake's request counts, that it fetched
+ * activity rows / id lists exactly when it says it ran them. */
+static void sync_extras(struct kv_store *s, const struct cm_config *cfg,
+                        const struct fake *f, enum sync_extra sweep,
+                        enum sync_extra rec)
+{
+    struct sync_stats st;
+    struct extra_reqs before = extra_reqs(f), after;
+    sync_ok(s, cfg, SYNC_INCREMENTAL, &st);
+    after = extra_reqs(f);
+    ck_assert_msg(st.sweep == sweep, "sweep: %s, expected %s",
+                  sync_extra_name(st.sweep), sync_extra_name(sweep));
+    ck_assert_msg(st.reconcile == rec, "reconciliation: %s, expected %s",
+                  sync_extra_name(st.reconcile), sync_extra_name(rec));
+    if (sweep == SYNC_EXTRA_DONE)
+        ck_assert_uint_gt(after.activity, before.activity);
+    else
+        ck_assert_uint_eq(after.activity, before.activity);
+    if (rec == SYNC_EXTRA_DONE)
+        ck_assert_uint_ge(after.ids, before.ids + 6); /* every type */
+    else
+        ck_assert_uint_eq(after.ids, before.ids);
+    ck_assert_int_eq(st.last_sweep, meta_time(s, "sweep_at"));
+    ck_assert_int_eq(st.last_reconcile, meta_time(s, "reconcile_at"));
+}
+
+START_TEST(sweep_and_reconcile_schedule)
+{
+    /* issue #4 item 7: a plain incremental pass is only the updated_at
+     * walks; the activity sweep and the id reconciliation run when their
+     * interval has passed since the time recorded in the store, or when
+     * forced.  "Time passes" by moving the recorded time back. */
+    struct fake f;
+    struct cm_config cfg;
+    struct kv_store *a;
+    struct sync_stats st;
+    int64_t t0, t1, sw, rc;
+
+    fake_start(&f, 1200, "Z");
+    cfg_for(&cfg, &f, 300, 1);
+    a = open_store(tu_tmpdir());
+    t0 = (int64_t)time(NULL);
+    sync_ok(a, &cfg, SYNC_FULL, &st);
+    t1 = (int64_t)time(NULL);
+    ck_assert_int_eq(st.sweep, SYNC_EXTRA_FULL);
+    ck_assert_int_eq(st.reconcile, SYNC_EXTRA_DONE);
+    sw = meta_time(a, "sweep_at");
+    rc = meta_time(a, "reconcile_at");
+    ck_assert_int_ge(sw, t0); /* the full sync's start */
+    ck_assert_int_le(sw, t1);
+    ck_assert_int_ge(rc, sw);
+    ck_assert_int_le(rc, t1);
+
+    /* (a) not due (default 1h each): a play count that does not bump
+     * updated_at stays unseen, and no activity row or id is fetched */
+    control(&f, "{\"op\":\"setClock\",\"now\":\"2026-01-05T10:00:00Z\"}");
+    control(&f, "{\"op\":\"setActivity\",\"id\":\"18\",\"play_count\":42,"
+                "\"o_counter\":7,\"resume_time\":12.5}");
+    control(&f, "{\"op\":\"editScene\",\"id\":\"30\",\"title\":\"Seen\"}");
+    sync_extras(a, &cfg, &f, SYNC_EXTRA_NOT_DUE, SYNC_EXTRA_NOT_DUE);
+    ck_assert_int_ne(play_count(a, 18), 42);
+    ck_assert_int_eq(meta_time(a, "sweep_at"), sw);
+    ck_assert_int_eq(meta_time(a, "reconcile_at"), rc);
+
+    /* (b) forced: the sweep sees it; the store equals a fresh full sync */
+    set_flag(&cfg, "sweep", "1");
+    sync_extras(a, &cfg, &f, SYNC_EXTRA_DONE, SYNC_EXTRA_NOT_DUE);
+    set_flag(&cfg, "sweep", "0");
+    ck_assert_int_eq(play_count(a, 18), 42);
+    ck_assert_int_ge(meta_time(a, "sweep_at"), t1);
+    ck_assert_int_eq(meta_time(a, "reconcile_at"), rc);
+    equals_fresh_full(a, &cfg);
+    /* ... and due: 59 min after the sweep not yet, 61 min after it is */
+    control(&f, "{\"op\":\"setActivity\",\"id\":\"19\",\"play_count\":9}");
+    age_meta(a, "sweep_at", 59 * 60);
+    sync_extras(a, &cfg, &f, SYNC_EXTRA_NOT_DUE, SYNC_EXTRA_NOT_DUE);
+    ck_assert_int_ne(play_count(a, 19), 9);
+    age_meta(a, "sweep_at", 2 * 60);
+    t0 = (int64_t)time(NULL);
+    sync_extras(a, &cfg, &f, SYNC_EXTRA_DONE, SYNC_EXTRA_NOT_DUE);
+    ck_assert_int_eq(play_count(a, 19), 9);
+    ck_assert_int_ge(meta_time(a, "sweep_at"), t0);
+    equals_fresh_full(a, &cfg);
+
+    /* (c) deletions wait for the reconciliation: not due, not removed */
+    control(&f, "{\"op\":\"deleteScene\",\"id\":\"20\"}");
+    control(&f, "{\"op\":\"deletePerformer\",\"id\":\"3\"}");
+    sync_extras(a, &cfg, &f, SYNC_EXTRA_NOT_DUE, SYNC_EXTRA_NOT_DUE);
+    ck_assert_int_ne(play_count(a, 20), -1);
+    ck_assert_uint_eq(scene_count(a), 1200);
+    age_meta(a, "reconcile_at", 3600);
+    t0 = (int64_t)time(NULL);
+    sync_extras(a, &cfg, &f, SYNC_EXTRA_NOT_DUE, SYNC_EXTRA_DONE);
+    ck_assert_int_eq(play_count(a, 20), -1);
+    ck_assert_uint_eq(scene_count(a), 1199);
+    ck_assert_int_ge(meta_time(a, "reconcile_at"), t0);
+    equals_fresh_full(a, &cfg);
+    /* forced reconciliation, and a recorded time in the future (the
+     * clock went back) counts as due rather than postponing it */
+    set_flag(&cfg, "reconcile", "1");
+    sync_extras(a, &cfg, &f, SYNC_EXTRA_NOT_DUE, SYNC_EXTRA_DONE);
+    set_flag(&cfg, "reconcile", "0");
+    age_meta(a, "reconcile_at", -86400);
+    sync_extras(a, &cfg, &f, SYNC_EXTRA_NOT_DUE, SYNC_EXTRA_DONE);
+
+    /* 0/off: never by schedule, only when forced */
+    set_flag(&cfg, "sweep-interval", "off");
+    set_flag(&cfg, "reconcile-interval", "0");
+    age_meta(a, "sweep_at", 400 * 86400);
+    age_meta(a, "reconcile_at", 400 * 86400);
+    control(&f, "{\"op\":\"setActivity\",\"id\":\"21\",\"play_count\":5}");
+    sync_extras(a, &cfg, &f, SYNC_EXTRA_OFF, SYNC_EXTRA_OFF);
+    ck_assert_int_ne(play_count(a, 21), 5);
+    set_flag(&cfg, "sweep", "1");
+    sync_extras(a, &cfg, &f, SYNC_EXTRA_DONE, SYNC_EXTRA_OFF);
+    ck_assert_int_eq(play_count(a, 21), 5);
+    kv_close(a);
     cm_config_fini(&cfg);
     fake_stop(&f);
 }
@@ -712,20 +963,27 @@ START_TEST(zero_ids_guard)
     struct kv_store *s;
     struct sync_stats st;
     char op[128];
+    int64_t rc;
 
     fake_start(&f, 60, "Z");
     cfg_for(&cfg, &f, 25, 1);
     s = open_store(tu_tmpdir());
     sync_ok(s, &cfg, SYNC_FULL, &st);
     ck_assert_uint_eq(scene_count(s), 60);
+    rc = meta_time(s, "reconcile_at");
     for (int i = 1; i <= 60; i++) {
         snprintf(op, sizeof op, "{\"op\":\"deleteScene\",\"id\":\"%d\"}", i);
         control(&f, op);
     }
+    set_flag(&cfg, "reconcile", "1");
     sync_ok(s, &cfg, SYNC_INCREMENTAL, &st);
     ck_assert(st.deletes_skipped);
     ck_assert_uint_eq(st.deleted[SYNC_SCENES], 0);
     ck_assert_uint_eq(scene_count(s), 60);
+    /* a guarded reconciliation is not recorded (its schedule counts from
+     * the last one that completed) */
+    ck_assert_int_eq(st.reconcile, SYNC_EXTRA_GUARDED);
+    ck_assert_int_eq(meta_time(s, "reconcile_at"), rc);
     kv_close(s);
     cm_config_fini(&cfg);
     fake_stop(&f);
@@ -839,14 +1097,15 @@ static pid_t spawn_peekd(char **argv, FILE **rd)
 }
 
 /* Runs `peekd sync --data dir --stash-url URL --page-size 200
- * --sync-commit 600 --log-format json [--full]` and reads its log.
+ * --sync-commit 600 --log-format json [--full | extra...]` and reads its
+ * log (extra: NULL-terminated flags of an incremental run, or NULL).
  * kill_at > 0: SIGKILL it right after its kill_at-th progress line (one
  * per page applied; a full sync commits every 3 pages; the child runs on
  * while we read, so the kill lands anywhere, mid-transaction included). Returns
  * 1 when SIGKILL ended it; a run that ends by itself must exit 0.  OUT *lines
  * (may be NULL): progress lines read. */
-static int peekd_sync(const char *dir, const struct fake *f, bool full,
-                      int kill_at, int *lines)
+static int peekd_sync_args(const char *dir, const struct fake *f, bool full,
+                           const char *const *extra, int kill_at, int *lines)
 {
     char *argv[] = {NULL,
                     "sync",
@@ -865,12 +1124,20 @@ static int peekd_sync(const char *dir, const struct fake *f, bool full,
                     "--sync-commit",
                     "600",
                     full ? "--full" : NULL,
+                    NULL,
+                    NULL,
                     NULL};
     char line[8192], last[512] = "";
     FILE *rd;
     int n = 0, status;
-    pid_t pid = spawn_peekd(argv, &rd);
+    pid_t pid;
     bool killed = false;
+
+    for (int i = 0; !full && extra && extra[i]; i++) {
+        ck_assert_int_lt(i, 3);
+        argv[16 + i] = (char *)extra[i];
+    }
+    pid = spawn_peekd(argv, &rd);
 
     while (fgets(line, sizeof line, rd)) {
         if (is_progress(line)) {
@@ -894,6 +1161,18 @@ static int peekd_sync(const char *dir, const struct fake *f, bool full,
                   "peekd sync %s failed (status 0x%x): %s",
                   full ? "--full" : "", status, last);
     return 0;
+}
+
+/* The kill tests force the activity sweep and the reconciliation in their
+ * incremental runs: they check convergence with a full sync, which needs
+ * both (their schedule is tested by sweep_and_reconcile_schedule and
+ * schedule_persists_across_runs). */
+static const char *const FORCE_EXTRAS[] = {"--sweep", "--reconcile", NULL};
+
+static int peekd_sync(const char *dir, const struct fake *f, bool full,
+                      int kill_at, int *lines)
+{
+    return peekd_sync_args(dir, f, full, FORCE_EXTRAS, kill_at, lines);
 }
 
 /* `peekd check --data dir` must exit 0. */
@@ -1017,6 +1296,72 @@ START_TEST(sigkill_resume_converges)
 }
 END_TEST
 
+START_TEST(schedule_persists_across_runs)
+{
+    /* The schedule lives in the store: separate `peekd sync` processes
+     * (each a fresh start, defaults: 1h each) honour the times the
+     * previous one recorded. */
+    struct fake f;
+    struct kv_store *s;
+    const char *dir = tu_tmpdir();
+    const char *const plain[] = {NULL};
+    struct extra_reqs r0, r1;
+    int64_t t0, t1, sw, rc;
+
+    fake_start(&f, 900, "Z");
+    t0 = (int64_t)time(NULL);
+    ck_assert_int_eq(peekd_sync_args(dir, &f, true, NULL, 0, NULL), 0);
+    t1 = (int64_t)time(NULL);
+    s = open_store(dir);
+    sw = meta_time(s, "sweep_at");
+    rc = meta_time(s, "reconcile_at");
+    ck_assert(sw >= t0 && sw <= t1 && rc >= t0 && rc <= t1);
+    kv_close(s);
+
+    control(&f, "{\"op\":\"setActivity\",\"id\":\"18\",\"play_count\":42}");
+    control(&f, "{\"op\":\"deleteScene\",\"id\":\"20\"}");
+    r0 = extra_reqs(&f);
+    ck_assert_int_eq(peekd_sync_args(dir, &f, false, plain, 0, NULL), 0);
+    r1 = extra_reqs(&f);
+    ck_assert_uint_eq(r1.activity, r0.activity); /* not due */
+    ck_assert_uint_eq(r1.ids, r0.ids);
+    s = open_store(dir);
+    ck_assert_int_ne(play_count(s, 18), 42);
+    ck_assert_int_ne(play_count(s, 20), -1);
+    ck_assert_int_eq(meta_time(s, "sweep_at"), sw);
+    ck_assert_int_eq(meta_time(s, "reconcile_at"), rc);
+    /* an hour passes */
+    age_meta(s, "sweep_at", 3601);
+    age_meta(s, "reconcile_at", 3601);
+    kv_close(s);
+
+    t0 = (int64_t)time(NULL);
+    ck_assert_int_eq(peekd_sync_args(dir, &f, false, plain, 0, NULL), 0);
+    r0 = extra_reqs(&f);
+    ck_assert_uint_gt(r0.activity, r1.activity); /* due */
+    ck_assert_uint_gt(r0.ids, r1.ids);
+    s = open_store(dir);
+    ck_assert_int_eq(play_count(s, 18), 42);
+    ck_assert_int_eq(play_count(s, 20), -1);
+    sw = meta_time(s, "sweep_at");
+    rc = meta_time(s, "reconcile_at");
+    ck_assert(sw >= t0 && rc >= t0);
+    kv_close(s);
+
+    /* the next process sees what that one recorded: not due again */
+    ck_assert_int_eq(peekd_sync_args(dir, &f, false, plain, 0, NULL), 0);
+    r1 = extra_reqs(&f);
+    ck_assert_uint_eq(r1.activity, r0.activity);
+    ck_assert_uint_eq(r1.ids, r0.ids);
+    s = open_store(dir);
+    ck_assert_int_eq(meta_time(s, "sweep_at"), sw);
+    ck_assert_int_eq(meta_time(s, "reconcile_at"), rc);
+    kv_close(s);
+    peekd_check(dir, "the scheduled runs");
+    fake_stop(&f);
+}
+END_TEST
+
 START_TEST(client_auth_and_validation)
 {
     struct fake f;
@@ -1101,12 +1446,14 @@ int main(void)
     tcase_add_test(tc, client_auth_and_validation);
     tcase_add_test(tc, full_sync_equals_generated_library);
     tcase_add_loop_test(tc, incremental_converges_to_full, 0, 2);
+    tcase_add_test(tc, sweep_and_reconcile_schedule);
     tcase_add_loop_test(tc, updated_at_quirk, 0, 2);
     tcase_add_loop_test(tc, faults_fail_cleanly, 0,
                         (int)(sizeof FAULTS / sizeof FAULTS[0]));
     tcase_add_test(tc, zero_ids_guard);
     tcase_add_test(tc, readers_see_whole_pages);
     tcase_add_test(tc, sigkill_resume_converges);
+    tcase_add_test(tc, schedule_persists_across_runs);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
