@@ -896,135 +896,124 @@ static enum cm_status verify_bits(struct kv_txn *t, const struct idx_query *q,
     return st;
 }
 
-/* Narrows cand to the scenes matching q->qs.
+/* Evaluates term s into *qt (freed by the caller), notes whether it is
+ * exact and ORs its dep into dep.  rw: NULL when q is one positive
+ * condition of exact terms (the rows do not matter). */
+static enum cm_status term_fold(struct kv_txn *t, const struct tdict *d,
+                                size_t nw, const struct idx_str *s,
+                                const struct qrows *rw, const uint64_t *zero,
+                                struct bits *dep, struct qterm *qt,
+                                bool *all_exact)
+{
+    enum cm_status st = qterm_eval(t, d, nw, s, qt);
+    *all_exact = *all_exact && qt->exact && qt->needle;
+    if (st != CM_OK || !qt->needle)
+        return st;
+    st = qterm_prep(qt, rw, zero, nw);
+    if (st == CM_OK && qt->dep != zero)
+        for (size_t w = 0; w < nw; w++)
+            dep->w[w] |= qt->dep[w];
+    return st;
+}
+
+/* Narrows cand to the scenes matching q->qs.  C starts as every docid;
+ * each term is evaluated, folded in and freed (memory stays a few bitsets
+ * whatever the number of terms):
  *
- * 1. C = AND of the must terms' candidates and of each OR set's union
- *    (exact for exact terms, supersets otherwise; a term without needle
- *    does not narrow).
- * 2. One positive condition of exact terms and no exclusion: C is the
- *    answer.
- * 3. An exact `-word` removes the scenes where it is present and
- *    row-constant (at most one file, not in its dep): it is then on
- *    every row, so no row passes.
- * 4. All terms exact: a scene of C outside D = (several files) ∪ dep of
- *    every term has row-constant terms, so it matches (its exclusions
- *    were removed by 3); only D is verified.
- * 5. Otherwise every scene of C is verified. */
+ * - a must term ANDs its candidates into C, an OR set the union of its
+ *   terms' (exact for exact terms, supersets otherwise; a term without
+ *   needle narrows nothing);
+ * - an exact `-word` removes the scenes where it is present and
+ *   row-constant (at most one file, not in its dep): it is then on every
+ *   row, so no row passes;
+ * - every term's dep is OR-ed into D.
+ *
+ * Then: one positive condition of exact terms and no exclusion: C is the
+ * answer.  All terms exact: a scene of C outside D ∪ (several files) has
+ * row-constant terms, so it matches (its exclusions were removed); only
+ * the others are verified.  Otherwise every scene of C is verified. */
 enum cm_status idx_q_eval(struct kv_txn *t, const struct idx_query *q,
                           roaring_bitmap_t *cand)
 {
     const struct idx_qspec *qs = &q->qs;
-    size_t nt = qs->n_must + qs->n_must_not, k, nw;
-    struct qterm *terms = NULL, *must, *mnot, **any = NULL;
     struct tdict *d = NULL;
     struct qrows rw;
-    struct bits c = {NULL, 0}, dep = {NULL, 0}, zero = {NULL, 0};
+    struct qterm qt;
+    struct bits c = {NULL, 0}, dep = {NULL, 0}, zero = {NULL, 0}, u = {NULL, 0};
     roaring_bitmap_t *res = NULL;
-    bool c_set = false, all_exact = true, exact = q_exact(qs);
+    bool exact = q_exact(qs), all_exact = true;
     uint64_t gen = 0;
+    size_t nw;
     enum cm_status st;
 
     memset(&rw, 0, sizeof rw);
+    memset(&qt, 0, sizeof qt);
     if (roaring_bitmap_is_empty(cand))
         return CM_OK;
     nw = (size_t)roaring_bitmap_maximum(cand) / 64 + 1;
-    for (size_t i = 0; i < qs->n_any; i++)
-        nt += qs->any_len[i];
-    terms = cm_calloc(nt ? nt : 1, sizeof *terms);
-    any = cm_calloc(qs->n_any ? qs->n_any : 1, sizeof *any);
-    if (!terms || !any) {
-        st = CM_NOMEM;
-        goto out;
-    }
-    must = terms;
-    mnot = terms + qs->n_must;
-    k = qs->n_must + qs->n_must_not;
-    for (size_t i = 0; i < qs->n_any; i++) {
-        any[i] = terms + k;
-        k += qs->any_len[i];
-    }
     st = idx_gen_get(t, &gen);
     if (st == CM_OK)
         st = tdict_get(t, gen, &d);
-    for (size_t i = 0; i < qs->n_must && st == CM_OK; i++)
-        st = qterm_eval(t, d, nw, &qs->must[i], &must[i]);
-    for (size_t i = 0; i < qs->n_must_not && st == CM_OK; i++)
-        st = qterm_eval(t, d, nw, &qs->must_not[i], &mnot[i]);
-    for (size_t i = 0; i < qs->n_any && st == CM_OK; i++)
-        for (size_t j = 0; j < qs->any_len[i] && st == CM_OK; j++)
-            st = qterm_eval(t, d, nw, &qs->any[i][j], &any[i][j]);
     if (st == CM_OK)
         st = bits_need(&zero, nw);
-    if (st == CM_OK && !exact)
-        st = rows_get(t, nw, &rw);
-    for (size_t i = 0; i < nt && st == CM_OK; i++) {
-        all_exact = all_exact && terms[i].exact && terms[i].needle;
-        st = qterm_prep(&terms[i], exact ? NULL : &rw, zero.w, nw);
-    }
     if (st == CM_OK)
         st = bits_need(&c, nw);
+    if (st == CM_OK)
+        st = bits_need(&dep, nw);
+    if (st == CM_OK && !exact)
+        st = rows_get(t, nw, &rw);
     if (st != CM_OK)
         goto out;
+    memset(c.w, 0xFF, nw * sizeof *c.w);
 
-    /* 1 */
-    for (size_t i = 0; i < qs->n_must; i++) {
-        const uint64_t *x = must[i].cand;
-        if (!must[i].needle)
-            continue;
-        if (c_set)
+    for (size_t i = 0; i < qs->n_must && st == CM_OK; i++) {
+        st = term_fold(t, d, nw, &qs->must[i], exact ? NULL : &rw, zero.w, &dep,
+                       &qt, &all_exact);
+        if (st == CM_OK && qt.needle)
             for (size_t w = 0; w < nw; w++)
-                c.w[w] &= x[w];
-        else
-            memcpy(c.w, x, nw * sizeof *x);
-        c_set = true;
+                c.w[w] &= qt.cand[w];
+        qterm_fini(&qt);
     }
-    for (size_t i = 0; i < qs->n_any; i++) {
+    for (size_t i = 0; i < qs->n_any && st == CM_OK; i++) {
         bool all = false;
-        for (size_t j = 0; j < qs->any_len[i]; j++)
-            all = all || !any[i][j].needle;
-        if (all)
-            continue;
-        st = bits_need(&dep, nw); /* scratch: the set's union */
-        if (st != CM_OK)
-            goto out;
-        memset(dep.w, 0, nw * sizeof *dep.w);
-        for (size_t j = 0; j < qs->any_len[i]; j++)
-            for (size_t w = 0; w < nw; w++)
-                dep.w[w] |= any[i][j].cand[w];
-        for (size_t w = 0; w < nw; w++)
-            c.w[w] = (c_set ? c.w[w] : ~(uint64_t)0) & dep.w[w];
-        c_set = true;
-    }
-    if (!c_set)
-        memset(c.w, 0xFF, nw * sizeof *c.w);
-    /* 2 */
-    if (!exact) {
-        const uint64_t *files = rw.files.w ? rw.files.w : zero.w;
-        /* 3 */
-        for (size_t i = 0; i < qs->n_must_not; i++) {
-            const uint64_t *x = mnot[i].cand, *y = mnot[i].dep;
-            if (!mnot[i].exact || !mnot[i].needle)
-                continue;
-            for (size_t w = 0; w < nw; w++)
-                c.w[w] &= ~(x[w] & ~y[w] & ~files[w]);
+        st = bits_need(&u, nw);
+        if (st == CM_OK)
+            memset(u.w, 0, nw * sizeof *u.w);
+        for (size_t j = 0; j < qs->any_len[i] && st == CM_OK; j++) {
+            st = term_fold(t, d, nw, &qs->any[i][j], exact ? NULL : &rw, zero.w,
+                           &dep, &qt, &all_exact);
+            if (st == CM_OK && !qt.needle)
+                all = true;
+            else if (st == CM_OK)
+                for (size_t w = 0; w < nw; w++)
+                    u.w[w] |= qt.cand[w];
+            qterm_fini(&qt);
         }
-        st = bits_need(&dep, nw);
-        if (st != CM_OK)
-            goto out;
+        if (st == CM_OK && !all)
+            for (size_t w = 0; w < nw; w++)
+                c.w[w] &= u.w[w];
+    }
+    for (size_t i = 0; i < qs->n_must_not && st == CM_OK; i++) {
+        const uint64_t *files = rw.files.w ? rw.files.w : zero.w;
+        st = term_fold(t, d, nw, &qs->must_not[i], &rw, zero.w, &dep, &qt,
+                       &all_exact);
+        if (st == CM_OK && qt.needle && qt.exact)
+            for (size_t w = 0; w < nw; w++)
+                c.w[w] &= ~(qt.cand[w] & ~qt.dep[w] & ~files[w]);
+        qterm_fini(&qt);
+    }
+    if (st != CM_OK)
+        goto out;
+    if (!exact) {
         if (all_exact) {
-            /* 4: dep = C ∩ D; C = C \ D, plus D's verified matches */
-            memcpy(dep.w, files, nw * sizeof *dep.w);
-            for (size_t i = 0; i < nt; i++)
-                if (terms[i].dep != zero.w)
-                    for (size_t w = 0; w < nw; w++)
-                        dep.w[w] |= terms[i].dep[w];
+            /* D = (C ∩ (dep ∪ files)); C = C \ D, plus D's matches */
             for (size_t w = 0; w < nw; w++) {
-                uint64_t x = dep.w[w] & c.w[w];
+                uint64_t x = (dep.w[w] | word(&rw.files, w)) & c.w[w];
                 dep.w[w] = x;
                 c.w[w] &= ~x;
             }
         } else {
-            /* 5: everything is verified */
+            /* everything is verified */
             memcpy(dep.w, c.w, nw * sizeof *c.w);
             memset(c.w, 0, nw * sizeof *c.w);
         }
@@ -1036,16 +1025,14 @@ enum cm_status idx_q_eval(struct kv_txn *t, const struct idx_query *q,
         roaring_bitmap_and_inplace(cand, res);
 out:
     tdict_release(d);
-    for (size_t i = 0; terms && i < nt; i++)
-        qterm_fini(&terms[i]);
-    cm_free(terms);
-    cm_free(any);
+    qterm_fini(&qt);
     bits_free(&rw.files);
     bits_free(&rw.fp);
     bits_free(&rw.mark);
     bits_free(&c);
     bits_free(&dep);
     bits_free(&zero);
+    bits_free(&u);
     idx_bm_free(res);
     return st;
 }
