@@ -190,21 +190,36 @@ static enum cm_status add_str(struct idx_entries *e, uint8_t field, bool has,
 struct tokctx {
     struct idx_entries *e;
     enum cm_status st;
+    uint8_t prefix; /* 0, IDX_T_FP or IDX_T_MARKER */
 };
 
 static int tok_cb(const char *tok, size_t n, void *ctx)
 {
     struct tokctx *tc = ctx;
-    tc->st = add_key(tc->e, KV_DB_TEXT, tok, n);
+    uint8_t k[1 + IDX_TOK_MAX];
+    if (!tc->prefix) {
+        tc->st = add_key(tc->e, KV_DB_TEXT, tok, n);
+    } else {
+        k[0] = tc->prefix;
+        memcpy(k + 1, tok, n); /* n <= IDX_TOK_MAX */
+        tc->st = add_key(tc->e, KV_DB_TEXT, k, n + 1);
+    }
     return tc->st != CM_OK;
+}
+
+/* The tokens of s as text keys of the class given by prefix. */
+static enum cm_status add_text_as(struct idx_entries *e, uint8_t prefix,
+                                  const char *s, size_t n)
+{
+    struct tokctx tc = {e, CM_OK, prefix};
+    if (s)
+        idx_tokenize(s, n, tok_cb, &tc);
+    return tc.st;
 }
 
 static enum cm_status add_text(struct idx_entries *e, const char *s, size_t n)
 {
-    struct tokctx tc = {e, CM_OK};
-    if (s)
-        idx_tokenize(s, n, tok_cb, &tc);
-    return tc.st;
+    return add_text_as(e, 0, s, n);
 }
 
 static int key_cmp(const void *a, const void *b, void *ctx)
@@ -501,7 +516,11 @@ static enum cm_status derive_facets(const struct kv_scene *sc,
 /* The q search columns: title, details, every file's path and
  * fingerprints (phash as signed decimal), marker titles, and peekd's
  * name columns: code, studio name, performer names, tag names (the names
- * embedded in the record; sync rewrites the records on a rename). */
+ * embedded in the record; sync rewrites the records on a rename).
+ * Fingerprint and marker tokens are keyed in their own classes
+ * (IDX_T_FP, IDX_T_MARKER), and the row postings (IDX_P_ROWS) say which
+ * parts of Stash's join rows vary, so idx_run.c can tell when a scene's
+ * rows all agree on a term (see q_rows there). */
 static enum cm_status derive_text(const struct kv_scene *sc,
                                   struct idx_entries *e)
 {
@@ -522,9 +541,9 @@ static enum cm_status derive_text(const struct kv_scene *sc,
         const struct kv_file *f = &sc->files[i];
         st = add_text(e, f->path.p, f->path.len);
         if (st == CM_OK)
-            st = add_text(e, f->oshash.p, f->oshash.len);
+            st = add_text_as(e, IDX_T_FP, f->oshash.p, f->oshash.len);
         if (st == CM_OK)
-            st = add_text(e, f->md5.p, f->md5.len);
+            st = add_text_as(e, IDX_T_FP, f->md5.p, f->md5.len);
         if (st == CM_OK && f->phash.p) {
             /* Stash stores phash as a signed int64 and q matches its
              * decimal text, so only that form is a q column (the token
@@ -547,12 +566,28 @@ static enum cm_status derive_text(const struct kv_scene *sc,
                 int n =
                     snprintf(num, sizeof num, "%lld", (long long)(int64_t)v);
                 if (n > 0 && (size_t)n < sizeof num)
-                    st = add_text(e, num, (size_t)n);
+                    st = add_text_as(e, IDX_T_FP, num, (size_t)n);
             }
         }
     }
     for (uint32_t i = 0; i < sc->n_markers && st == CM_OK; i++)
-        st = add_text(e, sc->markers[i].title.p, sc->markers[i].title.len);
+        st = add_text_as(e, IDX_T_MARKER, sc->markers[i].title.p,
+                         sc->markers[i].title.len);
+    /* Row postings.  Fingerprint rows of a file are counted by presence
+     * (a phash that is not valid hex is no row of the oracle's, so this
+     * may over-count: the postings may only over-approximate). */
+    if (st == CM_OK && sc->n_files > 1)
+        st = add_flag(e, IDX_P_ROWS, IDX_ROWS_FILES);
+    for (uint32_t i = 0; i < sc->n_files && st == CM_OK; i++) {
+        const struct kv_file *f = &sc->files[i];
+        if ((f->oshash.p != NULL) + (f->md5.p != NULL) + (f->phash.p != NULL) >
+            1) {
+            st = add_flag(e, IDX_P_ROWS, IDX_ROWS_FP);
+            break;
+        }
+    }
+    if (st == CM_OK && sc->n_markers > 1)
+        st = add_flag(e, IDX_P_ROWS, IDX_ROWS_MARK);
     return st;
 }
 

@@ -374,3 +374,52 @@ enum idx_plan {
     IDX_PLAN_COUNT
 };
 uint64_t idx_plan_count(enum idx_plan p);
+
+/* ---- q text: key classes, row postings, evaluation ------------------
+ * (idx_text.c; docs/INDEX.md "q").  KV_DB_TEXT keys are the tokens of
+ * the scene-level columns and file paths as they are, the fingerprint
+ * tokens behind IDX_T_FP and the marker-title tokens behind IDX_T_MARKER
+ * (neither byte is a token byte), so a query can tell which part of
+ * Stash's join row a hit came from. */
+#define IDX_T_FP     0x01
+#define IDX_T_MARKER 0x02
+enum idx_tclass {
+    IDX_TC_MAIN,   /* title, details, code, names, file paths */
+    IDX_TC_FP,     /* oshash, md5, phash as signed decimal */
+    IDX_TC_MARKER, /* marker titles */
+    IDX_TC_COUNT
+};
+/* Row postings: IDX_P_ROWS ‖ one of these.  Scenes whose rows in Stash's
+ * q join (files x fingerprints x markers) differ in that part. */
+#define IDX_P_ROWS     'R'
+#define IDX_ROWS_FILES 'f' /* more than one file */
+#define IDX_ROWS_FP    'p' /* a file with more than one fingerprint row */
+#define IDX_ROWS_MARK  'm' /* more than one marker */
+/* Largest dictionary snapshot (key bytes + separators): a bigger text
+ * dictionary is walked in LMDB by every query term instead. */
+#define IDX_TEXT_MAX_BYTES ((size_t)256 << 20)
+
+/* Narrows cand (the docids the filter left, or the universe) to the
+ * scenes matching q->qs, exactly as idx_q_match() decides (idx_text.c).
+ * Uses and maintains the process-wide dictionary snapshot.  Thread-safe
+ * (t is the caller's).  CM_NOMEM, CM_CORRUPT, CM_IO. */
+enum cm_status idx_q_eval(struct kv_txn *t, const struct idx_query *q,
+                          roaring_bitmap_t *cand) CM_WUR;
+
+/* Counters since start (relaxed atomics; tests and diagnostics only). */
+enum idx_text_stat {
+    IDX_TS_BUILD,    /* snapshots built */
+    IDX_TS_SNAPSHOT, /* terms searched in a snapshot */
+    IDX_TS_WALK,     /* terms searched by walking KV_DB_TEXT */
+    IDX_TS_VERIFIED, /* records decoded to verify a q match */
+    IDX_TS_COUNT
+};
+uint64_t idx_text_stat(enum idx_text_stat s);
+/* Whether q may use dictionary snapshots (default true); tests turn it
+ * off to check the LMDB walk against the oracle too.  Thread-safe. */
+void idx_text_use_snapshots(bool on);
+/* For tests: parses the portable bitmap v[0..n) into q's flat bitset of
+ * nbits docids and converts it back.  OUT *out: caller frees.
+ * CM_CORRUPT, CM_NOMEM. */
+enum cm_status idx_text_bits_roundtrip(const void *v, size_t n, size_t nbits,
+                                       roaring_bitmap_t **out) CM_WUR;

@@ -413,8 +413,16 @@ static void describe_key(uint8_t db, const uint8_t *k, size_t n, char *out,
     if (db == KV_DB_TEXT ||
         (db == KV_DB_POSTINGS && n >= 3 && k[0] == IDX_P_STR)) {
         size_t start = db == KV_DB_TEXT ? 0 : 2;
+        const char *what = "text token";
+        if (db == KV_DB_TEXT && n > 0 && k[0] == IDX_T_FP) {
+            what = "text fingerprint token";
+            start = 1;
+        } else if (db == KV_DB_TEXT && n > 0 && k[0] == IDX_T_MARKER) {
+            what = "text marker token";
+            start = 1;
+        }
         r = db == KV_DB_TEXT
-                ? snprintf(out, cap, "text token \"")
+                ? snprintf(out, cap, "%s \"", what)
                 : snprintf(out, cap, "posting string facet '%c' \"", k[1]);
         o = r > 0 && (size_t)r < cap ? (size_t)r : 0;
         for (size_t i = start; i < n && i < start + 60 && o + 6 < cap; i++) {
@@ -441,6 +449,13 @@ static void describe_key(uint8_t db, const uint8_t *k, size_t n, char *out,
                          (unsigned long long)idx_rd_be64(k + 1));
                 return;
             }
+    if (n == 2 && k[0] == IDX_P_ROWS) {
+        snprintf(out, cap, "posting rows '%c' (scenes with several %s)", k[1],
+                 k[1] == IDX_ROWS_FILES ? "files"
+                 : k[1] == IDX_ROWS_FP  ? "fingerprints in a file"
+                                        : "markers");
+        return;
+    }
     if (n == 10 && k[0] == IDX_P_CHILDREN) {
         snprintf(out, cap, "children of entity type %u id %llu", k[1],
                  (unsigned long long)idx_rd_be64(k + 2));

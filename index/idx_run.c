@@ -9,9 +9,9 @@
  * reference predicate idx_filter_match() over the remaining candidates
  * only, so they cost one record decode per candidate.  Facet criteria walk
  * the facet's distinct values (a few thousand at most) and OR the bitmaps
- * whose value satisfies the predicate.  `q` takes candidates from the text
- * index (tokens containing the term's longest literal run) and verifies
- * them with idx_q_match().
+ * whose value satisfies the predicate.  `q` narrows the filter's result in
+ * idx_text.c (idx_q_eval: dictionary snapshot, set algebra, verification
+ * of the scenes whose join rows may disagree).
  *
  * Sorting: the order is (value in the requested direction, NULL lowest,
  * then the tie-break position = COALESCE(title, id) NATURAL_CI, Stash id).
@@ -1181,157 +1181,11 @@ static enum cm_status filter_eval(struct run *r, const struct idx_filter *f,
 
 /* ---- q ------------------------------------------------------------------ */
 
-/* The longest run of token bytes without LIKE wildcards, lower-cased. */
-static size_t needle_of(const struct idx_str *t, char *buf, size_t cap)
-{
-    size_t best = 0, bs = 0, i = 0;
-    while (i < t->len) {
-        size_t s;
-        while (i < t->len && !idx_is_tokbyte((unsigned char)t->p[i]))
-            i++;
-        s = i;
-        while (i < t->len && idx_is_tokbyte((unsigned char)t->p[i]))
-            i++;
-        if (i - s > best) {
-            best = i - s;
-            bs = s;
-        }
-    }
-    if (best > cap)
-        best = cap;
-    for (size_t k = 0; k < best; k++) {
-        unsigned char c = (unsigned char)t->p[bs + k];
-        buf[k] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-    }
-    return best;
-}
-
-/* Docids having a token that contains the term's needle; NULL *out when
- * the term has no needle (every scene is a candidate). */
-static enum cm_status term_cands(struct run *r, const struct idx_str *t,
-                                 roaring_bitmap_t **out)
-{
-    char nd[IDX_TOK_MAX - IDX_TOK_STEP];
-    size_t nn = needle_of(t, nd, sizeof nd);
-    MDB_cursor *cur = NULL;
-    MDB_val k, v;
-    enum cm_status st;
-    int rc;
-
-    *out = NULL;
-    if (nn == 0)
-        return CM_OK;
-    st = bm_new(out);
-    if (st != CM_OK)
-        return st;
-    rc = mdb_cursor_open(kv_txn_mdb(r->t),
-                         kv_dbi(kv_txn_store(r->t), KV_DB_TEXT), &cur);
-    if (rc)
-        return kv_from_mdb(rc, "text cursor");
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0 && st == CM_OK;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        roaring_bitmap_t *b = NULL;
-        if (!memmem(k.mv_data, k.mv_size, nd, nn))
-            continue;
-        st = idx_bm_decode(v.mv_data, v.mv_size, &b);
-        if (st == CM_OK)
-            roaring_bitmap_or_inplace(*out, b);
-        idx_bm_free(b);
-    }
-    if (st == CM_OK && rc && rc != MDB_NOTFOUND)
-        st = kv_from_mdb(rc, "text walk");
-    mdb_cursor_close(cur);
-    return st;
-}
-
-/* A term the token index answers exactly: 1..(IDX_TOK_MAX -
- * IDX_TOK_STEP) bytes, all ASCII alnum.  LIKE '%t%' on a column then
- * holds iff one of the column's tokens contains t: t has no wildcards,
- * the tokenizer and LIKE fold ASCII case alike, and an ASCII byte is a
- * character of its own in any UTF-8 (even malformed), so a byte match is a
- * character match. */
-static bool term_exact(const struct idx_str *t)
-{
-    if (t->len == 0 || t->len > IDX_TOK_MAX - IDX_TOK_STEP)
-        return false;
-    for (size_t i = 0; i < t->len; i++) {
-        unsigned char c = (unsigned char)t->p[i];
-        if (c >= 0x80 || !idx_is_tokbyte(c))
-            return false;
-    }
-    return true;
-}
-
-/* True when the candidates from the token index ARE the answer: one must
- * term, or one OR set, of exact terms and no exclusion.  With a single
- * positive condition Stash's row semantics reduce to "some column of the
- * scene" (every column value appears on some row), and the text index
- * holds exactly the tokens of the q columns (idx_derive.c), so no record
- * needs to be read. */
-static bool q_exact(const struct idx_qspec *qs)
-{
-    if (qs->n_must_not || qs->n_must + qs->n_any != 1)
-        return false;
-    if (qs->n_must)
-        return term_exact(&qs->must[0]);
-    for (size_t j = 0; j < qs->any_len[0]; j++)
-        if (!term_exact(&qs->any[0][j]))
-            return false;
-    return true;
-}
-
+/* idx_text.c: dictionary snapshot, term hits, row-aware set algebra. */
 static enum cm_status q_eval(struct run *r, const struct idx_query *q,
                              roaring_bitmap_t *cand)
 {
-    const struct idx_qspec *qs = &q->qs;
-    roaring_bitmap_t *b = NULL, *keep = NULL;
-    roaring_uint32_iterator_t it;
-    enum cm_status st = CM_OK;
-
-    for (size_t i = 0; i < qs->n_must && st == CM_OK; i++) {
-        st = term_cands(r, &qs->must[i], &b);
-        if (st == CM_OK && b)
-            roaring_bitmap_and_inplace(cand, b);
-        idx_bm_free(b);
-        b = NULL;
-    }
-    for (size_t i = 0; i < qs->n_any && st == CM_OK; i++) {
-        roaring_bitmap_t *any = NULL;
-        bool all = false;
-        st = bm_new(&any);
-        for (size_t j = 0; j < qs->any_len[i] && st == CM_OK && !all; j++) {
-            st = term_cands(r, &qs->any[i][j], &b);
-            if (st == CM_OK && !b)
-                all = true;
-            else if (st == CM_OK)
-                roaring_bitmap_or_inplace(any, b);
-            idx_bm_free(b);
-            b = NULL;
-        }
-        if (st == CM_OK && !all)
-            roaring_bitmap_and_inplace(cand, any);
-        idx_bm_free(any);
-    }
-    if (st != CM_OK || q_exact(qs))
-        return st;
-    st = bm_new(&keep);
-    if (st != CM_OK)
-        return st;
-    roaring_init_iterator(cand, &it);
-    for (; it.has_value && st == CM_OK; roaring_advance_uint32_iterator(&it)) {
-        struct kv_scene sc;
-        memset(&sc, 0, sizeof sc);
-        st = kv_scene_get(r->t, it.current_value, &sc);
-        if (st == CM_OK && idx_q_match(q, &sc))
-            roaring_bitmap_add(keep, it.current_value);
-        kv_scene_fini(&sc);
-    }
-    if (st == CM_OK) {
-        roaring_bitmap_clear(cand);
-        roaring_bitmap_or_inplace(cand, keep);
-    }
-    idx_bm_free(keep);
-    return st;
+    return idx_q_eval(r->t, q, cand);
 }
 
 static bool q_active(const struct idx_query *q)

@@ -49,8 +49,10 @@
  * another version is refused with CM_VERSION and a message saying what to
  * do (reindex for index-only changes, resync otherwise). */
 #define KV_SCHEMA_VERSION 1
-/* Bump when only derived index data changes: `peekd reindex` upgrades. */
-#define KV_INDEX_VERSION 2 /* 2: q tokens of code and names */
+/* Bump when only derived index data changes: `peekd reindex` upgrades
+ * (and `peekd serve` rebuilds at start).  2: q tokens of code and names;
+ * 3: q text key classes (fingerprint, marker) and row postings. */
+#define KV_INDEX_VERSION 3
 
 enum kv_db {
     KV_DB_META,

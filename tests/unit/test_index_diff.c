@@ -19,6 +19,7 @@
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,12 @@ struct world {
      * the tie-break order (tiecmp) and its random_<seed> keys. */
     uint32_t *tierank;
     double *rkey[2];
+    /* test_q_*: a twelfth of the scenes get a long token (200-700 bytes
+     * of k/q/w/z in both cases) as details; the last ones are kept for
+     * drawing search terms from them. */
+    bool qlong;
+    struct kv_str longs[16];
+    size_t nlongs;
 };
 
 static const char *words[] = {"Scene", "scene", "blue", "Red",  "dog", "Ölfass",
@@ -266,17 +273,34 @@ static void gen_scene(struct world *w, struct kv_scene *sc, uint64_t id)
         f->frame_rate = 23.976 + tg_below(&w->rng, 4) * 6.5;
         f->bit_rate = (int64_t)tg_below(&w->rng, 50) * 100000;
         f->size = (int64_t)tg_below(&w->rng, 100) * 1000000;
+        /* Fingerprints: 0-3 rows per file (oshash, md5, phash; the
+         * phash is matched as signed decimal, so half are negative), some
+         * with short digit runs that numbers in q can hit. */
         if (tg_below(&w->rng, 2)) {
             snprintf(p, sizeof p, "%016llx",
                      (unsigned long long)tg_next(&w->rng));
             f->oshash = cstr(w, p);
         }
+        if (tg_below(&w->rng, 4) == 0) {
+            snprintf(p, sizeof p, "%08llx%s%08llx",
+                     (unsigned long long)(tg_next(&w->rng) & 0xffffffff),
+                     words[7 + tg_below(&w->rng, 4)],
+                     (unsigned long long)(tg_next(&w->rng) & 0xffffffff));
+            f->md5 = cstr(w, p);
+        }
+        if (tg_below(&w->rng, 3) == 0) {
+            snprintf(p, sizeof p, "%llx",
+                     (unsigned long long)(tg_next(&w->rng) >>
+                                          (tg_below(&w->rng, 2) ? 0 : 40)));
+            f->phash = cstr(w, p);
+        }
     }
-    sc->n_markers = tg_below(&w->rng, 4) == 0 ? 1 : 0;
-    sc->markers = tg_alloc(&w->a, sizeof *sc->markers);
-    if (sc->n_markers) {
-        sc->markers[0].title = wstr(w, 1, 0);
-        sc->markers[0].end_seconds = -1;
+    /* 0-3 markers, so Stash's join has rows that differ by marker */
+    sc->n_markers = tg_below(&w->rng, 4) == 0 ? 1 + tg_below(&w->rng, 3) : 0;
+    sc->markers = tg_alloc(&w->a, sizeof *sc->markers * 3);
+    for (uint32_t i = 0; i < sc->n_markers; i++) {
+        sc->markers[i].title = wstr(w, 1 + (int)tg_below(&w->rng, 2), 0);
+        sc->markers[i].end_seconds = -1;
     }
     sc->n_urls = tg_below(&w->rng, 2);
     sc->urls = tg_alloc(&w->a, sizeof *sc->urls);
@@ -290,6 +314,16 @@ static void gen_scene(struct world *w, struct kv_scene *sc, uint64_t id)
     sc->groups = refs(w, KV_GROUP, sc->n_groups, NGROUP);
     sc->n_galleries = tg_below(&w->rng, 5) == 0;
     sc->galleries = refs(w, KV_GALLERY, sc->n_galleries, NGAL);
+    if (w->qlong && tg_below(&w->rng, 12) == 0) {
+        static const char al[] = "kqwzKQ";
+        size_t n = 200 + tg_below(&w->rng, 500);
+        char *m = tg_alloc(&w->a, n + 1);
+        for (size_t i = 0; i < n; i++)
+            m[i] = al[tg_below(&w->rng, 6)];
+        m[n] = '\0';
+        sc->details = (struct kv_str){m, (uint32_t)n};
+        w->longs[w->nlongs++ % 16] = sc->details;
+    }
     sc->studio.rating100 = -1;
     sc->studio.index = -1;
     if (tg_below(&w->rng, 4)) {
@@ -513,12 +547,13 @@ static void put_batch(struct world *w, size_t from, size_t to, bool ents)
     ck_assert_int_eq(kv_commit(t), CM_OK);
 }
 
-static void load(struct world *w, size_t n, uint64_t seed)
+static void load_ex(struct world *w, size_t n, uint64_t seed, bool qlong)
 {
     struct kv_options o = {0};
     char err[256];
     memset(w, 0, sizeof *w);
     w->rng = seed;
+    w->qlong = qlong;
     o.map_size = (size_t)1 << 30;
     o.no_sync = 1;
     ck_assert_int_eq(kv_open(tu_tmpdir(), &o, &w->s, err, sizeof err), CM_OK);
@@ -565,6 +600,17 @@ static void load(struct world *w, size_t n, uint64_t seed)
         ck_assert_int_eq(idx_writer_finish(iw), CM_OK);
         ck_assert_int_eq(kv_commit(t), CM_OK);
     }
+}
+
+static void load(struct world *w, size_t n, uint64_t seed)
+{
+    load_ex(w, n, seed, false);
+}
+
+/* load() with long tokens in some details (world.qlong). */
+static void load_q(struct world *w, size_t n, uint64_t seed)
+{
+    load_ex(w, n, seed, true);
 }
 
 /* ---- Random queries ----------------------------------------------------- */
@@ -1031,6 +1077,468 @@ static void rename_some(struct world *w)
     ck_assert_int_eq(idx_writer_finish(iw), CM_OK);
     ck_assert_int_eq(kv_commit(t), CM_OK);
 }
+
+/* ---- q ---------------------------------------------------------------- */
+
+/* Terms for the q differential test: substrings of tokens, numbers and
+ * hex digits (which also occur in fingerprints), path words, non-ASCII,
+ * LIKE wildcards, phrases; -word and OR are added by q_draw. */
+static const char *const q_pool[] = {
+    "scene",
+    "sce",
+    "cene",
+    "blue",
+    "lu",
+    "red",
+    "ed",
+    "dog",
+    "og",
+    "zed",
+    "ab",
+    "b",
+    "7",
+    "07",
+    "007",
+    "10",
+    "2",
+    "0",
+    "00",
+    "a",
+    "f",
+    "cafe",
+    "mp4",
+    "media",
+    "med",
+    "ölf",
+    "Ölfass",
+    "ÖLFASS",
+    "日本",
+    "été",
+    "x_y",
+    "x",
+    "y",
+    "100%",
+    "%",
+    "_",
+    "1_",
+    "-",
+    "kq",
+    "KQW",
+    "\"blue dog\"",
+    "\"dog 10\"",
+    "\"scene blue\"",
+    "\"7 10\"",
+    "blue-dog",
+    "\"x_y ab\"",
+    "s%e",
+};
+
+/* A term cut from one of the long tokens: lengths around the exact
+ * limit (127 bytes) and the window step (128). */
+static void q_long_term(struct world *w, char *b, size_t n)
+{
+    static const size_t lens[] = {3, 20, 100, 127, 128, 140};
+    struct kv_str s = w->longs[tg_below(
+        &w->rng, (uint32_t)(w->nlongs < 16 ? w->nlongs : 16))];
+    size_t len = lens[tg_below(&w->rng, 6)], off;
+    if (len > s.len)
+        len = s.len;
+    off = tg_below(&w->rng, (uint32_t)(s.len - len + 1));
+    snprintf(b, n, "%.*s", (int)len, s.p + off);
+}
+
+/* A q of 1-3 terms, each maybe negated, maybe OR-ed with another. */
+static void q_draw(struct world *w, char *b, size_t n)
+{
+    size_t len = 0;
+    int nt = 1 + (int)tg_below(&w->rng, 3);
+    b[0] = '\0';
+    for (int i = 0; i < nt && len + 300 < n; i++) {
+        char t[200];
+        if (w->nlongs && tg_below(&w->rng, 6) == 0)
+            q_long_term(w, t, sizeof t);
+        else
+            snprintf(t, sizeof t, "%s", PICK(q_pool));
+        len += (size_t)snprintf(b + len, n - len, "%s%s%s", i ? " " : "",
+                                tg_below(&w->rng, 4) == 0 ? "-" : "", t);
+        if (tg_below(&w->rng, 5) == 0)
+            len += (size_t)snprintf(b + len, n - len, " OR %s", PICK(q_pool));
+    }
+}
+
+/* nq random q queries (a third with a random filter), checked against the
+ * oracle; returns how many were valid. */
+static unsigned run_q_queries(struct world *w, int nq)
+{
+    static const char *sorts[] = {"title", "date", "created_at", "path",
+                                  "random_4242"};
+    const struct kv_scene **match = malloc(sizeof *match * w->n_scenes);
+    unsigned checked = 0;
+
+    ck_assert_ptr_nonnull(match);
+    prepare_oracle(w);
+    g_w = w;
+    for (int qi = 0; qi < nq; qi++) {
+        char sf[4096], ff[1024], qb[700];
+        cJSON *jf = cJSON_CreateObject();
+        ck_assert_ptr_nonnull(jf);
+        if (tg_below(&w->rng, 3) == 0)
+            gen_filter(w, sf, sizeof sf, 0);
+        else
+            snprintf(sf, sizeof sf, "{}");
+        q_draw(w, qb, sizeof qb);
+        cJSON_AddStringToObject(jf, "q", qb);
+        cJSON_AddStringToObject(jf, "sort", PICK(sorts));
+        cJSON_AddNumberToObject(jf, "per_page", 1 + tg_below(&w->rng, 60));
+        {
+            char *txt = cJSON_PrintUnformatted(jf);
+            snprintf(ff, sizeof ff, "%s", txt ? txt : "");
+            cJSON_free(txt);
+        }
+        cJSON_Delete(jf);
+        if (check_query(w, match, ff, sf, false))
+            checked++;
+    }
+    free(match);
+    return checked;
+}
+
+/* Scenes whose rows in Stash's q join differ: several files, a file with
+ * several fingerprints, or several markers. */
+static uint64_t multi_row_scenes(const struct world *w)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < w->n_scenes; i++) {
+        const struct kv_scene *sc = &w->scenes[i];
+        bool multi = sc->id && (sc->n_files > 1 || sc->n_markers > 1);
+        for (uint32_t f = 0; sc->id && f < sc->n_files; f++)
+            multi = multi || (sc->files[f].oshash.p != NULL) +
+                                     (sc->files[f].md5.p != NULL) +
+                                     (sc->files[f].phash.p != NULL) >
+                                 1;
+        n += multi;
+    }
+    return n;
+}
+
+/* Runs q on the store; returns the count. */
+static uint64_t q_count_in(struct kv_txn *t, const char *qtext)
+{
+    cJSON *jf = cJSON_CreateObject();
+    struct idx_query *q;
+    struct idx_error err;
+    struct idx_result res;
+    uint64_t n;
+    cJSON_AddStringToObject(jf, "q", qtext);
+    ck_assert_int_eq(idx_query_parse(jf, NULL, 40, &q, &err), CM_OK);
+    ck_assert_int_eq(idx_query_run(t, q, &res), CM_OK);
+    n = res.count;
+    idx_result_fini(&res);
+    idx_query_free(q);
+    cJSON_Delete(jf);
+    return n;
+}
+
+static uint64_t q_count(struct world *w, const char *qtext)
+{
+    struct kv_txn *t;
+    uint64_t n;
+    ck_assert_int_eq(kv_read_begin(w->s, &t), CM_OK);
+    n = q_count_in(t, qtext);
+    kv_read_end(t);
+    return n;
+}
+
+/* q's flat bitsets read CRoaring's portable format directly: arrays,
+ * bitsets (> 4096 in a 64Ki chunk) and runs, with and without the run
+ * cookie, clipped to the query's docid range; every truncation of a
+ * valid value is reported as corrupt. */
+START_TEST(test_q_bits_roundtrip)
+{
+    uint64_t rng = 0xB175;
+    for (int round = 0; round < 60; round++) {
+        roaring_bitmap_t *b = roaring_bitmap_create(), *got = NULL, *want;
+        uint32_t kind = tg_below(&rng, 4), max = 1;
+        size_t n, nbits;
+        char *buf;
+        ck_assert_ptr_nonnull(b);
+        for (uint32_t i = 0, m = tg_below(&rng, 3000); kind != 3 && i < m; i++)
+            roaring_bitmap_add(b, tg_below(&rng, 400000));
+        if (kind >= 1) /* a dense chunk: bitset container */
+            for (uint32_t i = 0; i < 9000; i++)
+                roaring_bitmap_add(b, 131072 + tg_below(&rng, 65536));
+        if (kind >= 2) /* runs */
+            roaring_bitmap_add_range(b, 70000 + tg_below(&rng, 1000),
+                                     90000 + tg_below(&rng, 70000));
+        if (tg_below(&rng, 2))
+            roaring_bitmap_run_optimize(b);
+        if (!roaring_bitmap_is_empty(b))
+            max = roaring_bitmap_maximum(b) + 1;
+        n = roaring_bitmap_portable_size_in_bytes(b);
+        buf = malloc(n);
+        ck_assert_ptr_nonnull(buf);
+        ck_assert_uint_eq(roaring_bitmap_portable_serialize(b, buf), n);
+        /* the whole range, then clipped */
+        nbits = tg_below(&rng, 2) ? max : 1 + tg_below(&rng, max);
+        ck_assert_int_eq(idx_text_bits_roundtrip(buf, n, nbits, &got), CM_OK);
+        want = roaring_bitmap_copy(b);
+        ck_assert_ptr_nonnull(want);
+        roaring_bitmap_remove_range(want, (nbits / 64 + 1) * 64,
+                                    (uint64_t)UINT32_MAX + 1);
+        ck_assert_msg(roaring_bitmap_equals(got, want),
+                      "round %d: %llu docids, want %llu", round,
+                      (unsigned long long)roaring_bitmap_get_cardinality(got),
+                      (unsigned long long)roaring_bitmap_get_cardinality(want));
+        roaring_bitmap_free(got);
+        roaring_bitmap_free(want);
+        for (size_t cut = 0; cut < n; cut += 1 + cut / 8) {
+            char *part = malloc(cut ? cut : 1);
+            ck_assert_ptr_nonnull(part);
+            memcpy(part, buf, cut);
+            got = NULL;
+            ck_assert_int_eq(idx_text_bits_roundtrip(part, cut, max, &got),
+                             CM_CORRUPT);
+            ck_assert_ptr_null(got);
+            free(part);
+        }
+        free(buf);
+        roaring_bitmap_free(b);
+    }
+}
+END_TEST
+
+/* q against the oracle: scenes with several files, fingerprints (md5,
+ * phash) and markers, long windowed tokens, every kind of term, through
+ * both the dictionary snapshot and the LMDB walk, across writes (each of
+ * which makes the snapshot stale), a rebuild, and entity renames. */
+START_TEST(test_q_differential)
+{
+    struct world w;
+    unsigned n = 0;
+    uint64_t b0 = idx_text_stat(IDX_TS_BUILD),
+             s0 = idx_text_stat(IDX_TS_SNAPSHOT),
+             w0 = idx_text_stat(IDX_TS_WALK);
+    uint64_t cnt;
+
+    load_q(&w, 4000, 0x51A5);
+    verify_clean(&w);
+    ck_assert_uint_gt(multi_row_scenes(&w), 400);
+    ck_assert_uint_gt(w.nlongs, 16);
+    for (int round = 0; round < 4; round++) {
+        if (round) {
+            churn(&w, 300);
+            if (round == 2)
+                rename_some(&w);
+        }
+        n += run_q_queries(&w, 250);
+        idx_text_use_snapshots(false);
+        n += run_q_queries(&w, 60);
+        idx_text_use_snapshots(true);
+    }
+    ck_assert_int_eq(idx_rebuild(w.s, &cnt), CM_OK);
+    verify_clean(&w);
+    n += run_q_queries(&w, 150);
+    ck_assert_uint_gt(n, 1000);
+    /* every write made the snapshot stale: one build per round at least */
+    ck_assert_uint_ge(idx_text_stat(IDX_TS_BUILD) - b0, 5);
+    ck_assert_uint_gt(idx_text_stat(IDX_TS_SNAPSHOT), s0);
+    ck_assert_uint_gt(idx_text_stat(IDX_TS_WALK), w0);
+    fprintf(stderr, "test_q_differential: %u q queries checked\n", n);
+    kv_close(w.s);
+    tg_arena_free(&w.a);
+}
+END_TEST
+
+/* Set algebra instead of record decodes: with every term exact, only the
+ * scenes whose join rows differ may be verified; a single word is never
+ * verified. */
+START_TEST(test_q_decodes)
+{
+    static const char *const exact[] = {"blue -red",     "scene dog",
+                                        "ab 7",          "-scene",
+                                        "red OR dog 10", "00 -cafe"};
+    struct world w;
+    uint64_t multi, v0;
+    load_q(&w, 3000, 0xDEC0);
+    multi = multi_row_scenes(&w);
+    v0 = idx_text_stat(IDX_TS_VERIFIED);
+    ck_assert_uint_gt(q_count(&w, "blue"), 0);
+    ck_assert_uint_eq(idx_text_stat(IDX_TS_VERIFIED), v0);
+    for (size_t i = 0; i < sizeof exact / sizeof *exact; i++) {
+        v0 = idx_text_stat(IDX_TS_VERIFIED);
+        (void)q_count(&w, exact[i]);
+        ck_assert_msg(idx_text_stat(IDX_TS_VERIFIED) - v0 <= multi,
+                      "%s: %llu decodes, %llu multi-row scenes", exact[i],
+                      (unsigned long long)(idx_text_stat(IDX_TS_VERIFIED) - v0),
+                      (unsigned long long)multi);
+    }
+    /* and the answers are the oracle's */
+    {
+        const struct kv_scene **match = malloc(sizeof *match * w.n_scenes);
+        ck_assert_ptr_nonnull(match);
+        prepare_oracle(&w);
+        g_w = &w;
+        for (size_t i = 0; i < sizeof exact / sizeof *exact; i++) {
+            char ff[256];
+            snprintf(ff, sizeof ff, "{\"q\":\"%s\",\"per_page\":100}",
+                     exact[i]);
+            ck_assert(check_query(&w, match, ff, "{}", false));
+        }
+        free(match);
+    }
+    kv_close(w.s);
+    tg_arena_free(&w.a);
+}
+END_TEST
+
+/* A snapshot must never outlive its generation: one built inside a write
+ * transaction that is then aborted, and one of the data before a commit,
+ * are both ignored afterwards. */
+START_TEST(test_q_snapshot_stale)
+{
+    struct world w;
+    struct kv_txn *t;
+    struct idx_writer *iw;
+    struct kv_scene sc;
+    uint64_t b0;
+
+    load_q(&w, 500, 0x57A1E);
+    sc = w.scenes[0];
+    sc.id = w.n_scenes + 7;
+    sc.title = cstr(&w, "Zyzzyva lagoon");
+    ck_assert_uint_eq(q_count(&w, "zyzzyv"), 0);
+    ck_assert_uint_eq(q_count(&w, "zyzzyv lagoon"), 0);
+
+    /* a write txn that queries its own new token, then aborts */
+    b0 = idx_text_stat(IDX_TS_BUILD);
+    ck_assert_int_eq(kv_write_begin(w.s, &t), CM_OK);
+    ck_assert_int_eq(idx_writer_begin(t, &iw), CM_OK);
+    ck_assert_int_eq(idx_scene_put(iw, &sc, NULL), CM_OK);
+    ck_assert_int_eq(idx_writer_finish(iw), CM_OK);
+    ck_assert_uint_eq(q_count_in(t, "zyzzyv"), 1);
+    ck_assert_uint_eq(q_count_in(t, "zyzzyv lagoon"), 1);
+    kv_abort(t);
+    ck_assert_uint_gt(idx_text_stat(IDX_TS_BUILD), b0);
+    ck_assert_uint_eq(q_count(&w, "zyzzyv"), 0);
+    ck_assert_uint_eq(q_count(&w, "zyzzyv lagoon"), 0);
+
+    /* committed: the old snapshot is stale */
+    ck_assert_int_eq(kv_write_begin(w.s, &t), CM_OK);
+    ck_assert_int_eq(idx_writer_begin(t, &iw), CM_OK);
+    ck_assert_int_eq(idx_scene_put(iw, &sc, NULL), CM_OK);
+    ck_assert_int_eq(idx_writer_finish(iw), CM_OK);
+    ck_assert_int_eq(kv_commit(t), CM_OK);
+    b0 = idx_text_stat(IDX_TS_BUILD);
+    ck_assert_uint_eq(q_count(&w, "zyzzyv"), 1);
+    ck_assert_uint_eq(q_count(&w, "yzzyva -qqqxqq"), 1);
+    ck_assert_uint_eq(idx_text_stat(IDX_TS_BUILD), b0 + 1);
+
+    /* and deleted again */
+    ck_assert_int_eq(kv_write_begin(w.s, &t), CM_OK);
+    ck_assert_int_eq(idx_writer_begin(t, &iw), CM_OK);
+    ck_assert_int_eq(idx_scene_delete(iw, sc.id), CM_OK);
+    ck_assert_int_eq(idx_writer_finish(iw), CM_OK);
+    ck_assert_int_eq(kv_commit(t), CM_OK);
+    ck_assert_uint_eq(q_count(&w, "zyzzyv"), 0);
+    ck_assert_uint_eq(q_count(&w, "lagoon zyzzyv"), 0);
+    kv_close(w.s);
+    tg_arena_free(&w.a);
+}
+END_TEST
+
+/* Readers on several threads while a writer commits: each commit makes
+ * the snapshot stale; one reader rebuilds it while the others walk LMDB
+ * (never waiting), and every answer stays the oracle's.  The writer adds
+ * scenes none of the queries can match, so the expected counts hold. */
+#define QT_READERS 3
+#define QT_QUERIES 120
+
+struct qt_ctx {
+    struct kv_store *s;
+    const char *const *qs;
+    const uint64_t *want;
+    size_t nq;
+    unsigned seed;
+    unsigned bad; /* answers that differed (checked after join) */
+    enum cm_status err;
+};
+
+static void *qt_reader(void *arg)
+{
+    struct qt_ctx *c = arg;
+    for (int i = 0; i < QT_QUERIES && c->err == CM_OK; i++) {
+        size_t k = (c->seed + (unsigned)i * 7u) % c->nq;
+        cJSON *jf = cJSON_CreateObject();
+        struct idx_query *q = NULL;
+        struct idx_error e;
+        struct idx_result res;
+        struct kv_txn *t;
+        cJSON_AddStringToObject(jf, "q", c->qs[k]);
+        c->err = idx_query_parse(jf, NULL, 40, &q, &e);
+        if (c->err == CM_OK)
+            c->err = kv_read_begin(c->s, &t);
+        if (c->err == CM_OK) {
+            c->err = idx_query_run(t, q, &res);
+            if (c->err == CM_OK && res.count != c->want[k])
+                c->bad++;
+            if (c->err == CM_OK)
+                idx_result_fini(&res);
+            kv_read_end(t);
+        }
+        idx_query_free(q);
+        cJSON_Delete(jf);
+    }
+    return NULL;
+}
+
+START_TEST(test_q_threads)
+{
+    static const char *const qs[] = {"blue -red",    "scene dog",      "ab 7",
+                                     "\"blue dog\"", "red OR dog -10", "kq",
+                                     "ölf",          "7 -cafe"};
+    enum { NQ = sizeof qs / sizeof *qs };
+    struct world w;
+    uint64_t want[NQ], b0 = idx_text_stat(IDX_TS_BUILD);
+    struct qt_ctx ctx[QT_READERS];
+    pthread_t th[QT_READERS];
+
+    load_q(&w, 3000, 0x7EAD);
+    for (size_t k = 0; k < NQ; k++)
+        want[k] = q_count(&w, qs[k]);
+    for (int i = 0; i < QT_READERS; i++) {
+        ctx[i] = (struct qt_ctx){w.s, qs, want, NQ, (unsigned)i * 3u, 0, CM_OK};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, qt_reader, &ctx[i]), 0);
+    }
+    for (int round = 0; round < 12; round++) {
+        struct kv_txn *t;
+        struct idx_writer *iw;
+        ck_assert_int_eq(kv_write_begin(w.s, &t), CM_OK);
+        ck_assert_int_eq(idx_writer_begin(t, &iw), CM_OK);
+        for (int j = 0; j < 5; j++) {
+            struct kv_scene sc;
+            memset(&sc, 0, sizeof sc);
+            sc.id = w.n_scenes + 100 + (uint64_t)(round * 5 + j);
+            sc.title = cstr(&w, "Zzqt Hwv"); /* no query term matches */
+            sc.rating100 = sc.interactive_speed = -1;
+            sc.play_duration = sc.resume_time = -1;
+            ck_assert_int_eq(idx_scene_put(iw, &sc, NULL), CM_OK);
+        }
+        ck_assert_int_eq(idx_writer_finish(iw), CM_OK);
+        ck_assert_int_eq(kv_commit(t), CM_OK);
+    }
+    for (int i = 0; i < QT_READERS; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_msg(ctx[i].err == CM_OK, "reader %d: %s", i,
+                      cm_status_str(ctx[i].err));
+        ck_assert_msg(ctx[i].bad == 0, "reader %d: %u wrong counts", i,
+                      ctx[i].bad);
+    }
+    ck_assert_uint_eq(q_count(&w, "zzqt"), 60);
+    ck_assert_uint_gt(idx_text_stat(IDX_TS_BUILD), b0);
+    kv_close(w.s);
+    tg_arena_free(&w.a);
+}
+END_TEST
 
 /* The oracle at scale (issue 3, item 7): several generated libraries of
  * 20k scenes, each queried in rounds with update/delete/re-insert batches
@@ -1546,6 +2054,11 @@ int main(void)
     tcase_add_test(tc, test_gap_exhaustion);
     tcase_add_test(tc, test_verify_corruption);
     tcase_add_test(tc, test_differential);
+    tcase_add_test(tc, test_q_bits_roundtrip);
+    tcase_add_test(tc, test_q_differential);
+    tcase_add_test(tc, test_q_decodes);
+    tcase_add_test(tc, test_q_snapshot_stale);
+    tcase_add_test(tc, test_q_threads);
     tcase_add_test(tc, test_order_plans);
     suite_add_tcase(s, tc);
     tc = tcase_create("builder"); /* alone: make tsan runs this case */
