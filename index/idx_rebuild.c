@@ -154,6 +154,10 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
     idx_writer_fini(&w);
     if (st == CM_OK)
         st = kv_index_version_set(t);
+    /* Even with no scene (nothing flushed): every index db was dropped, so
+     * nothing cached from before may be used. */
+    if (st == CM_OK)
+        st = idx_gen_bump(t);
     if (st == CM_OK && ctx->fn)
         ctx->fn(ctx->n, ctx->n > total ? ctx->n : total, ctx->fctx);
     return st;
