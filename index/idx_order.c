@@ -571,8 +571,7 @@ static struct builder *builder_of_locked(struct kv_store *s)
 
 /* Queues (f, desc, seed) for s's builder unless already queued.  Returns
  * false when s has no builder (the caller builds). */
-static bool builder_ask(struct kv_store *s, uint8_t f, bool desc,
-                        uint64_t seed)
+static bool builder_ask(struct kv_store *s, uint8_t f, bool desc, uint64_t seed)
 {
     struct builder *b;
     bool have;
@@ -583,8 +582,8 @@ static bool builder_ask(struct kv_store *s, uint8_t f, bool desc,
     if (b) {
         bool dup = false;
         for (size_t i = 0; i < b->n && !dup; i++)
-            dup = b->q[i].f == f && b->q[i].desc == desc &&
-                  b->q[i].seed == seed;
+            dup =
+                b->q[i].f == f && b->q[i].desc == desc && b->q[i].seed == seed;
         if (!dup && b->n < BUILD_PENDING) {
             b->q[b->n++] = (struct breq){f, desc, seed};
             pthread_cond_broadcast(&bcv);
@@ -609,8 +608,8 @@ static enum cm_status build_one(struct kv_store *s, const struct breq *r)
     if (st == CM_OK && gen)
         st = idx_bm_get(t, KV_DB_POSTINGS, k, 1, &all);
     if (st == CM_OK && gen)
-        st = idx_order_get(t, (enum idx_sort_field)r->f, r->desc, r->seed,
-                           gen, all, &o);
+        st = idx_order_get(t, (enum idx_sort_field)r->f, r->desc, r->seed, gen,
+                           all, &o);
     idx_order_release(o);
     idx_bm_free(all);
     kv_read_end(t);

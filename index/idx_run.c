@@ -278,7 +278,7 @@ static bool date_uniform(const struct idx_crit *c, int year)
     char f[16], l[16];
     const struct idx_str *b[2] = {&c->str, &c->str2};
     int nb = c->mod == IDX_MOD_BETWEEN || c->mod == IDX_MOD_NOT_BETWEEN ? 2
-             : c->mod == IDX_MOD_IS_NULL || c->mod == IDX_MOD_NOT_NULL ? 0
+             : c->mod == IDX_MOD_IS_NULL || c->mod == IDX_MOD_NOT_NULL  ? 0
                                                                         : 1;
     snprintf(f, sizeof f, "%04d-01-01", year);
     snprintf(l, sizeof l, "%04d-12-31", year);
@@ -671,8 +671,8 @@ static enum cm_status ts_eval(struct run *r, const struct idx_crit *c,
     enum cm_status st;
     int rc;
 
-    if (!x.nullmod && (c->str.len > IDX_TS_EXACT ||
-                       (x.two && c->str2.len > IDX_TS_EXACT)))
+    if (!x.nullmod &&
+        (c->str.len > IDX_TS_EXACT || (x.two && c->str2.len > IDX_TS_EXACT)))
         return scan(r, c, dom, out);
     rc = mdb_cursor_open(kv_txn_mdb(r->t),
                          kv_dbi(kv_txn_store(r->t), KV_DB_SORTS), &cur);
@@ -1573,9 +1573,9 @@ static enum cm_status page_of(struct run *r, const struct idx_query *q,
                (use_blocks ? skip : plain) < rank;
         build = cand_cost > ORDER_BUILD_NS;
         /* positions the walk may visit before the rank plan is cheaper */
-        walk_max = (uint64_t)(2.0 * (use_blocks ? IDX_ORDER_BLOCK +
-                                                      (double)lim * ratio
-                                                : (double)(off + lim) * ratio));
+        walk_max =
+            (uint64_t)(2.0 * (use_blocks ? IDX_ORDER_BLOCK + (double)lim * ratio
+                                         : (double)(off + lim) * ratio));
         if (walk_max < (uint64_t)(rank / COST_CONTAINS))
             walk_max = (uint64_t)(rank / COST_CONTAINS);
     }

@@ -98,8 +98,7 @@ static struct kv_str cstr(struct world *w, const char *t)
  * a fraction (text order is not time order then), rarely "". */
 static const char *tsfmt(struct world *w, char *b, size_t n)
 {
-    static const char *zone[] = {"Z", "Z", "Z", "Z", "-08:00", "+02:00",
-                                 ".5Z"};
+    static const char *zone[] = {"Z", "Z", "Z", "Z", "-08:00", "+02:00", ".5Z"};
     if (tg_below(&w->rng, 500) == 0) {
         b[0] = '\0';
         return b;
@@ -646,7 +645,7 @@ static int gen_crit(struct world *w, char *b, size_t n)
     static const char *sv[] = {"scene",   "blue red", "\"blue dog\"", "7",
                                "h264",    "",         "^S",           "e$",
                                "Red|dog", "100%",     "x_y"};
-    static const char *dates[] = {"2010", "2015-06", "2020-01-01",
+    static const char *dates[] = {"2010",       "2015-06",    "2020-01-01",
                                   "2003-12-31", "2012-07-15", "2024"};
     static const char *bools[] = {"organized", "interactive",
                                   "performer_favorite", "studio_favorite",
@@ -1709,7 +1708,7 @@ START_TEST(test_order_builder)
     n = run_queries_ex(&w, 60, true);
     ck_assert_uint_gt(n, 30);
     idx_builder_stop(w.s);
-    idx_builder_stop(w.s); /* a no-op */
+    idx_builder_stop(w.s);                           /* a no-op */
     ck_assert_int_eq(idx_builder_start(w.s), CM_OK); /* restartable */
     idx_builder_stop(w.s);
     verify_clean(&w);
