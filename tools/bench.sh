@@ -60,7 +60,8 @@ t=$(now)
 full_wall=$(since "$t")
 read -r _ fu fs fm <"$W/sync.time"
 full_cpu=$(echo "$fu $fs" | awk '{printf "%.2f", $1 + $2}')
-echo "full sync: ${full_wall} s wall, ${full_cpu} s peekd CPU, ${fm} KB peak RSS"
+full_rate=$(echo "$N $full_wall" | awk '{printf "%.0f", $1 / $2}')
+echo "full sync: ${full_wall} s wall, ${full_cpu} s peekd CPU, ${full_rate} scenes/s, ${fm} KB peak RSS"
 
 # 1,000 edited scenes, then an incremental sync, on copies of the store
 # (made with peekd backup) so the main store keeps matching the NDJSON the
@@ -174,6 +175,7 @@ cat >"$W/summary.json" <<JSON
 {"scenes": $N, "seed": $SEED, "date": "$(date -u +%FT%TZ)",
  "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
  "full_sync_wall_s": $full_wall, "full_sync_cpu_s": $full_cpu,
+ "full_sync_scenes_per_s": $full_rate,
  "incremental_1000_s": $inc_wall, "incremental_1000_cpu_s": $inc_cpu,
  "incremental_1000_sweep_reconcile_s": $incf_wall,
  "incremental_1000_sweep_reconcile_cpu_s": $incf_cpu, "reindex_s": $reindex,
