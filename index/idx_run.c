@@ -1271,8 +1271,89 @@ uint64_t idx_plan_count(enum idx_plan p)
                : 0;
 }
 
+/* Sifts v[i] down the max-heap v[0..n) (by item_cmp). */
+static void heap_down(struct item *v, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < n && item_cmp(&v[l], &v[m]) > 0)
+            m = l;
+        if (l + 1 < n && item_cmp(&v[l + 1], &v[m]) > 0)
+            m = l + 1;
+        if (m == i)
+            return;
+        swap_items(&v[i], &v[m]);
+        i = m;
+    }
+}
+
+/* The candidate plan for a small k over many candidates: one pass over
+ * the candidates keeping the k smallest in a max-heap, so nearly every
+ * candidate costs two column reads and one comparison (no array of all
+ * candidates: the first page of a fresh million-scene store, before its
+ * order is built, takes milliseconds). */
+static enum cm_status page_heap(struct run *r, const struct idx_query *q,
+                                enum idx_sort_field f,
+                                const roaring_bitmap_t *cand, uint64_t off,
+                                uint64_t lim, struct idx_result *res)
+{
+    size_t k = (size_t)(off + lim), n = 0;
+    struct idx_colcur vc, tc;
+    struct item *h = cm_malloc(k * sizeof *h);
+    roaring_uint32_iterator_t it;
+    uint32_t buf[512], got;
+    enum cm_status st = CM_OK;
+
+    if (!h)
+        return CM_NOMEM;
+    idx_colcur_init(&vc, r->t, f == IDX_SF_RANDOM ? IDX_SF_ID : f);
+    idx_colcur_init(&tc, r->t, IDX_SF_TIE);
+    roaring_init_iterator(cand, &it);
+    while (st == CM_OK && (got = roaring_read_uint32_iterator(&it, buf, 512)))
+        for (uint32_t i = 0; i < got && st == CM_OK; i++) {
+            struct item x = {0, 0, buf[i]};
+            st = idx_colcur_get(&vc, x.docid, &x.key);
+            if (st == CM_OK)
+                st = idx_colcur_get(&tc, x.docid, &x.tie);
+            if (st != CM_OK)
+                break;
+            if (f == IDX_SF_RANDOM)
+                x.key = idx_enc_double(
+                    idx_random_key((uint64_t)idx_dec_i64(x.key), q->seed));
+            if (q->desc)
+                x.key = ~x.key;
+            if (n < k) {
+                size_t j = n++;
+                h[j] = x;
+                while (j > 0 && item_cmp(&h[(j - 1) / 2], &h[j]) < 0) {
+                    swap_items(&h[(j - 1) / 2], &h[j]);
+                    j = (j - 1) / 2;
+                }
+            } else if (item_cmp(&x, &h[0]) < 0) {
+                h[0] = x;
+                heap_down(h, n, 0);
+            }
+        }
+    if (st == CM_OK && n < k)
+        st = CM_CORRUPT; /* fewer candidates than their cardinality */
+    if (st == CM_OK) {
+        qsort(h, n, sizeof *h, item_cmp);
+        res->docids = cm_malloc((size_t)lim * sizeof *res->docids);
+        if (!res->docids)
+            st = CM_NOMEM;
+    }
+    if (st == CM_OK) {
+        for (uint64_t i = 0; i < lim; i++)
+            res->docids[i] = h[off + i].docid;
+        res->n = (size_t)lim;
+    }
+    cm_free(h);
+    return st;
+}
+
 /* The candidate plan: read every candidate's (value, tie) from the
- * columns, quickselect the first offset + limit, sort those. */
+ * columns, quickselect the first offset + limit, sort those (a heap when
+ * offset + limit is small against the candidates). */
 static enum cm_status page_topk(struct run *r, const struct idx_query *q,
                                 enum idx_sort_field f,
                                 const roaring_bitmap_t *cand, uint64_t card,
@@ -1286,6 +1367,8 @@ static enum cm_status page_topk(struct run *r, const struct idx_query *q,
     size_t n = 0;
     enum cm_status st = CM_OK;
 
+    if (k <= 4096 && card >= 16 * k)
+        return page_heap(r, q, f, cand, off, lim, res);
     items = cm_malloc((size_t)card * sizeof *items);
     if (!items)
         return CM_NOMEM;
