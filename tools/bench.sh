@@ -169,7 +169,8 @@ for f in wrk1 wrk16 wrkf1 wrkf16; do
     echo "wrk $f: $(rps "$W/$f.txt") req/s, p50 $(lat "$W/$f.txt" 50%), p99 $(lat "$W/$f.txt" 99%)"
 done
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$spid/status")
-echo "serve peak RSS: ${rss} KB"
+anon=$(awk '/RssAnon/ {print $2}' "/proc/$spid/status")
+echo "serve peak RSS: ${rss} KB (anonymous now: ${anon} KB; the rest is the mapped store)"
 
 cat >"$W/summary.json" <<JSON
 {"scenes": $N, "seed": $SEED, "date": "$(date -u +%FT%TZ)",
@@ -182,9 +183,21 @@ cat >"$W/summary.json" <<JSON
  "store_bytes": $size, "bytes_per_scene": $per, "cold_start_s": $cold,
  "rps_1conn": $rps1, "rps_16conn": $rps16,
  "rps_filtered_1conn": $frps1, "rps_filtered_16conn": $frps16,
- "serve_peak_rss_kb": $rss}
+ "wrk_latency": {"grid_1conn": ["$(lat "$W/wrk1.txt" 50%)", "$(lat "$W/wrk1.txt" 99%)"],
+   "grid_16conn": ["$(lat "$W/wrk16.txt" 50%)", "$(lat "$W/wrk16.txt" 99%)"],
+   "filtered_1conn": ["$(lat "$W/wrkf1.txt" 50%)", "$(lat "$W/wrkf1.txt" 99%)"],
+   "filtered_16conn": ["$(lat "$W/wrkf16.txt" 50%)", "$(lat "$W/wrkf16.txt" 99%)"]},
+ "serve_peak_rss_kb": $rss, "serve_rss_anon_kb": $anon}
 JSON
-echo "results: $W/results.json $W/summary.json"
+# One file with everything: the per-query figures of bench_peek plus the
+# run's summary (sync, reindex, size, cold start, wrk, RSS) under "summary".
+node -e '
+const fs = require("fs");
+const r = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+r.summary = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+fs.writeFileSync(process.argv[1], JSON.stringify(r, null, 1) + "\n");
+' "$W/results.json" "$W/summary.json"
+echo "results: $W/results.json (summary also in $W/summary.json)"
 
 # Time to first HLS segment (remux, 720p, 1080p, far seeks) through peekd.
 if [ "${BENCH_HLS:-auto}" = 1 ] ||
