@@ -926,15 +926,9 @@ static enum cm_status put_entity(struct cm_buf *b, struct kv_txn *t,
         TRY(api_json_str(b, e->disambiguation));
         TRY(LIT(b, ",\"gender\":"));
         {
-            static const char *const g[] = {NULL,
-                                            "MALE",
-                                            "FEMALE",
-                                            "TRANSGENDER_MALE",
-                                            "TRANSGENDER_FEMALE",
-                                            "INTERSEX",
-                                            "NON_BINARY"};
-            if (e->gender < 7 && g[e->gender])
-                TRY(api_json_strn(b, g[e->gender], strlen(g[e->gender])));
+            const char *g = kv_gender_name(e->gender);
+            if (g)
+                TRY(api_json_strn(b, g, strlen(g)));
             else
                 TRY(LIT(b, "null"));
         }

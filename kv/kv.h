@@ -226,7 +226,12 @@ enum kv_gender {
     KV_GENDER_TRANSGENDER_FEMALE,
     KV_GENDER_INTERSEX,
     KV_GENDER_NON_BINARY,
+    KV_GENDER_COUNT
 };
+
+/* Stash's GenderEnum name of g ("MALE", ...); NULL for KV_GENDER_NULL and
+ * out-of-range values.  The one table sync's mapping and the API share. */
+const char *kv_gender_name(uint8_t g);
 
 struct kv_file {
     uint64_t id;

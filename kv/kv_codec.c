@@ -24,6 +24,21 @@
 #include "common/cm_limits.h"
 #include "kv/kv_int.h"
 
+/* ---- Names ----------------------------------------------------------- */
+
+const char *kv_gender_name(uint8_t g)
+{
+    static const char *const names[KV_GENDER_COUNT] = {
+        [KV_GENDER_MALE] = "MALE",
+        [KV_GENDER_FEMALE] = "FEMALE",
+        [KV_GENDER_TRANSGENDER_MALE] = "TRANSGENDER_MALE",
+        [KV_GENDER_TRANSGENDER_FEMALE] = "TRANSGENDER_FEMALE",
+        [KV_GENDER_INTERSEX] = "INTERSEX",
+        [KV_GENDER_NON_BINARY] = "NON_BINARY",
+    };
+    return g < KV_GENDER_COUNT ? names[g] : NULL;
+}
+
 /* ---- Encoding -------------------------------------------------------- */
 
 struct enc {

@@ -805,20 +805,13 @@ out:
 
 static enum cm_status map_gender(struct mctx *m, const cJSON *o, uint8_t *out)
 {
-    static const char *const names[] = {NULL,
-                                        "MALE",
-                                        "FEMALE",
-                                        "TRANSGENDER_MALE",
-                                        "TRANSGENDER_FEMALE",
-                                        "INTERSEX",
-                                        "NON_BINARY"};
     struct kv_str s;
     enum cm_status st = get_str(m, o, "gender", NULL, true, &s);
     *out = KV_GENDER_NULL;
     if (st != CM_OK || !s.p)
         return st;
-    for (uint8_t i = 1; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(s.p, names[i]) == 0) {
+    for (uint8_t i = 1; i < KV_GENDER_COUNT; i++)
+        if (strcmp(s.p, kv_gender_name(i)) == 0) {
             *out = i;
             return CM_OK;
         }
