@@ -1271,6 +1271,40 @@ uint64_t idx_plan_count(enum idx_plan p)
                : 0;
 }
 
+/* The sort item of docid: its value in column vc (the random key for
+ * random_<seed>, complemented for DESC) and its tie-break position. */
+static enum cm_status read_item(struct idx_colcur *vc, struct idx_colcur *tc,
+                                const struct idx_query *q,
+                                enum idx_sort_field f, uint32_t docid,
+                                struct item *x)
+{
+    enum cm_status st = idx_colcur_get(vc, docid, &x->key);
+    x->docid = docid;
+    if (st == CM_OK)
+        st = idx_colcur_get(tc, docid, &x->tie);
+    if (st == CM_OK && f == IDX_SF_RANDOM)
+        x->key = idx_enc_double(
+            idx_random_key((uint64_t)idx_dec_i64(x->key), q->seed));
+    if (q->desc)
+        x->key = ~x->key;
+    return st;
+}
+
+/* Sorts the k selected items and returns items[off, off + lim) as the
+ * page. */
+static enum cm_status emit_items(struct item *items, size_t k, uint64_t off,
+                                 uint64_t lim, struct idx_result *res)
+{
+    qsort(items, k, sizeof *items, item_cmp);
+    res->docids = cm_malloc((size_t)lim * sizeof *res->docids);
+    if (!res->docids)
+        return CM_NOMEM;
+    for (uint64_t i = 0; i < lim; i++)
+        res->docids[i] = items[off + i].docid;
+    res->n = (size_t)lim;
+    return CM_OK;
+}
+
 /* Sifts v[i] down the max-heap v[0..n) (by item_cmp). */
 static void heap_down(struct item *v, size_t n, size_t i)
 {
@@ -1311,17 +1345,10 @@ static enum cm_status page_heap(struct run *r, const struct idx_query *q,
     roaring_init_iterator(cand, &it);
     while (st == CM_OK && (got = roaring_read_uint32_iterator(&it, buf, 512)))
         for (uint32_t i = 0; i < got && st == CM_OK; i++) {
-            struct item x = {0, 0, buf[i]};
-            st = idx_colcur_get(&vc, x.docid, &x.key);
-            if (st == CM_OK)
-                st = idx_colcur_get(&tc, x.docid, &x.tie);
+            struct item x;
+            st = read_item(&vc, &tc, q, f, buf[i], &x);
             if (st != CM_OK)
                 break;
-            if (f == IDX_SF_RANDOM)
-                x.key = idx_enc_double(
-                    idx_random_key((uint64_t)idx_dec_i64(x.key), q->seed));
-            if (q->desc)
-                x.key = ~x.key;
             if (n < k) {
                 size_t j = n++;
                 h[j] = x;
@@ -1336,17 +1363,8 @@ static enum cm_status page_heap(struct run *r, const struct idx_query *q,
         }
     if (st == CM_OK && n < k)
         st = CM_CORRUPT; /* fewer candidates than their cardinality */
-    if (st == CM_OK) {
-        qsort(h, n, sizeof *h, item_cmp);
-        res->docids = cm_malloc((size_t)lim * sizeof *res->docids);
-        if (!res->docids)
-            st = CM_NOMEM;
-    }
-    if (st == CM_OK) {
-        for (uint64_t i = 0; i < lim; i++)
-            res->docids[i] = h[off + i].docid;
-        res->n = (size_t)lim;
-    }
+    if (st == CM_OK)
+        st = emit_items(h, n, off, lim, res);
     cm_free(h);
     return st;
 }
@@ -1376,29 +1394,12 @@ static enum cm_status page_topk(struct run *r, const struct idx_query *q,
     idx_colcur_init(&tc, r->t, IDX_SF_TIE);
     roaring_init_iterator(cand, &it);
     for (; it.has_value && st == CM_OK; roaring_advance_uint32_iterator(&it)) {
-        struct item *x = &items[n++];
-        x->docid = it.current_value;
-        st = idx_colcur_get(&vc, x->docid, &x->key);
-        if (st == CM_OK)
-            st = idx_colcur_get(&tc, x->docid, &x->tie);
-        if (st == CM_OK && f == IDX_SF_RANDOM)
-            x->key = idx_enc_double(
-                idx_random_key((uint64_t)idx_dec_i64(x->key), q->seed));
-        if (q->desc)
-            x->key = ~x->key;
+        st = read_item(&vc, &tc, q, f, it.current_value, &items[n++]);
     }
     if (st == CM_OK) {
         if (k < n)
             select_k(items, n, (size_t)k);
-        qsort(items, (size_t)k, sizeof *items, item_cmp);
-        res->docids = cm_malloc((size_t)lim * sizeof *res->docids);
-        if (!res->docids)
-            st = CM_NOMEM;
-    }
-    if (st == CM_OK) {
-        for (uint64_t i = 0; i < lim; i++)
-            res->docids[i] = items[off + i].docid;
-        res->n = (size_t)lim;
+        st = emit_items(items, (size_t)k, off, lim, res);
     }
     cm_free(items);
     return st;
