@@ -140,23 +140,37 @@ static enum cm_status set_index_version(struct kv_txn *t, void *ctx)
     return kv_index_version_set(t);
 }
 
-/* Rebuilds the indexes when only their version differs. */
-static enum cm_status check_index(struct kv_store *store)
+/* Rebuilds the indexes when their version differs, or when an unfinished
+ * first sync deferred them and no Stash URL is set (with one, the
+ * scheduled sync resumes that sync and builds them at its end). */
+static enum cm_status check_index(struct kv_store *store, bool syncing)
 {
     struct kv_txn *t;
-    bool ok = true;
+    bool ok = true, deferred = false;
     uint64_t n = 0;
     enum cm_status st = kv_read_begin(store, &t);
     if (st != CM_OK)
         return st;
     st = kv_index_version_ok(t, &ok);
+    if (st == CM_OK)
+        st = kv_index_deferred(t, &deferred);
     kv_read_end(t);
-    if (st != CM_OK || ok)
+    if (st != CM_OK || (ok && !deferred))
         return st;
-    cm_info("serve",
-            "index version differs from %d: rebuilding the "
-            "indexes from the stored records",
-            KV_INDEX_VERSION);
+    if (ok && syncing) {
+        cm_info("serve", "an unfinished first sync deferred the indexes: "
+                         "the sync resumes and builds them at its end");
+        return CM_OK;
+    }
+    if (!ok)
+        cm_info("serve",
+                "index version differs from %d: rebuilding the "
+                "indexes from the stored records",
+                KV_INDEX_VERSION);
+    else
+        cm_info("serve", "an unfinished first sync deferred the indexes and "
+                         "no Stash URL is set: building them from the "
+                         "stored records");
     st = idx_rebuild(store, &n);
     if (st != CM_OK)
         return st;
@@ -230,7 +244,7 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "peekd serve: %s\n", err);
         goto out;
     }
-    if ((st = check_index(store)) != CM_OK) {
+    if ((st = check_index(store, cfg.stash_url != NULL)) != CM_OK) {
         fprintf(stderr, "peekd serve: index rebuild failed: %s\n",
                 cm_status_str(st));
         goto out;

@@ -43,6 +43,9 @@ static void print_summary(const struct sync_stats *s, enum cm_status st)
            (unsigned long long)s->rewritten, (unsigned long long)s->activity,
            (unsigned long long)s->requests, s->resumed ? ", resumed" : "",
            s->deletes_skipped ? ", deletions skipped by the guard" : "");
+    if (s->indexed)
+        printf("indexes built at the end of the first sync: %llu scenes\n",
+               (unsigned long long)s->indexed);
     printf("activity sweep: %s; reconciliation: %s\n",
            sync_extra_name(s->sweep), sync_extra_name(s->reconcile));
     printf("sync %s in %.2fs\n", st == CM_OK ? "done" : "failed", s->seconds);

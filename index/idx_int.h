@@ -282,6 +282,8 @@ struct idx_writer {
     size_t ncs, capcs;
     bool bulk; /* rebuild: index dbs start empty, keys go in with
                   MDB_APPEND in key order */
+    bool deferred; /* the store's indexes are deferred (kv_index_deferred):
+                      scene and entity changes write records only */
     struct idx_entries eo, en; /* scratch */
     struct cm_buf kb;          /* scratch key buffer */
 };

@@ -96,6 +96,7 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
 {
     struct rb_ctx *ctx = vctx;
     struct idx_writer w;
+    struct kv_revbuild rev = {0};
     MDB_cursor *cur = NULL;
     MDB_val k, v;
     enum cm_status st;
@@ -136,6 +137,8 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
         st = kv_scene_decode(v.mv_data, v.mv_size, &sc);
         if (st == CM_OK)
             st = idx_derive(&w.ec, &sc, &w.en);
+        if (st == CM_OK)
+            st = kv_revbuild_add(&rev, docid, &sc);
         kv_scene_fini(&sc);
         if (st == CM_OK)
             st = idx_apply(&w, docid, NULL, &w.en);
@@ -152,8 +155,15 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
     if (st == CM_OK)
         st = rebuild_children(&w);
     idx_writer_fini(&w);
+    /* The reverse index (entity -> scenes) is derived from the records
+     * too: a deferred first sync does not write it. */
+    if (st == CM_OK)
+        st = kv_revbuild_write(t, &rev);
+    kv_revbuild_fini(&rev);
     if (st == CM_OK)
         st = kv_index_version_set(t);
+    if (st == CM_OK)
+        st = kv_index_defer(t, false);
     /* Even with no scene (nothing flushed): every index db was dropped, so
      * nothing cached from before may be used. */
     if (st == CM_OK)
@@ -590,9 +600,11 @@ enum cm_status idx_verify(struct kv_store *s, struct cm_buf *report)
     struct verify v;
     struct idx_ecache ec;
     struct idx_entries e;
+    struct kv_revbuild rev = {0};
     struct kv_txn *t = NULL;
     MDB_cursor *cur = NULL;
     MDB_val k, val;
+    bool deferred = false;
     enum cm_status st;
     int rc;
 
@@ -603,6 +615,13 @@ enum cm_status idx_verify(struct kv_store *s, struct cm_buf *report)
     st = kv_read_begin(s, &t);
     if (st != CM_OK)
         return st;
+    /* Deferred indexes (an unfinished first sync): only the records, and
+     * their id maps, describe the library yet. */
+    st = kv_index_deferred(t, &deferred);
+    if (st != CM_OK) {
+        kv_read_end(t);
+        return st;
+    }
     v.t = t;
     idx_ecache_init(&ec, t);
     idx_entries_init(&e);
@@ -626,21 +645,34 @@ enum cm_status idx_verify(struct kv_store *s, struct cm_buf *report)
                     cm_status_str(ds));
         } else {
             st = check_ids(&v, docid, &sc);
-            if (st == CM_OK)
+            if (st == CM_OK && !deferred)
                 st = expect_scene(&v, &ec, &e, docid, &sc);
+            if (st == CM_OK && !deferred)
+                st = kv_revbuild_add(&rev, docid, &sc);
         }
         kv_scene_fini(&sc);
     }
     if (st == CM_OK && rc && rc != MDB_NOTFOUND)
         st = kv_from_mdb(rc, "scene walk");
     mdb_cursor_close(cur);
-    if (st == CM_OK)
+    if (st == CM_OK && !deferred)
         st = expect_children(&v);
-    for (size_t i = 0; i < sizeof index_dbs / sizeof *index_dbs && st == CM_OK;
+    for (size_t i = 0; i < sizeof index_dbs / sizeof *index_dbs &&
+                       st == CM_OK && !deferred;
          i++)
         st = compare_db(&v, index_dbs[i]);
-    if (st == CM_OK)
+    if (st == CM_OK && !deferred)
         missing_keys(&v);
+    if (st == CM_OK && !deferred) {
+        uint64_t missing, extra;
+        st = kv_revbuild_check(t, &rev, &missing, &extra);
+        if (st == CM_OK && (missing || extra))
+            problem(&v,
+                    "reverse index: %llu entries missing, %llu extra "
+                    "(the records give the difference)",
+                    (unsigned long long)missing, (unsigned long long)extra);
+    }
+    kv_revbuild_fini(&rev);
     idx_entries_fini(&e);
     idx_ecache_fini(&ec);
     vfree(&v);

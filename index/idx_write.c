@@ -884,7 +884,10 @@ enum cm_status idx_writer_begin(struct kv_txn *t, struct idx_writer **out)
     if (!w)
         return CM_NOMEM;
     st = idx_writer_init(w, t);
+    if (st == CM_OK)
+        st = kv_index_deferred(t, &w->deferred);
     if (st != CM_OK) {
+        idx_writer_fini(w);
         cm_free(w);
         return st;
     }
@@ -923,6 +926,12 @@ enum cm_status idx_scene_put(struct idx_writer *w, const struct kv_scene *sc,
         *docid = 0;
     if (!w || !sc || sc->id == 0)
         return CM_INVALID;
+    if (w->deferred) {
+        st = kv_scene_store_record(w->t, sc, &d);
+        if (st == CM_OK && docid)
+            *docid = d;
+        return st;
+    }
     memset(&old, 0, sizeof old);
     st = kv_docid_of(w->t, sc->id, &d);
     if (st == CM_OK) {
@@ -960,6 +969,8 @@ enum cm_status idx_scene_delete(struct idx_writer *w, uint64_t stash_id)
     st = kv_docid_of(w->t, stash_id, &d);
     if (st != CM_OK)
         return st;
+    if (w->deferred)
+        return kv_scene_remove(w->t, d, NULL);
     st = kv_scene_get(w->t, d, &old);
     if (st == CM_OK)
         st = idx_derive(&w->ec, &old, &w->eo);
@@ -1119,6 +1130,11 @@ static enum cm_status entity_change(struct idx_writer *w, uint8_t type,
     enum cm_status st;
 
     memset(&old, 0, sizeof old);
+    if (w->deferred) { /* the rebuild derives hierarchy and scenes */
+        if (e)
+            return kv_entity_put(w->t, e);
+        return kv_entity_del(w->t, type, id);
+    }
     st = kv_entity_get(w->t, type, id, &old);
     if (st != CM_OK && st != CM_NOTFOUND) {
         kv_entity_fini(&old);

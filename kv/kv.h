@@ -191,6 +191,16 @@ enum cm_status kv_backup(struct kv_store *s, const char *dest_dir, char *err,
 enum cm_status kv_index_version_ok(struct kv_txn *t, bool *ok) CM_WUR;
 enum cm_status kv_index_version_set(struct kv_txn *t) CM_WUR;
 
+/* Deferred indexes: a first full sync into an empty store writes scene
+ * records only (kv_scene_store_record) and builds every index once at the
+ * end with idx_rebuild, which clears the mark in the same transaction.
+ * While the mark is set the index databases do not describe the records:
+ * `peekd check` verifies the records only, and serve without a Stash URL
+ * rebuilds at start.  OUT *on.  CM_IO, CM_CORRUPT. */
+#define KV_META_INDEX_DEFERRED "index_deferred"
+enum cm_status kv_index_deferred(struct kv_txn *t, bool *on) CM_WUR;
+enum cm_status kv_index_defer(struct kv_txn *t, bool on) CM_WUR;
+
 /* Meta helpers: string keys, u64 values. */
 enum cm_status kv_meta_get_u64(struct kv_txn *t, const char *key,
                                uint64_t *out) CM_WUR;
@@ -380,6 +390,32 @@ enum cm_status kv_scene_get_raw(struct kv_txn *t, uint32_t docid,
 enum cm_status kv_scene_store(struct kv_txn *t, const struct kv_scene *sc,
                               const struct kv_scene *old, uint32_t *docid,
                               bool *created) CM_WUR;
+
+/* Like kv_scene_store, without the reverse index: for a store whose
+ * indexes are deferred (kv_index_deferred), where idx_rebuild writes the
+ * whole reverse index afterwards (kv_revbuild_*). */
+enum cm_status kv_scene_store_record(struct kv_txn *t,
+                                     const struct kv_scene *sc,
+                                     uint32_t *docid) CM_WUR;
+
+/* Builds the reverse index from scratch: add every scene in increasing
+ * docid order, then write (drops what the reverse database held and
+ * appends every entry in key order).  Zero-initialise to use. */
+struct kv_revent;
+struct kv_revbuild {
+    struct kv_revent *v;
+    size_t n, cap;
+    uint32_t last; /* docid of the last add */
+};
+enum cm_status kv_revbuild_add(struct kv_revbuild *rb, uint32_t docid,
+                               const struct kv_scene *sc) CM_WUR;
+enum cm_status kv_revbuild_write(struct kv_txn *t,
+                                 struct kv_revbuild *rb) CM_WUR;
+/* Compares the stored reverse index with rb's entries (sorts rb).  OUT
+ * *missing: entries rb has and the store lacks; *extra: the opposite. */
+enum cm_status kv_revbuild_check(struct kv_txn *t, struct kv_revbuild *rb,
+                                 uint64_t *missing, uint64_t *extra) CM_WUR;
+void kv_revbuild_fini(struct kv_revbuild *rb);
 
 /* Removes the scene at docid and its idmap/docmap/reverse entries (write
  * txn).  old is its decoded record, or NULL to read the stored one.  The

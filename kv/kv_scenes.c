@@ -322,9 +322,9 @@ static enum cm_status stored_erefs(struct kv_txn *t, uint32_t docid,
     return st;
 }
 
-enum cm_status kv_scene_store(struct kv_txn *t, const struct kv_scene *sc,
-                              const struct kv_scene *old, uint32_t *docid,
-                              bool *created)
+static enum cm_status store_scene(struct kv_txn *t, const struct kv_scene *sc,
+                                  const struct kv_scene *old, uint32_t *docid,
+                                  bool *created, bool reverse)
 {
     struct erefs before = {0}, after = {0};
     uint32_t d = 0;
@@ -341,7 +341,7 @@ enum cm_status kv_scene_store(struct kv_txn *t, const struct kv_scene *sc,
     after.v = after.small;
     cm_buf_reset(&t->enc);
     st = kv_scene_encode(sc, &t->enc);
-    if (st == CM_OK)
+    if (st == CM_OK && reverse)
         st = erefs_of(sc, &after);
     if (st != CM_OK)
         goto out;
@@ -349,14 +349,14 @@ enum cm_status kv_scene_store(struct kv_txn *t, const struct kv_scene *sc,
     if (st == CM_NOTFOUND) {
         st = alloc_docid(t, sc->id, &d);
         made = true;
-    } else if (st == CM_OK) {
+    } else if (st == CM_OK && reverse) {
         /* Collected before the put: a put invalidates borrowed data. */
         st = stored_erefs(t, d, old, &before);
     }
     if (st != CM_OK)
         goto out;
     st = kv_put(t, KV_DB_SCENES, &d, sizeof d, t->enc.data, t->enc.len);
-    if (st == CM_OK)
+    if (st == CM_OK && reverse)
         st = rev_diff(t, d, &before, &after);
     if (st == CM_OK) {
         if (docid)
@@ -368,6 +368,20 @@ out:
     erefs_fini(&before);
     erefs_fini(&after);
     return st;
+}
+
+enum cm_status kv_scene_store(struct kv_txn *t, const struct kv_scene *sc,
+                              const struct kv_scene *old, uint32_t *docid,
+                              bool *created)
+{
+    return store_scene(t, sc, old, docid, created, true);
+}
+
+enum cm_status kv_scene_store_record(struct kv_txn *t,
+                                     const struct kv_scene *sc,
+                                     uint32_t *docid)
+{
+    return store_scene(t, sc, NULL, docid, NULL, false);
 }
 
 enum cm_status kv_scene_remove(struct kv_txn *t, uint32_t docid,
@@ -492,4 +506,165 @@ enum cm_status kv_entity_del(struct kv_txn *t, uint8_t type, uint64_t id)
     uint8_t k[ENT_KEY];
     ent_key(k, type, id);
     return kv_del(t, KV_DB_ENTITIES, k, sizeof k);
+}
+
+/* ---- Rebuilding the reverse index ------------------------------------ */
+
+struct kv_revent {
+    uint64_t id;
+    uint32_t docid;
+    uint8_t type;
+};
+
+enum cm_status kv_revbuild_add(struct kv_revbuild *rb, uint32_t docid,
+                               const struct kv_scene *sc)
+{
+    struct erefs r = {0};
+    enum cm_status st;
+
+    if (!rb || !sc)
+        return CM_INVALID;
+    if (docid <= rb->last)
+        return CM_INVALID; /* the sort relies on increasing docids (> 0) */
+    st = erefs_of(sc, &r);
+    if (st == CM_OK && rb->n + r.n > rb->cap) {
+        size_t cap = rb->cap ? rb->cap : 4096;
+        struct kv_revent *v;
+        while (cap < rb->n + r.n)
+            cap *= 2;
+        v = cm_realloc(rb->v, cap * sizeof *v);
+        if (!v) {
+            st = CM_NOMEM;
+        } else {
+            rb->v = v;
+            rb->cap = cap;
+        }
+    }
+    for (size_t i = 0; st == CM_OK && i < r.n; i++)
+        rb->v[rb->n++] = (struct kv_revent){r.v[i].id, docid, r.v[i].type};
+    rb->last = docid;
+    erefs_fini(&r);
+    return st;
+}
+
+/* Byte b of the sort key (type, id BE): b = 0 is the type. */
+static uint8_t revent_byte(const struct kv_revent *e, int b)
+{
+    return b == 0 ? e->type : (uint8_t)(e->id >> (8 * (8 - b)));
+}
+
+/* Sorts v[0..n) by (type, id) with a stable LSD radix sort, so entries
+ * added in docid order stay in docid order within an entity.  Bytes with
+ * a single value are skipped (ids rarely use more than three). */
+static enum cm_status revent_sort(struct kv_revent *v, size_t n)
+{
+    enum { NB = 9 };
+    size_t(*cnt)[256] = cm_calloc((size_t)NB, sizeof *cnt);
+    struct kv_revent *tmp = n ? cm_malloc(n * sizeof *tmp) : NULL;
+    struct kv_revent *src = v, *dst = tmp;
+
+    if (!cnt || (n && !tmp)) {
+        cm_free(cnt);
+        cm_free(tmp);
+        return CM_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (int b = 0; b < NB; b++)
+            cnt[b][revent_byte(&v[i], b)]++;
+    for (int b = NB - 1; b >= 0; b--) {
+        size_t off = 0;
+        if (n == 0 || cnt[b][revent_byte(&v[0], b)] == n)
+            continue;
+        for (int c = 0; c < 256; c++) {
+            size_t k = cnt[b][c];
+            cnt[b][c] = off;
+            off += k;
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[cnt[b][revent_byte(&src[i], b)]++] = src[i];
+        {
+            struct kv_revent *x = src;
+            src = dst;
+            dst = x;
+        }
+    }
+    if (src != v)
+        memcpy(v, src, n * sizeof *v);
+    cm_free(tmp);
+    cm_free(cnt);
+    return CM_OK;
+}
+
+enum cm_status kv_revbuild_write(struct kv_txn *t, struct kv_revbuild *rb)
+{
+    MDB_dbi dbi;
+    enum cm_status st;
+    int rc;
+
+    if (!t || !t->write || !rb)
+        return CM_INVALID;
+    dbi = t->s->dbi[KV_DB_REVERSE];
+    rc = mdb_drop(t->txn, dbi, 0);
+    if (rc)
+        return kv_txn_from_mdb(t, rc, "reverse drop");
+    if ((st = revent_sort(rb->v, rb->n)) != CM_OK)
+        return st;
+    for (size_t i = 0; i < rb->n; i++) {
+        uint8_t k[REV_KEY];
+        MDB_val key = {sizeof k, k}, val = {0, (void *)""};
+        rev_key(k, rb->v[i].type, rb->v[i].id, rb->v[i].docid);
+        rc = mdb_put(t->txn, dbi, &key, &val, MDB_APPEND);
+        if (rc)
+            return kv_txn_from_mdb(t, rc, "reverse put");
+    }
+    return CM_OK;
+}
+
+void kv_revbuild_fini(struct kv_revbuild *rb)
+{
+    if (!rb)
+        return;
+    cm_free(rb->v);
+    memset(rb, 0, sizeof *rb);
+}
+
+enum cm_status kv_revbuild_check(struct kv_txn *t, struct kv_revbuild *rb,
+                                 uint64_t *missing, uint64_t *extra)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val key, val;
+    size_t i = 0;
+    enum cm_status st;
+    int rc;
+
+    if (!t || !t->txn || !rb || !missing || !extra)
+        return CM_INVALID;
+    *missing = *extra = 0;
+    if ((st = revent_sort(rb->v, rb->n)) != CM_OK)
+        return st;
+    rc = mdb_cursor_open(t->txn, t->s->dbi[KV_DB_REVERSE], &cur);
+    if (rc)
+        return kv_from_mdb(rc, "reverse cursor");
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        int c = 1;
+        while (i < rb->n) {
+            uint8_t k[REV_KEY];
+            rev_key(k, rb->v[i].type, rb->v[i].id, rb->v[i].docid);
+            c = key.mv_size == REV_KEY ? memcmp(k, key.mv_data, REV_KEY) : -1;
+            if (c >= 0)
+                break;
+            (*missing)++; /* expected before the stored key */
+            i++;
+        }
+        if (c == 0)
+            i++;
+        else
+            (*extra)++;
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND)
+        return kv_from_mdb(rc, "reverse walk");
+    *missing += rb->n - i;
+    return CM_OK;
 }

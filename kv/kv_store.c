@@ -650,6 +650,31 @@ enum cm_status kv_index_version_set(struct kv_txn *t)
     return kv_meta_put_u64(t, KV_META_INDEX_VERSION, KV_INDEX_VERSION);
 }
 
+enum cm_status kv_index_deferred(struct kv_txn *t, bool *on)
+{
+    uint64_t v;
+    enum cm_status st;
+    if (!on)
+        return CM_INVALID;
+    *on = false;
+    st = kv_meta_get_u64(t, KV_META_INDEX_DEFERRED, &v);
+    if (st == CM_NOTFOUND)
+        return CM_OK;
+    if (st == CM_OK)
+        *on = v != 0;
+    return st;
+}
+
+enum cm_status kv_index_defer(struct kv_txn *t, bool on)
+{
+    enum cm_status st;
+    if (on)
+        return kv_meta_put_u64(t, KV_META_INDEX_DEFERRED, 1);
+    st = kv_del(t, KV_DB_META, KV_META_INDEX_DEFERRED,
+                strlen(KV_META_INDEX_DEFERRED));
+    return st == CM_NOTFOUND ? CM_OK : st;
+}
+
 /* ---- Open and close -------------------------------------------------- */
 
 static enum cm_status init_store(struct kv_store *s, const char *dir)

@@ -252,7 +252,8 @@ struct sync_stats {
     uint64_t activity;             /* scenes updated by the activity sweep */
     uint64_t unknown_refs;         /* refs to entities not in the store */
     uint64_t requests;             /* GraphQL requests */
-    bool resumed;                  /* continued an interrupted full sync */
+    uint64_t indexed; /* scenes of a deferred first sync indexed at its end */
+    bool resumed;     /* continued an interrupted full sync */
     bool deletes_skipped;          /* a deletion guard fired */
     enum sync_extra sweep, reconcile;
     int64_t last_sweep;     /* after the run: as sync_status.last_sweep */
@@ -269,7 +270,11 @@ struct sync_stats {
  * carries the stop flag. OUT stats (may be NULL).  OUT err: a clear one-line
  * reason.  Statuses: CM_OK, CM_UPSTREAM, CM_INVALID (a bad object from Stash),
  * CM_ABORTED (stop flag), CM_IO/CM_CORRUPT/CM_NOMEM/CM_TOOBIG from the store.
- * Each page is one write transaction: readers see whole pages. */
+ * Each page is one write transaction: readers see whole pages.  A full
+ * sync into a store without scenes defers the indexes (kv_index_deferred):
+ * its scene pages write records only, and one transaction at the end of
+ * the scene walk builds every index, so readers' queries see the library
+ * from before the sync until then, and all of it after. */
 enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
                         enum sync_mode mode, struct sync_status *st,
                         struct sync_stats *stats, char *err,

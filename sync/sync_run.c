@@ -1925,6 +1925,63 @@ static void set_extra_times(struct run *r, int64_t sweep, int64_t rec)
     pthread_mutex_unlock(&r->st->mu);
 }
 
+/* ---- deferred indexes: a first full sync ---------------------------- */
+
+/* Marks the indexes deferred when the store holds no scene yet: the scene
+ * walk then writes records only and build_indexes() derives every index
+ * once at the end (docs/SYNC.md).  OUT *on. */
+static enum cm_status defer_fn(struct kv_txn *t, void *ctx)
+{
+    bool *on = ctx;
+    uint64_t n = 0;
+    enum cm_status st = kv_scene_count(t, &n);
+    *on = false;
+    if (st == CM_OK && n == 0 && (st = kv_index_defer(t, true)) == CM_OK)
+        *on = true;
+    return st;
+}
+
+static enum cm_status read_deferred(struct run *r, bool *on)
+{
+    struct kv_txn *t;
+    enum cm_status st = kv_read_begin(r->s, &t);
+    *on = false;
+    if (st != CM_OK)
+        return st;
+    st = kv_index_deferred(t, on);
+    kv_read_end(t);
+    return st;
+}
+
+static void build_progress(uint64_t done, uint64_t total, void *ctx)
+{
+    progress(ctx, SYNC_SCENES, "index", done, total);
+}
+
+/* Builds every index of a deferred store (one write transaction, which
+ * also clears the mark): readers switch from the old indexes to the whole
+ * library at its commit. */
+static enum cm_status build_indexes(struct run *r)
+{
+    double t0 = now_s();
+    uint64_t n = 0;
+    enum cm_status st;
+
+    r->t_type = t0;
+    cm_info("sync", "building the indexes of the first sync");
+    st = idx_rebuild_progress(r->s, build_progress, r, &n);
+    progress_end(r, SYNC_SCENES);
+    if (st != CM_OK) {
+        errf(r, "building the indexes failed: %s", cm_status_str(st));
+        return st;
+    }
+    cm_info("sync", "indexes built: %llu scenes in %.1f s",
+            (unsigned long long)n, now_s() - t0);
+    if (r->stats)
+        r->stats->indexed = n;
+    return CM_OK;
+}
+
 static enum cm_status run_passes(struct run *r, enum sync_mode mode)
 {
     struct ckpt ck;
@@ -1933,6 +1990,7 @@ static enum cm_status run_passes(struct run *r, enum sync_mode mode)
     bool all_wm = true;
     int64_t now = (int64_t)time(NULL), last_sweep, last_rec;
     enum sync_extra sweep, rec;
+    bool deferred = false;
 
     if ((st = read_ckpt(r, &ck)) != CM_OK ||
         (st = read_time(r, "sweep_at", &last_sweep)) != CM_OK ||
@@ -1973,6 +2031,15 @@ static enum cm_status run_passes(struct run *r, enum sync_mode mode)
         rec = decide("reconcile", r->cfg->reconcile, last_rec,
                      r->cfg->reconcile_interval, now);
     }
+    /* Deferred indexes go on only while a full sync's scene walk resumes;
+     * anything else needs them (rewrites use the reverse index). */
+    if ((st = read_deferred(r, &deferred)) != CM_OK)
+        return st;
+    if (deferred && !(mode == SYNC_FULL && ck.valid && ck.type == SYNC_SCENES)) {
+        if ((st = build_indexes(r)) != CM_OK)
+            return st;
+        deferred = false;
+    }
     /* rewrites left by a killed run */
     {
         struct page pg = {.type = SYNC_SCENES, .del_type = SYNC_SCENES};
@@ -1983,7 +2050,16 @@ static enum cm_status run_passes(struct run *r, enum sync_mode mode)
         if (mode == SYNC_FULL) {
             if (ck.valid && (enum sync_type)t < ck.type)
                 continue;
+            if (t == SYNC_SCENES && !deferred &&
+                (st = kv_write_run(r->s, defer_fn, &deferred)) != CM_OK) {
+                errf(r, "store write failed: %s", cm_status_str(st));
+                return st;
+            }
             st = walk_full(r, (enum sync_type)t, ck.valid ? &ck : NULL, true);
+            if (st == CM_OK && t == SYNC_SCENES && deferred) {
+                st = build_indexes(r);
+                deferred = false;
+            }
         } else {
             st = walk_incremental(r, (enum sync_type)t, wms[t]);
         }

@@ -1046,6 +1046,178 @@ START_TEST(readers_see_whole_pages)
 }
 END_TEST
 
+/* ---- deferred indexes of a first full sync ------------------------- */
+
+/* What a reader sees in one read transaction: the scene records and the
+ * number of scenes the indexes answer for (an unfiltered query). */
+static void observe(struct kv_store *s, uint64_t *records, uint64_t *indexed,
+                    bool *deferred)
+{
+    struct kv_txn *t;
+    struct idx_query *q = NULL;
+    struct idx_error qe;
+    struct idx_result res;
+    ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
+    ck_assert_int_eq(kv_scene_count(t, records), CM_OK);
+    ck_assert_int_eq(kv_index_deferred(t, deferred), CM_OK);
+    ck_assert_int_eq(idx_query_parse(NULL, NULL, 40, &q, &qe), CM_OK);
+    memset(&res, 0, sizeof res);
+    ck_assert_int_eq(idx_query_run(t, q, &res), CM_OK);
+    *indexed = res.count;
+    idx_result_fini(&res);
+    idx_query_free(q);
+    kv_read_end(t);
+}
+
+struct dreader {
+    struct kv_store *s;
+    struct sync_status *status; /* stop it once this many records exist */
+    uint64_t stop_at, total;
+    volatile int stop;
+    /* results */
+    uint64_t samples, mixed, stopped_at;
+    bool saw_deferred_gap; /* records stored, indexes still at 0 */
+};
+
+static void *dreader_main(void *arg)
+{
+    struct dreader *r = arg;
+    while (!r->stop) {
+        uint64_t rec, idx;
+        bool def;
+        observe(r->s, &rec, &idx, &def);
+        r->samples++;
+        /* the indexes answer for the library before the sync or after */
+        if (idx != 0 && idx != r->total)
+            r->mixed++;
+        if (def && rec > 0 && idx == 0)
+            r->saw_deferred_gap = true;
+        if (r->status && !r->stopped_at && rec >= r->stop_at) {
+            r->stopped_at = rec;
+            atomic_store(&r->status->stop, 1);
+        }
+    }
+    return NULL;
+}
+
+static void verify_clean(struct kv_store *s, const char *when)
+{
+    struct cm_buf rep;
+    enum cm_status v;
+    cm_buf_init(&rep, 64 * 1024);
+    v = idx_verify(s, &rep);
+    ck_assert_msg(v == CM_OK, "idx_verify %s: %s\n%s", when, cm_status_str(v),
+                  rep.data ? rep.data : "");
+    cm_buf_fini(&rep);
+}
+
+START_TEST(first_sync_defers_indexes)
+{
+    /* A full sync into an empty store writes records only and builds the
+     * indexes in one transaction at the end: stopped half way, the store
+     * is deferred (records verified, indexes still empty); resumed, it
+     * builds them, and the result equals an ordinary store field by field
+     * and passes idx_verify (which rebuilds the expected indexes and the
+     * reverse index from the records). */
+    struct fake f;
+    struct cm_config cfg;
+    struct sync_status status;
+    struct dreader rd;
+    struct sync_stats st;
+    struct kv_store *ref;
+    pthread_t th;
+    char err[512] = "", e2[256];
+    uint64_t rec, idx;
+    bool def;
+    enum cm_status rc;
+
+    fake_start(&f, 2050, "Z");
+    cfg_for(&cfg, &f, 250, 1);
+    ck_assert_int_eq(cm_config_set(&cfg, "sync-commit", "250", e2, sizeof e2),
+                     CM_OK);
+    ck_assert_int_eq(sync_status_init(&status), CM_OK);
+    memset(&rd, 0, sizeof rd);
+    rd.s = open_store(tu_tmpdir());
+    rd.status = &status;
+    rd.stop_at = 500;
+    rd.total = 2050;
+    ck_assert_int_eq(pthread_create(&th, NULL, dreader_main, &rd), 0);
+    rc = sync_run(rd.s, &cfg, SYNC_FULL, &status, &st, err, sizeof err);
+    rd.stop = 1;
+    pthread_join(th, NULL);
+    ck_assert_msg(rc == CM_ABORTED, "stopped sync: %s (%s)", err,
+                  cm_status_str(rc));
+    ck_assert_uint_ge(rd.stopped_at, 500);
+    ck_assert(rd.saw_deferred_gap);
+    observe(rd.s, &rec, &idx, &def);
+    ck_assert(def);
+    ck_assert_uint_ge(rec, 500);
+    ck_assert_uint_lt(rec, 2050);
+    ck_assert_uint_eq(idx, 0);
+    ck_assert_uint_eq(st.indexed, 0);
+    verify_clean(rd.s, "of a stopped first sync"); /* records only */
+
+    /* resumed: the walk goes on deferred and the end builds everything */
+    atomic_store(&status.stop, 0);
+    rd.status = NULL;
+    rd.stop = 0;
+    ck_assert_int_eq(pthread_create(&th, NULL, dreader_main, &rd), 0);
+    sync_ok(rd.s, &cfg, SYNC_INCREMENTAL, &st);
+    rd.stop = 1;
+    pthread_join(th, NULL);
+    ck_assert(st.resumed);
+    ck_assert_uint_eq(st.indexed, 2050);
+    ck_assert_uint_eq(rd.mixed, 0);
+    ck_assert_uint_gt(rd.samples, 0);
+    observe(rd.s, &rec, &idx, &def);
+    ck_assert(!def);
+    ck_assert_uint_eq(rec, 2050);
+    ck_assert_uint_eq(idx, 2050);
+    verify_clean(rd.s, "after the deferred first sync");
+
+    /* an ordinary store: the same library synced page by page (not
+     * empty at the start: one scene stored first, so nothing defers) */
+    ref = open_store(tu_tmpdir());
+    {
+        struct kv_txn *t;
+        struct idx_writer *w;
+        struct kv_scene one;
+        memset(&one, 0, sizeof one);
+        one.id = 999999;
+        ck_assert_int_eq(kv_write_begin(ref, &t), CM_OK);
+        ck_assert_int_eq(idx_writer_begin(t, &w), CM_OK);
+        ck_assert_int_eq(idx_scene_put(w, &one, NULL), CM_OK);
+        ck_assert_int_eq(idx_writer_finish(w), CM_OK);
+        ck_assert_int_eq(kv_commit(t), CM_OK);
+    }
+    sync_ok(ref, &cfg, SYNC_FULL, &st); /* reconciliation drops 999999 */
+    ck_assert_uint_eq(st.indexed, 0);
+    compare_stores(rd.s, ref);
+    compare_stores(ref, rd.s);
+    verify_clean(ref, "of the ordinary store");
+
+    /* deferred without a scene walk to resume (e.g. a killed build): the
+     * next sync of any kind builds first */
+    {
+        struct kv_txn *t;
+        ck_assert_int_eq(kv_write_begin(rd.s, &t), CM_OK);
+        ck_assert_int_eq(kv_index_defer(t, true), CM_OK);
+        ck_assert_int_eq(kv_commit(t), CM_OK);
+    }
+    sync_ok(rd.s, &cfg, SYNC_INCREMENTAL, &st);
+    ck_assert_uint_eq(st.indexed, 2050);
+    observe(rd.s, &rec, &idx, &def);
+    ck_assert(!def);
+    verify_clean(rd.s, "after a build before an incremental sync");
+
+    kv_close(rd.s);
+    kv_close(ref);
+    sync_status_fini(&status);
+    cm_config_fini(&cfg);
+    fake_stop(&f);
+}
+END_TEST
+
 /* ---- the real binary: peekd sync killed at random moments --------- */
 
 static const char *peekd_bin(void)
@@ -1452,6 +1624,7 @@ int main(void)
                         (int)(sizeof FAULTS / sizeof FAULTS[0]));
     tcase_add_test(tc, zero_ids_guard);
     tcase_add_test(tc, readers_see_whole_pages);
+    tcase_add_test(tc, first_sync_defers_indexes);
     tcase_add_test(tc, sigkill_resume_converges);
     tcase_add_test(tc, schedule_persists_across_runs);
     suite_add_tcase(s, tc);
