@@ -14,6 +14,8 @@
 # HTTP and both SQLite variants with identical-answer checks (bench_peek);
 # wrk at 1 and 16 connections; peak RSS; last, time to first HLS segment
 # (tools/bench_hls.sh).  Results: build/bench/.
+#   BENCH_SYNC_ONLY (0)     1: only the sync steps (no NDJSON, SQLite,
+#                           queries, wrk or HLS; no results.json)
 #   BENCH_HLS (auto)        1: run bench_hls.sh, 0: skip; auto: run it
 #                           only for a full `make bench` (BENCH_SCENES
 #                           unset), never for bench-smoke / make test
@@ -39,9 +41,12 @@ now() { date +%s.%N; }
 since() { echo "$(now) $1" | awk '{printf "%.2f", $1 - $2}'; }
 
 echo "== bench: $N scenes, seed $SEED ($(nproc) cores, $(date -u +%FT%TZ))"
-t=$(now)
-node $HEAP tests/gen/generate.mjs --seed "$SEED" --scenes "$N" --out "$W/data"
-echo "generate: $(since "$t") s"
+SYNC_ONLY=${BENCH_SYNC_ONLY:-0}
+if [ "$SYNC_ONLY" != 1 ]; then
+    t=$(now)
+    node $HEAP tests/gen/generate.mjs --seed "$SEED" --scenes "$N" --out "$W/data"
+    echo "generate: $(since "$t") s"
+fi
 
 node $HEAP tests/fake-stash/server.mjs --port 0 --scenes "$N" --seed "$SEED" \
     >"$W/fake.log" 2>&1 &
@@ -109,6 +114,7 @@ echo "incremental sync (1000 changed): ${inc_wall} s wall, ${inc_cpu} s peekd CP
 incf_wall=$(inc_sync inc2 --sweep --reconcile)
 incf_cpu=$(cpu_of "$W/inc2.time")
 echo "incremental sync (1000 changed) + sweep + reconcile: ${incf_wall} s wall, ${incf_cpu} s peekd CPU"
+[ "$SYNC_ONLY" = 1 ] && exit 0
 
 t=$(now)
 "$PEEKD" reindex --data "$W/store" --log-level warn >"$W/reindex.log" 2>&1
