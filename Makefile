@@ -154,15 +154,17 @@ asan: deps
 	  sh tools/run_tests.sh build/asan
 
 # ThreadSanitizer over the tests whose code runs on several threads (the
-# MHD thread pool, per-thread read transactions, the image workers).
-TSAN_TESTS := test_kv_store test_api_http
+# MHD thread pool, per-thread read transactions, the image workers, the
+# index caches' slot tables; in test_index_diff, the case "threads": the
+# background order builder and the q readers during commits).
+TSAN_TESTS := test_kv_store test_api_http test_index_slots
 tsan: deps
 	$(MAKE) VARIANT=tsan $(addprefix build/tsan/tests/,$(TSAN_TESTS) test_index_diff)
 	for t in $(TSAN_TESTS); do \
 	  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	    CK_FORK=no build/tsan/tests/$$t || exit 1; done
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 CK_FORK=no \
-	  CK_RUN_CASE=builder build/tsan/tests/test_index_diff
+	  CK_RUN_CASE=threads build/tsan/tests/test_index_diff
 
 fuzz:
 	$(MAKE) VARIANT=fuzz CC=clang build/fuzz/peekd

@@ -26,6 +26,7 @@
 #include "common/cm_buf.h"
 #include "common/cm_status.h"
 #include "index/idx.h"
+#include "index/idx_slots.h"
 #include "kv/kv.h"
 
 /* ---- Posting fields (first key byte in KV_DB_POSTINGS) ------------- */
@@ -327,13 +328,13 @@ bool idx_is_tokbyte(unsigned char c);
  * and direction.  Immutable once published, except the lazily built block
  * bitmaps (see idx_order_blocks). */
 struct idx_order {
-    uint32_t *docids; /* n docids, in order */
-    uint32_t *rank;   /* [maxdoc + 1]: position of a docid (UINT32_MAX:
-                         not in the universe) */
+    struct idx_slot_ref ref; /* generation and references (idx_slots.h) */
+    uint32_t *docids;        /* n docids, in order */
+    uint32_t *rank;          /* [maxdoc + 1]: position of a docid
+                                (UINT32_MAX: not in the universe) */
     uint32_t n, maxdoc;
-    uint64_t gen;              /* IDX_META_GEN value it was built at */
-    unsigned refs;             /* guarded by the cache mutex */
-    roaring_bitmap_t **blocks; /* NULL until built; guarded by the mutex */
+    roaring_bitmap_t **blocks; /* NULL until built; guarded by the blocks
+                                  mutex of idx_order.c */
     uint32_t nblocks;
     bool blocks_building;
 };

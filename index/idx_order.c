@@ -23,16 +23,15 @@
  * data.  A store without a generation (never written by this code) gets
  * no cache: queries use the candidate plan.
  *
- * Sharing and threads: one process-wide table of IDX_ORDER_SLOTS slots,
- * keyed by (store, field, direction, seed), guarded by one mutex; orders
- * are reference counted (a slot holds one reference, each user one), so a
- * reader keeps using an order while a newer one replaces it.  An order is
- * built by the one query that claims its slot, outside the mutex; other
- * queries wanting it meanwhile get NULL and use the candidate plan (they
- * never wait).  This is the index module's only mutable process state: it
- * is a cache of derived data, it outlives stores (slots of a closed store
- * are never matched again, as its generations are random, and are evicted
- * least-recently-used first).
+ * Sharing and threads: one process-wide slot table (idx_slots.h) of
+ * IDX_ORDER_SLOTS slots, keyed by (store, field and direction, seed);
+ * orders are reference counted (a slot holds one reference, each user
+ * one), so a reader keeps using an order while a newer one replaces it.
+ * An order is built by the one query that claims its slot, outside the
+ * table's mutex; other queries wanting it meanwhile get NULL and use the
+ * candidate plan (they never wait).  It is a cache of derived data that
+ * outlives stores (slots of a closed store are never matched again, as
+ * its generations are random, and are evicted least-recently-used first).
  */
 #include <lmdb.h>
 #include <pthread.h>
@@ -46,24 +45,21 @@
 #include "common/cm_alloc.h"
 #include "common/cm_log.h"
 #include "index/idx_int.h"
+#include "index/idx_slots.h"
 
-struct slot {
-    struct kv_store *s; /* NULL: free */
-    uint8_t f;          /* enum idx_sort_field (IDX_SF_RANDOM too) */
-    bool desc;
-    uint64_t seed;         /* random only */
-    struct idx_order *ord; /* one reference; NULL while never built */
-    uint64_t last_use;     /* LRU tick */
-    uint32_t requests;     /* random: builds from the second request */
-    bool building;         /* claimed by one query */
-};
+static void order_free(void *v);
 
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static struct slot slots[IDX_ORDER_SLOTS];
-static uint64_t tick;
+/* Slot key: (store, f | desc << 8, seed); aux counts the requests of a
+ * random seed (built from the second). */
+static struct idx_slot slots[IDX_ORDER_SLOTS];
+static struct idx_slots orders = IDX_SLOTS_INIT(slots, order_free);
+
+/* Guards the lazily built block bitmaps of every order. */
+static pthread_mutex_t blk_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* Background builders (idx_builder_start): at most one per store.  Lock
- * order: mu, then bmu; the builder thread holds neither while building. */
+ * order: the order table's mutex, then bmu; the builder thread holds
+ * neither while building. */
 #define BUILDERS      4
 #define BUILD_PENDING 16
 
@@ -122,8 +118,9 @@ enum cm_status idx_gen_get(struct kv_txn *t, uint64_t *gen)
 
 /* ---- Orders ----------------------------------------------------------- */
 
-static void order_free(struct idx_order *o)
+static void order_free(void *v)
 {
+    struct idx_order *o = v;
     if (!o)
         return;
     if (o->blocks) {
@@ -136,24 +133,9 @@ static void order_free(struct idx_order *o)
     cm_free(o);
 }
 
-/* Drops one reference; the caller holds mu.  Returns the order to free
- * (after unlocking) or NULL. */
-static struct idx_order *unref_locked(struct idx_order *o)
-{
-    if (o && --o->refs == 0)
-        return o;
-    return NULL;
-}
-
 void idx_order_release(struct idx_order *o)
 {
-    struct idx_order *f;
-    if (!o)
-        return;
-    pthread_mutex_lock(&mu);
-    f = unref_locked(o);
-    pthread_mutex_unlock(&mu);
-    order_free(f);
+    idx_slots_release(&orders, o);
 }
 
 struct kitem {
@@ -315,7 +297,6 @@ static enum cm_status build(struct kv_txn *t, enum idx_sort_field f, bool desc,
     }
     o->n = (uint32_t)n;
     o->maxdoc = maxdoc;
-    o->refs = 1;
     *out = o;
     o = NULL;
 out:
@@ -326,56 +307,47 @@ out:
     return st;
 }
 
-static struct slot *find_locked(struct kv_store *s, uint8_t f, bool desc,
-                                uint64_t seed)
+static struct idx_slot_key slot_key(struct kv_store *s, enum idx_sort_field f,
+                                    bool desc, uint64_t seed)
 {
-    for (size_t i = 0; i < IDX_ORDER_SLOTS; i++)
-        if (slots[i].s == s && slots[i].f == f && slots[i].desc == desc &&
-            slots[i].seed == seed)
-            return &slots[i];
-    return NULL;
-}
-
-/* A free or least recently used slot not being built; NULL when all are
- * being built.  *evicted: the order to release. */
-static struct slot *take_locked(struct idx_order **evicted)
-{
-    struct slot *best = NULL;
-    *evicted = NULL;
-    for (size_t i = 0; i < IDX_ORDER_SLOTS; i++) {
-        struct slot *x = &slots[i];
-        if (x->building)
-            continue;
-        if (!x->s)
-            return x;
-        if (!best || x->last_use < best->last_use)
-            best = x;
-    }
-    if (best) {
-        *evicted = unref_locked(best->ord);
-        memset(best, 0, sizeof *best);
-    }
-    return best;
+    return (struct idx_slot_key){s, (uint64_t)f | (uint64_t)desc << 8, seed};
 }
 
 void idx_order_peek(struct kv_store *s, enum idx_sort_field f, bool desc,
                     uint64_t seed, uint64_t gen, struct idx_order **out)
 {
-    struct slot *sl;
+    struct idx_slot_key key;
+    void *v;
 
     *out = NULL;
     if (gen == 0)
         return;
     if (f != IDX_SF_RANDOM)
         seed = 0;
-    pthread_mutex_lock(&mu);
-    sl = find_locked(s, (uint8_t)f, desc, seed);
-    if (sl && sl->ord && sl->ord->gen == gen) {
-        sl->last_use = ++tick;
-        sl->ord->refs++;
-        *out = sl->ord;
-    }
-    pthread_mutex_unlock(&mu);
+    key = slot_key(s, f, desc, seed);
+    idx_slots_peek(&orders, &key, gen, &v);
+    *out = v;
+}
+
+struct admit_arg {
+    struct kv_store *s;
+    enum idx_sort_field f;
+    bool desc;
+    uint64_t seed;
+};
+
+/* With the table's mutex held: may this query build the order? */
+static bool admit(uint64_t *requests, void *arg)
+{
+    const struct admit_arg *a = arg;
+    /* A random seed is often used once: build from its second request. */
+    if (a->f == IDX_SF_RANDOM && ++*requests < 2)
+        return false;
+    /* With a builder running for this store, queries never build: they
+     * hand the build over and use the candidate plan meanwhile. */
+    if (!in_builder && builder_ask(a->s, (uint8_t)a->f, a->desc, a->seed))
+        return false;
+    return true;
 }
 
 enum cm_status idx_order_get(struct kv_txn *t, enum idx_sort_field f, bool desc,
@@ -384,9 +356,12 @@ enum cm_status idx_order_get(struct kv_txn *t, enum idx_sort_field f, bool desc,
                              struct idx_order **out)
 {
     struct kv_store *s = kv_txn_store(t);
-    struct idx_order *tie = NULL, *built = NULL, *drop = NULL;
-    struct slot *sl;
+    struct idx_order *tie = NULL, *built = NULL;
+    struct idx_slot *sl;
+    struct idx_slot_key key;
+    struct admit_arg aa;
     enum cm_status st = CM_OK;
+    void *v;
 
     *out = NULL;
     if (gen == 0)
@@ -395,49 +370,14 @@ enum cm_status idx_order_get(struct kv_txn *t, enum idx_sort_field f, bool desc,
         seed = 0;
     if (f == IDX_SF_TIE)
         desc = false;
-    pthread_mutex_lock(&mu);
-    sl = find_locked(s, (uint8_t)f, desc, seed);
-    if (sl) {
-        sl->last_use = ++tick;
-        if (sl->ord && sl->ord->gen == gen) {
-            sl->ord->refs++;
-            *out = sl->ord;
-            pthread_mutex_unlock(&mu);
-            return CM_OK;
-        }
-        if (sl->building) {
-            pthread_mutex_unlock(&mu);
-            return CM_OK; /* someone builds it: use the candidate plan */
-        }
-    } else {
-        sl = take_locked(&drop);
-        if (!sl) {
-            pthread_mutex_unlock(&mu);
-            return CM_OK;
-        }
-        sl->s = s;
-        sl->f = (uint8_t)f;
-        sl->desc = desc;
-        sl->seed = seed;
-        sl->last_use = ++tick;
+    key = slot_key(s, f, desc, seed);
+    aa = (struct admit_arg){s, f, desc, seed};
+    switch (idx_slots_get(&orders, &key, gen, admit, &aa, &v, &sl)) {
+    case IDX_SLOT_HIT: *out = v; return CM_OK;
+    case IDX_SLOT_NONE:
+        return CM_OK; /* being built elsewhere, or not now: candidate plan */
+    case IDX_SLOT_CLAIMED: break;
     }
-    /* A random seed is often used once: build from its second request. */
-    if (f == IDX_SF_RANDOM && ++sl->requests < 2) {
-        pthread_mutex_unlock(&mu);
-        order_free(drop);
-        return CM_OK;
-    }
-    /* With a builder running for this store, queries never build: they
-     * hand the build over and use the candidate plan meanwhile. */
-    if (!in_builder && builder_ask(s, (uint8_t)f, desc, seed)) {
-        pthread_mutex_unlock(&mu);
-        order_free(drop);
-        return CM_OK;
-    }
-    sl->building = true;
-    pthread_mutex_unlock(&mu);
-    order_free(drop);
-    drop = NULL;
 
     if (f != IDX_SF_TIE)
         st = idx_order_get(t, IDX_SF_TIE, false, 0, gen, all, &tie);
@@ -445,18 +385,8 @@ enum cm_status idx_order_get(struct kv_txn *t, enum idx_sort_field f, bool desc,
         st = build(t, f, desc, seed, all, tie, &built);
     idx_order_release(tie);
 
-    pthread_mutex_lock(&mu);
-    /* The slot may not have moved: building slots are never taken. */
-    sl->building = false;
-    if (built) {
-        built->gen = gen;
-        built->refs = 2; /* the slot's and the caller's */
-        drop = unref_locked(sl->ord);
-        sl->ord = built;
-        *out = built;
-    }
-    pthread_mutex_unlock(&mu);
-    order_free(drop);
+    idx_slots_publish(&orders, sl, gen, built, false);
+    *out = built;
     if (st == CM_NOMEM) {
         cm_warn("index", "no memory for a sort order cache; using the "
                          "candidate plan");
@@ -535,7 +465,7 @@ enum cm_status idx_order_blocks(struct idx_order *o,
 
     *blocks = NULL;
     *nblocks = 0;
-    pthread_mutex_lock(&mu);
+    pthread_mutex_lock(&blk_mu);
     if (o->blocks) {
         *blocks = o->blocks;
         *nblocks = o->nblocks;
@@ -543,11 +473,11 @@ enum cm_status idx_order_blocks(struct idx_order *o,
         o->blocks_building = true;
         mine = true;
     }
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&blk_mu);
     if (!mine)
         return CM_OK; /* built already, or being built: walk without */
     st = build_blocks(o, &b, &nb);
-    pthread_mutex_lock(&mu);
+    pthread_mutex_lock(&blk_mu);
     o->blocks_building = false;
     if (st == CM_OK) {
         o->blocks = b;
@@ -555,7 +485,7 @@ enum cm_status idx_order_blocks(struct idx_order *o,
         *blocks = b;
         *nblocks = nb;
     }
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&blk_mu);
     return st == CM_NOMEM ? CM_OK : st;
 }
 

@@ -22,11 +22,12 @@
  * snapshot is used only by a query whose transaction reads the generation
  * (IDX_META_GEN) it was built at; generations are random, so one built
  * inside a write transaction that was later aborted is never matched by
- * committed data.  IDX_TEXT_SLOTS stores share one mutex; snapshots are
- * refcounted (the slot holds one reference, each query using it another);
- * the one query that claims a stale slot builds it outside the mutex,
- * the others walk LMDB meanwhile (they never wait).  A dictionary larger
- * than IDX_TEXT_MAX_BYTES is never copied.
+ * committed data.  IDX_TEXT_SLOTS stores share one slot table
+ * (idx_slots.h); snapshots are refcounted (the slot holds one reference,
+ * each query using it another); the one query that claims a stale slot
+ * builds it outside the table's mutex, the others walk LMDB meanwhile
+ * (they never wait).  A dictionary larger than IDX_TEXT_MAX_BYTES is
+ * never copied (nor tried again at that generation).
  *
  * Algebra.  Per query the terms' hits are flat bitsets over the docids
  * (maxdoc / 8 bytes each), OR-ed straight from the stored CRoaring
@@ -39,7 +40,6 @@
  * set algebra and decodes only the others (docs/INDEX.md "q").
  */
 #include <lmdb.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +48,7 @@
 #include "common/cm_log.h"
 #include "index/idx_filter.h"
 #include "index/idx_int.h"
+#include "index/idx_slots.h"
 
 #define IDX_TEXT_SLOTS 2
 #define NSEG           3 /* words, hex with a letter, digits */
@@ -338,25 +339,18 @@ enum cm_status idx_text_bits_roundtrip(const void *v, size_t n, size_t nbits,
 /* ---- Dictionary snapshot ----------------------------------------------- */
 
 struct tdict {
-    char *buf;     /* every key + 0x00, segment after segment */
-    uint32_t *off; /* [n + 1]: start of key i; off[n] = bytes used */
+    struct idx_slot_ref ref; /* generation and references (idx_slots.h) */
+    char *buf;               /* every key + 0x00, segment after segment */
+    uint32_t *off;           /* [n + 1]: start of key i; off[n] = bytes used */
     uint32_t n;
     uint32_t seg[NSEG + 1]; /* first key of each segment; seg[NSEG] = n */
-    uint64_t gen;           /* IDX_META_GEN value it was built at */
-    unsigned refs;          /* guarded by mu */
 };
 
-struct tslot {
-    struct kv_store *s; /* NULL: free */
-    struct tdict *d;
-    uint64_t too_big_gen; /* this generation was too big: do not retry */
-    uint64_t last_use;
-    bool building;
-};
+static void tdict_free(void *v);
 
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static struct tslot slots[IDX_TEXT_SLOTS];
-static uint64_t tick;
+/* Slot key: (store, 0, 0). */
+static struct idx_slot slots[IDX_TEXT_SLOTS];
+static struct idx_slots dicts = IDX_SLOTS_INIT(slots, tdict_free);
 
 /* Segment of a token (its bytes after any class prefix). */
 static int seg_of(const uint8_t *p, size_t n)
@@ -387,8 +381,9 @@ static size_t key_class(const uint8_t *k, size_t n, enum idx_tclass *c)
     return 0;
 }
 
-static void tdict_free(struct tdict *d)
+static void tdict_free(void *v)
 {
+    struct tdict *d = v;
     if (!d)
         return;
     cm_free(d->buf);
@@ -396,23 +391,9 @@ static void tdict_free(struct tdict *d)
     cm_free(d);
 }
 
-/* Drops one reference; the caller holds mu.  Returns what to free. */
-static struct tdict *unref_locked(struct tdict *d)
-{
-    if (d && --d->refs == 0)
-        return d;
-    return NULL;
-}
-
 static void tdict_release(struct tdict *d)
 {
-    struct tdict *f;
-    if (!d)
-        return;
-    pthread_mutex_lock(&mu);
-    f = unref_locked(d);
-    pthread_mutex_unlock(&mu);
-    tdict_free(f);
+    idx_slots_release(&dicts, d);
 }
 
 /* Per-segment growing key list during the build. */
@@ -516,36 +497,6 @@ out:
     return st;
 }
 
-static struct tslot *find_locked(struct kv_store *s)
-{
-    for (size_t i = 0; i < IDX_TEXT_SLOTS; i++)
-        if (slots[i].s == s)
-            return &slots[i];
-    return NULL;
-}
-
-/* A free or least recently used slot not being built (NULL: none).
- * *evicted: the snapshot to free after unlocking. */
-static struct tslot *take_locked(struct tdict **evicted)
-{
-    struct tslot *best = NULL;
-    *evicted = NULL;
-    for (size_t i = 0; i < IDX_TEXT_SLOTS; i++) {
-        struct tslot *x = &slots[i];
-        if (x->building)
-            continue;
-        if (!x->s)
-            return x;
-        if (!best || x->last_use < best->last_use)
-            best = x;
-    }
-    if (best) {
-        *evicted = unref_locked(best->d);
-        memset(best, 0, sizeof *best);
-    }
-    return best;
-}
-
 /* The snapshot of t's store at generation gen; built now (in t) when
  * missing or stale unless another query is building it.  OUT *out: NULL
  * when not available (gen 0, switched off, being built elsewhere, too
@@ -553,59 +504,26 @@ static struct tslot *take_locked(struct tdict **evicted)
 static enum cm_status tdict_get(struct kv_txn *t, uint64_t gen,
                                 struct tdict **out)
 {
-    struct kv_store *s = kv_txn_store(t);
-    struct tdict *built = NULL, *drop = NULL;
-    struct tslot *sl;
+    struct idx_slot_key key = {kv_txn_store(t), 0, 0};
+    struct tdict *built = NULL;
+    struct idx_slot *sl;
     bool too_big = false;
     enum cm_status st;
+    void *v;
 
     *out = NULL;
     if (gen == 0 || atomic_load(&snapshots_off))
         return CM_OK;
-    pthread_mutex_lock(&mu);
-    sl = find_locked(s);
-    if (sl) {
-        sl->last_use = ++tick;
-        if (sl->d && sl->d->gen == gen) {
-            sl->d->refs++;
-            *out = sl->d;
-            pthread_mutex_unlock(&mu);
-            return CM_OK;
-        }
-        if (sl->building || sl->too_big_gen == gen) {
-            pthread_mutex_unlock(&mu);
-            return CM_OK; /* walk LMDB meanwhile */
-        }
-    } else {
-        sl = take_locked(&drop);
-        if (!sl) {
-            pthread_mutex_unlock(&mu);
-            return CM_OK;
-        }
-        sl->s = s;
-        sl->last_use = ++tick;
+    switch (idx_slots_get(&dicts, &key, gen, NULL, NULL, &v, &sl)) {
+    case IDX_SLOT_HIT: *out = v; return CM_OK;
+    case IDX_SLOT_NONE: return CM_OK; /* walk LMDB meanwhile */
+    case IDX_SLOT_CLAIMED: break;
     }
-    sl->building = true;
-    pthread_mutex_unlock(&mu);
-    tdict_free(drop);
-    drop = NULL;
 
     st = build(t, &built, &too_big);
 
-    pthread_mutex_lock(&mu);
-    /* Building slots are never taken, so sl is still ours. */
-    sl->building = false;
-    if (too_big)
-        sl->too_big_gen = gen;
-    if (built) {
-        built->gen = gen;
-        built->refs = 2; /* the slot's and the caller's */
-        drop = unref_locked(sl->d);
-        sl->d = built;
-        *out = built;
-    }
-    pthread_mutex_unlock(&mu);
-    tdict_free(drop);
+    idx_slots_publish(&dicts, sl, gen, built, too_big);
+    *out = built;
     if (built)
         stat_add(IDX_TS_BUILD, 1);
     if (too_big)

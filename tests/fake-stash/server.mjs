@@ -17,6 +17,7 @@ import {
   generateLibrary, scenePaths, imagePath, groupImagePath, galleryCoverPath, sceneHash, formatTs, tsUnix, parseTz, LIBRARY_NOW,
 } from '../gen/generate.mjs';
 import { parseRandomSeed, randomSortKey, naturalCompare, binaryCompare } from './order.mjs';
+import { UpdatedIndex, descending } from './updated_index.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const require = createRequire(path.join(here, '..', 'package.json'));
@@ -48,10 +49,15 @@ class Collection {
     this.byId = new Map(items.map((x) => [x.id, x]));
     this.version = 0;
     this.orders = new Map();
+    this.uidx = null; // UpdatedIndex, built by the first query that reads it, then kept up to date
   }
   touch() { this.version++; this.orders.clear(); }
+  /** The updated_at index (tie: TIE_NAME of the collection's kind). */
+  updatedIndex(tie) { return (this.uidx ??= new UpdatedIndex(this.arr, tie)); }
+  /** Call after changing x's updated_at or its tie-break name (title / name). */
+  reindex(x) { this.uidx?.update(x); this.touch(); }
   maxId() { return this.arr.length ? Number(this.arr[this.arr.length - 1].id) : 0; }
-  add(x) { this.arr.push(x); this.byId.set(x.id, x); this.touch(); }
+  add(x) { this.arr.push(x); this.byId.set(x.id, x); this.uidx?.insert(x); this.touch(); }
   remove(id) {
     const x = this.byId.get(id);
     if (!x) return false;
@@ -60,6 +66,7 @@ class Collection {
     while (lo < hi) { const m = (lo + hi) >> 1; if (Number(this.arr[m].id) < n) lo = m + 1; else hi = m; }
     this.arr.splice(lo, 1);
     this.byId.delete(id);
+    this.uidx?.delete(id);
     this.touch();
     return true;
   }
@@ -89,6 +96,7 @@ export class FakeStash {
     this.opStats = {};
     this.docCache = new Map();
     this.derivedVersion = -1;
+    this.useUpdatedIndex = true; // false: updated_at sorts are built and cached as other sorts (control op updatedIndex)
   }
 
   // ---------------------------------------------------------------- derived indexes
@@ -210,7 +218,7 @@ export class FakeStash {
         const { id, ...fields } = a;
         this.applySceneFields(s, fields);
         s.updated_at = this.bump();
-        C.scene.touch();
+        C.scene.reindex(s);
         return { id: s.id, updated_at: s.updated_at };
       }
       case 'setActivity': {
@@ -231,7 +239,7 @@ export class FakeStash {
         const x = this.need(kind, a.id);
         if (typeof a.name !== 'string' || !a.name) throw new ControlError(400, `${op}: name required`);
         x.name = a.name; x.updated_at = this.bump();
-        C[kind].touch();
+        C[kind].reindex(x);
         return { id: x.id, updated_at: x.updated_at };
       }
       case 'mergeTags': {
@@ -253,7 +261,8 @@ export class FakeStash {
         for (const t of C.tag.arr) t.parents = rewrite(t.parents).filter((r) => r.id !== t.id);
         for (const id of sources) { dest.aliases.push(C.tag.byId.get(id).name); C.tag.remove(id); }
         dest.updated_at = this.bump();
-        for (const k of ['scene', 'performer', 'tag']) C[k].touch();
+        C.tag.reindex(dest);
+        for (const k of ['scene', 'performer']) C[k].touch();
         return { destination: dest.id, merged: sources };
       }
       case 'deleteTag': {
@@ -315,6 +324,10 @@ export class FakeStash {
         return { faults: this.faults };
       }
       case 'clearFaults': this.faults = []; return { faults: [] };
+      case 'updatedIndex':
+        if (typeof a.on !== 'boolean') throw new ControlError(400, 'updatedIndex: on must be true or false');
+        this.useUpdatedIndex = a.on;
+        return { on: a.on };
       case 'snapshot': return this.snapshot();
       case 'stats': return { requests: this.opStats };
       default: throw new ControlError(400, `unknown op ${op}`);
@@ -422,16 +435,23 @@ function entitySorts(fs_, kind) {
 }
 const TIE_NAME = { scene: (x) => x.title ?? x.id, performer: (x) => x.name, studio: (x) => x.name, tag: (x) => x.name, group: (x) => x.name, gallery: (x) => x.title ?? x.id, marker: (x) => x.title };
 
-// Returns a view {length, at(i)} of the collection in the requested order.
-function orderedView(fs_, kind, col, sort, desc) {
+// Returns a view {length, at(i)} of the collection in the requested order. reference: sort the
+// collection afresh, bypassing the updated_at index and the cache (what the index is tested against).
+function orderedView(fs_, kind, col, sort, desc, reference = false) {
   const arr = col.arr;
   if (!sort || sort === 'id') {
     // no sort → no ORDER BY in Stash (undefined order); the fake uses id order
     return desc && sort ? { length: arr.length, at: (i) => arr[arr.length - 1 - i], key: (x) => Number(x.id), cmp: NUM, desc }
       : { length: arr.length, at: (i) => arr[i], key: (x) => Number(x.id), cmp: NUM, desc: false };
   }
+  // updated_at sorts read the index; markers keep a sorted copy: their objects carry no updated_at
+  // (the SceneMarker resolver answers the scene's created_at) and the collection is rebuilt anyway
+  if (sort === 'updated_at' && kind !== 'marker' && fs_.useUpdatedIndex && !reference) {
+    const ix = col.updatedIndex(TIE_NAME[kind]);
+    return { length: ix.length, at: desc ? descending(ix) : (i) => ix.at(i), key: (x) => x.updated_at, cmp: TEXT, desc };
+  }
   const ck = `${sort}:${desc ? 'D' : 'A'}`;
-  let cached = col.orders.get(ck);
+  let cached = reference ? null : col.orders.get(ck);
   if (!cached) {
     let keyFn, cmp;
     const seed = parseRandomSeed(sort);
@@ -447,7 +467,7 @@ function orderedView(fs_, kind, col, sort, desc) {
     const sorted = order.map((i) => arr[i]);
     cached = { sorted, keyFn, cmp };
     if (col.orders.size > 24) col.orders.clear();
-    if (sort !== 'random') col.orders.set(ck, cached);
+    if (sort !== 'random' && !reference) col.orders.set(ck, cached);
   }
   const { sorted } = cached;
   return { length: sorted.length, at: (i) => sorted[i], key: cached.keyFn, cmp: cached.cmp, desc };
@@ -544,7 +564,9 @@ function fastRange(view, sort, compiled) {
   return { lo, hi: Math.max(lo, hi) };
 }
 
-function findMany(fs_, kind, col, args, idsArgName) {
+// Answers a find* query: {rows (the page), count, all() (every match, in order)}. reference: answer
+// by sorting afresh and testing every object (no index, no cached order, no binary search).
+export function findMany(fs_, kind, col, args, idsArgName, { reference = false } = {}) {
   const label = { scene: 'scene', tag: 'tag', performer: 'performer', studio: 'studio', group: 'group', gallery: 'gallery', marker: 'scene marker' }[kind];
   let ids = args.ids && args.ids.length ? args.ids : null;
   if (!ids && idsArgName && args[idsArgName] && args[idsArgName].length) ids = args[idsArgName].map(String);
@@ -565,8 +587,8 @@ function findMany(fs_, kind, col, args, idsArgName) {
   const perPage = f.per_page ?? 25;
   const filterArg = { scene: 'scene_filter', tag: 'tag_filter', performer: 'performer_filter', studio: 'studio_filter', group: 'group_filter', gallery: 'gallery_filter', marker: 'scene_marker_filter' }[kind];
   const compiled = compileFilter(filterFields(fs_, kind), args[filterArg]);
-  const view = orderedView(fs_, kind, col, sort, desc);
-  const range = compiled ? fastRange(view, sort, compiled) : { lo: 0, hi: view.length };
+  const view = orderedView(fs_, kind, col, sort, desc, reference);
+  const range = !compiled ? { lo: 0, hi: view.length } : reference ? null : fastRange(view, sort, compiled);
   let count, pageRows, all;
   if (range) {
     count = range.hi - range.lo;

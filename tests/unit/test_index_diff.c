@@ -2059,12 +2059,12 @@ int main(void)
     tcase_add_test(tc, test_q_differential);
     tcase_add_test(tc, test_q_decodes);
     tcase_add_test(tc, test_q_snapshot_stale);
-    tcase_add_test(tc, test_q_threads);
     tcase_add_test(tc, test_order_plans);
     suite_add_tcase(s, tc);
-    tc = tcase_create("builder"); /* alone: make tsan runs this case */
+    tc = tcase_create("threads"); /* alone: make tsan runs this case */
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_order_builder);
+    tcase_add_test(tc, test_q_threads);
     suite_add_tcase(s, tc);
     tc = tcase_create("scale");
     tcase_set_timeout(tc, 900);
