@@ -8,6 +8,8 @@
 //     check and, restored, serves the same answers;
 //   - a store of another schema version is refused (both directions) and
 //     left untouched; an index-only version change rebuilds at start;
+//   - a first sync stopped in its deferred scene walk: check says so,
+//     serve builds the indexes (or leaves them to its resumed sync);
 //   - a store left by a SIGKILLed serve starts again, stale readers are
 //     cleared and logged;
 //   - SIGTERM: exit 0 and a request in flight completes;
@@ -336,6 +338,60 @@ test('an index-only version change rebuilds the indexes at start, says so, and a
     assert.doesNotMatch(again.all, /rebuilding the indexes/, 'once only');
   } finally {
     await again.stop();
+  }
+});
+
+test('a first sync stopped in its scene walk: check says the indexes are deferred; serve builds them', async () => {
+  await ensureBaseline();
+  // A first full sync into an empty store, stopped (SIGTERM) once its
+  // deferred scene walk has committed some pages.
+  const dir = path.join(root, 'deferred');
+  const p = peekd(['sync', '--data', dir, '--stash-url', fake.url, '--full', '--page-size', '100', '--sync-commit', '100']);
+  await p.waitFor(/progress scenes fetch [1-9]\d*\/\d+/, 120000);
+  p.child.kill('SIGTERM');
+  const { code } = await p.exit;
+  assert.notEqual(code, 0, 'a stopped sync fails');
+  assert.match(p.all, /sync aborted/);
+  const chk = await run(['check', '--data', dir]);
+  const m = /(\d+) scenes, records consistent; indexes deferred/.exec(chk.out);
+  assert.ok(m, chk.all);
+  const stored = Number(m[1]);
+  assert.ok(stored > 0 && stored < SCENES, `stored ${stored} of ${SCENES}`);
+  const b = path.join(root, 'backup-deferred');
+  await run(['backup', '--data', dir, b]);
+  const dir2 = restore(b, 'deferred-2');
+
+  // Without a Stash URL: serve builds them before it serves.
+  let s = await serve(dir);
+  try {
+    assert.match(s.all, /deferred the indexes and no Stash URL is set: building them/);
+    assert.match(s.all, new RegExp(`indexes rebuilt: ${stored} scenes`));
+    assert.equal(s.ready.scenes, stored);
+    const r = await api(s.port, 'POST', '/api/library/scenes', scenesQ({}));
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.findScenes.count, stored, 'every stored scene is in the indexes');
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+  assert.match((await run(['check', '--data', dir])).out, /records and indexes consistent/);
+
+  // With one: serve leaves them to its sync, which resumes the walk and
+  // builds them at its end: then it answers as the ordinary store does.
+  s = await serve(dir2, ['--stash-url', fake.url, '--sync-interval', '0']);
+  try {
+    assert.match(s.all, /the sync resumes and builds them at its end/);
+    const st = await until(async () => { const x = await syncStatus(s.port); return x && !x.running && x.lastSuccess > 0 && x; }, 'the resumed sync');
+    assert.equal(st.lastError, null);
+    assert.match(s.all, new RegExp(`indexes built: ${SCENES} scenes`));
+  } finally {
+    assert.equal((await s.stop()).code, 0);
+  }
+  assert.match((await run(['check', '--data', dir2])).out, /records and indexes consistent/);
+  s = await serve(dir2); // as the baseline: no Stash URL (no stashUrl links)
+  try {
+    assertSameAnswers(await answers(s.port), baseline, 'after the resumed first sync');
+  } finally {
+    assert.equal((await s.stop()).code, 0);
   }
 });
 
