@@ -143,12 +143,14 @@ static enum cm_status set_index_version(struct kv_txn *t, void *ctx)
 /* Rebuilds the indexes when their version differs, or when an unfinished
  * first sync deferred them and no Stash URL is set (with one, the
  * scheduled sync resumes that sync and builds them at its end). */
-static enum cm_status check_index(struct kv_store *store, bool syncing)
+static enum cm_status check_index(struct kv_store *store, bool syncing,
+                                  bool *left_deferred)
 {
     struct kv_txn *t;
     bool ok = true, deferred = false;
     uint64_t n = 0;
     enum cm_status st = kv_read_begin(store, &t);
+    *left_deferred = false;
     if (st != CM_OK)
         return st;
     st = kv_index_version_ok(t, &ok);
@@ -160,6 +162,7 @@ static enum cm_status check_index(struct kv_store *store, bool syncing)
     if (ok && syncing) {
         cm_info("serve", "an unfinished first sync deferred the indexes: "
                          "the sync resumes and builds them at its end");
+        *left_deferred = true;
         return CM_OK;
     }
     if (!ok)
@@ -219,7 +222,7 @@ int cmd_serve(int argc, char **argv)
     int rc, exit_code = 1;
     sigset_t sigs;
     uint64_t scenes, entities, bytes;
-    bool ready;
+    bool ready, deferred = false;
     enum cm_status st;
 
     if (cmd_setup(CM_CMD_SERVE, "serve",
@@ -244,7 +247,8 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "peekd serve: %s\n", err);
         goto out;
     }
-    if ((st = check_index(store, cfg.stash_url != NULL)) != CM_OK) {
+    if ((st = check_index(store, cfg.stash_url != NULL, &deferred)) !=
+        CM_OK) {
         fprintf(stderr, "peekd serve: index rebuild failed: %s\n",
                 cm_status_str(st));
         goto out;
@@ -266,9 +270,10 @@ int cmd_serve(int argc, char **argv)
         hooks.sync_metrics = hook_metrics;
         hooks.sync_trigger = hook_trigger;
         hooks.sync_abort = hook_abort;
-        /* An empty store answers 503 until the first sync completes; a
-         * store synced before serves at once (instant restarts). */
-        ready = scenes > 0 || entities > 0;
+        /* An empty store (or one whose first sync deferred its indexes)
+         * answers 503 until the first sync completes; a store synced
+         * before serves at once (instant restarts). */
+        ready = (scenes > 0 || entities > 0) && !deferred;
     }
     st = api_server_start(&cfg, store, &hooks, ready, &srv);
     if (st != CM_OK) {
