@@ -2019,6 +2019,7 @@ enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
     struct sync_stats local_stats;
     struct sync_client_opts o;
     struct run r;
+    struct cm_json_arena *jarena = NULL;
     double t0 = now_s();
     enum cm_status st;
 
@@ -2066,10 +2067,16 @@ enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
     st = sync_client_new(&o, &r.c);
     if (st != CM_OK)
         errf(&r, "cannot create the HTTP client: %s", cm_status_str(st));
-    else if ((st = sync_ref_cache_new(&r.refs)) != CM_OK)
+    else if ((st = sync_ref_cache_new(&r.refs)) != CM_OK ||
+             (st = cm_json_arena_new(CM_MAX_JSON_ARENA, &jarena)) != CM_OK)
         errf(&r, "out of memory");
-    else
+    else {
+        /* Every response tree of the run is parsed into the arena: it is
+         * freed before the next page is fetched, so the arena rewinds. */
+        struct cm_json_arena *prev = cm_json_arena_use(jarena);
         st = run_passes(&r, mode);
+        cm_json_arena_use(prev);
+    }
     if (st != CM_OK && err && errlen && !err[0])
         errf(&r, "%s", cm_status_str(st));
     if (r.c)
@@ -2095,6 +2102,7 @@ enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
     }
     sync_client_free(r.c);
     sync_ref_cache_free(r.refs);
+    cm_json_arena_free(jarena);
     sync_arena_fini(&r.arena);
     return st;
 }
