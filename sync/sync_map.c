@@ -1364,20 +1364,33 @@ struct ref_entry {
 struct sync_ref_cache {
     struct ref_entry *slot; /* open addressing, cap a power of two */
     size_t cap, n;
-    const struct sync_arena *a; /* the arena the entries point into */
-    uint64_t resets;            /* its reset count when they were filled */
+    struct sync_arena strs; /* the strings the entries point to */
 };
 
 enum cm_status sync_ref_cache_new(struct sync_ref_cache **out)
 {
     *out = cm_calloc(1, sizeof **out);
-    return *out ? CM_OK : CM_NOMEM;
+    if (!*out)
+        return CM_NOMEM;
+    sync_arena_init(&(*out)->strs, CM_MAX_REF_CACHE_BYTES);
+    return CM_OK;
+}
+
+void sync_ref_cache_clear(struct sync_ref_cache *c)
+{
+    if (!c)
+        return;
+    if (c->n)
+        memset(c->slot, 0, c->cap * sizeof *c->slot);
+    c->n = 0;
+    sync_arena_reset(&c->strs);
 }
 
 void sync_ref_cache_free(struct sync_ref_cache *c)
 {
     if (!c)
         return;
+    sync_arena_fini(&c->strs);
     cm_free(c->slot);
     cm_free(c);
 }
@@ -1393,17 +1406,9 @@ static size_t ref_hash(uint64_t k)
 /* The slot of key: holding it, or the empty one where it goes.  NULL
  * when the key cannot be cached (an id past 2^56, the cache full, or out
  * of memory: the caller then fills without it). */
-static struct ref_entry *ref_slot(struct sync_ref_cache *c,
-                                  const struct sync_arena *a, uint64_t key)
+static struct ref_entry *ref_slot(struct sync_ref_cache *c, uint64_t key)
 {
     size_t i;
-    if (c->a != a || c->resets != a->resets) { /* the entries died */
-        if (c->n)
-            memset(c->slot, 0, c->cap * sizeof *c->slot);
-        c->n = 0;
-        c->a = a;
-        c->resets = a->resets;
-    }
     if ((c->n + 1) * 2 > c->cap) {
         size_t nc = c->cap ? c->cap * 2 : 1024;
         struct ref_entry *ns;
@@ -1438,21 +1443,24 @@ static enum cm_status fill_one(struct kv_txn *t, uint8_t type, struct kv_ref *r,
 {
     int32_t index = r->index;
     uint64_t id = r->id, key = (uint64_t)type << 56 | id;
-    struct ref_entry *e = c && !(id >> 56) ? ref_slot(c, a, key) : NULL;
+    struct ref_entry *e = c && !(id >> 56) ? ref_slot(c, key) : NULL;
     bool found;
-    enum cm_status st;
+    enum cm_status st = CM_NOMEM;
 
     if (e && e->key) { /* cached */
         *r = e->ref;
         found = e->found;
     } else {
-        if ((st = ref_lookup(t, type, id, a, r, &found)) != CM_OK)
-            return st;
-        if (e) {
+        /* Cached: copied into the cache's memory, unless that is full
+         * (then, like uncached, into the caller's arena). */
+        if (e && (st = ref_lookup(t, type, id, &c->strs, r, &found)) == CM_OK) {
             e->key = key;
             e->found = found;
             e->ref = *r;
             c->n++;
+        } else if (st != CM_NOMEM ||
+                   (st = ref_lookup(t, type, id, a, r, &found)) != CM_OK) {
+            return st;
         }
     }
     r->id = id;

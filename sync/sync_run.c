@@ -534,6 +534,7 @@ static enum cm_status put_entity(struct page *pg, struct kv_txn *t,
     }
     changed_refs = st == CM_NOTFOUND || ref_fields_differ(&old, &e);
     kv_entity_fini(&old);
+    sync_ref_cache_clear(r->refs); /* it may hold the old version */
     if ((st = idx_entity_put(w, &e)) != CM_OK)
         return st;
     pg->written++;
@@ -555,7 +556,7 @@ static enum cm_status put_scene(struct page *pg, struct kv_txn *t,
         errf(r, "%s", e2);
         return st;
     }
-    /* the pages that put scenes write no entity: the cache holds */
+    /* the cache lives across pages: entity writes and deletes clear it */
     if ((st = sync_fill_refs(t, &sc, &r->arena, r->refs, &pg->unknown)) !=
         CM_OK)
         return st;
@@ -720,6 +721,8 @@ static enum cm_status page_fn(struct kv_txn *t, void *ctx)
     for (size_t i = 0; i < pg->n_items; i++)
         if ((st = put_item(pg, t, w, pg->items[i])) != CM_OK)
             goto fail;
+    if (pg->n_del && pg->del_type != SYNC_SCENES)
+        sync_ref_cache_clear(pg->r->refs);
     for (size_t i = 0; i < pg->n_del; i++) {
         if (pg->del_type == SYNC_SCENES)
             st = idx_scene_delete(w, pg->del[i]);
