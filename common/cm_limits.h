@@ -28,6 +28,8 @@
 #define CM_MAX_STRING (1 * CM_MiB) /* one string field */
 #define CM_MAX_ARRAY  65536        /* elements of one array field */
 
+#define CM_MAX_REV_QUEUE (1 << 20) /* reverse entries a write txn queues */
+
 /* Sync (sync/). */
 #define CM_MAX_GRAPHQL_RESPONSE (512 * CM_MiB) /* one GraphQL response body */
 #define CM_MAX_SYNC_PAGE        5000           /* items per page */
