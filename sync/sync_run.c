@@ -993,6 +993,23 @@ static enum cm_status fetch_full_page(struct run *r, enum sync_type t, int pp,
     return st;
 }
 
+/* Asks the CPU to load the memory of object it (up to next, the object
+ * after it) into the cache.  The JSON arena lays a page's tree out in
+ * parse order, so an object's nodes and strings are the bytes between it
+ * and the next one; a page's tree (~9 MB for 1000 scenes) has left the
+ * L2 cache by the time it is mapped, and walking an object's member list
+ * is one dependent cache miss per member (obj_scan was 10% of a
+ * records-only full sync).  Anything else (heap memory, a huge object) is
+ * skipped; a prefetch never faults. */
+static void prefetch_item(const cJSON *it, const cJSON *next)
+{
+    uintptr_t p = (uintptr_t)it, e = (uintptr_t)next;
+    if (e <= p || e - p > 64 * 1024)
+        return;
+    for (; p < e; p += 64)
+        __builtin_prefetch((const void *)p);
+}
+
 /* One commit unit of a full walk: whole pages, fetched and applied one
  * after the other in ONE write transaction, until r->commit objects, the
  * type's last page, a failed fetch or a stop request.  The checkpoint of
@@ -1052,8 +1069,11 @@ static enum cm_status unit_fn(struct kv_txn *t, void *ctx)
             break;
         }
         sync_arena_reset(&r->arena);
-        for (size_t i = 0; i < n && st == CM_OK; i++)
+        for (size_t i = 0; i < n && st == CM_OK; i++) {
+            if (i + 2 < n) /* mapped while object i is */
+                prefetch_item(u->items[i + 1], u->items[i + 2]);
             st = put_item(&u->pg, t, w, u->items[i]);
+        }
         cJSON_Delete(data);
         if (st != CM_OK)
             goto fail;
