@@ -124,11 +124,10 @@ void sync_ref_cache_clear(struct sync_ref_cache *c);
 void sync_ref_cache_free(struct sync_ref_cache *c);
 
 /* Fills the denormalized fields of every ref of sc (studio, performers,
- * tags, groups, galleries) from the entity records in transaction t,
- * copying them into a, or into cache (may be NULL), which also saves
- * decoding an entity seen before (see above): either way they survive
- * later writes in t.  A ref to an
- * unknown entity keeps its id with a null name; INOUT *unknown (may be
+ * tags, groups, galleries) from the entity records in transaction t.  The
+ * strings are copied into a or, for refs in cache (may be NULL; see above),
+ * borrowed from it: either way they survive later writes in t.  A ref to
+ * an unknown entity keeps its id with a null name; INOUT *unknown (may be
  * NULL) counts them.  CM_NOMEM, CM_CORRUPT, CM_IO. */
 enum cm_status sync_fill_refs(struct kv_txn *t, struct kv_scene *sc,
                               struct sync_arena *a,
@@ -274,7 +273,9 @@ struct sync_stats {
  * carries the stop flag. OUT stats (may be NULL).  OUT err: a clear one-line
  * reason.  Statuses: CM_OK, CM_UPSTREAM, CM_INVALID (a bad object from Stash),
  * CM_ABORTED (stop flag), CM_IO/CM_CORRUPT/CM_NOMEM/CM_TOOBIG from the store.
- * Each page is one write transaction: readers see whole pages. */
+ * Each page is one write transaction: readers see whole pages.  cJSON
+ * allocates from a JSON arena on the calling thread during the run
+ * (cm_json_arena_use); an arena the caller uses must have no live block. */
 enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
                         enum sync_mode mode, struct sync_status *st,
                         struct sync_stats *stats, char *err,
