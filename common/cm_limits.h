@@ -28,10 +28,14 @@
 #define CM_MAX_STRING (1 * CM_MiB) /* one string field */
 #define CM_MAX_ARRAY  65536        /* elements of one array field */
 
+#define CM_MAX_REV_QUEUE (1 << 20) /* reverse entries a write txn queues */
+
 /* Sync (sync/). */
 #define CM_MAX_GRAPHQL_RESPONSE (512 * CM_MiB) /* one GraphQL response body */
 #define CM_MAX_SYNC_PAGE        5000           /* items per page */
-#define CM_MAX_REF_CACHE        65536 /* entities in sync's ref cache */
+#define CM_MAX_REF_CACHE        65536         /* entities in sync's ref cache */
+#define CM_MAX_REF_CACHE_BYTES  (64 * CM_MiB) /* its copied strings */
+#define CM_MAX_JSON_ARENA       (256 * CM_MiB) /* sync's cJSON arena */
 
 /* Config. */
 #define CM_MAX_CONFIG_VALUE 4096 /* one flag or env value */

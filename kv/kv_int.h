@@ -32,6 +32,8 @@
 /* Growth stops here (16 TiB, the config's upper bound). */
 #define KV_MAX_MAP_SIZE ((size_t)1 << 44)
 
+struct kv_rev_put;
+
 struct kv_txn {
     struct kv_store *s;
     MDB_txn *txn;
@@ -42,6 +44,9 @@ struct kv_txn {
     struct cm_buf enc;   /* write txn: reusable record encode buffer */
     struct kv_txn *next; /* read handles: store's list (reader_mu) */
     struct kv_txn *prev;
+    /* write txn: reverse entries kv_scene_store() queued (kv_scenes.c) */
+    struct kv_rev_put *rev_put;
+    size_t rev_n, rev_cap;
 };
 
 struct kv_store {
@@ -67,3 +72,10 @@ void kv_unhold(struct kv_store *s);
 
 /* Current map size of the environment. */
 size_t kv_map_size(struct kv_store *s);
+
+/* Writes the reverse entries kv_scene_store() queued in write txn t,
+ * sorted, through one cursor (an insert then mostly lands on the leaf of
+ * the one before, instead of a descent from the root for each).  Runs
+ * before t commits and before anything in t reads or deletes reverse
+ * entries.  MDB errors as kv_txn_from_mdb(). */
+enum cm_status kv_rev_flush(struct kv_txn *t) CM_WUR;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/cm_alloc.h"
+#include "common/cm_limits.h"
 #include "common/cm_log.h"
 #include "kv/kv_int.h"
 
@@ -260,8 +261,76 @@ static enum cm_status erefs_of(const struct kv_scene *sc, struct erefs *r)
     return CM_OK;
 }
 
+/* A queued reverse entry; sorted by (type, id, docid), the order of its
+ * big-endian key. */
+struct kv_rev_put {
+    uint64_t id;
+    uint32_t docid;
+    uint8_t type;
+};
+
+static int rev_put_cmp(const void *a, const void *b)
+{
+    const struct kv_rev_put *x = a, *y = b;
+    if (x->type != y->type)
+        return x->type < y->type ? -1 : 1;
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    return x->docid < y->docid ? -1 : x->docid > y->docid;
+}
+
+enum cm_status kv_rev_flush(struct kv_txn *t)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val key, val;
+    uint8_t k[REV_KEY];
+    size_t n = t->rev_n;
+    int rc;
+
+    if (n == 0)
+        return CM_OK;
+    t->rev_n = 0;
+    qsort(t->rev_put, n, sizeof *t->rev_put, rev_put_cmp);
+    rc = mdb_cursor_open(t->txn, t->s->dbi[KV_DB_REVERSE], &cur);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const struct kv_rev_put *p = &t->rev_put[i];
+        rev_key(k, p->type, p->id, p->docid);
+        key.mv_size = sizeof k;
+        key.mv_data = k;
+        val.mv_size = 0;
+        val.mv_data = (void *)"";
+        rc = mdb_cursor_put(cur, &key, &val, 0);
+    }
+    if (cur)
+        mdb_cursor_close(cur);
+    return rc ? kv_txn_from_mdb(t, rc, "reverse put") : CM_OK;
+}
+
+/* Queues the reverse entry (type, id, docid) in t (written by
+ * kv_rev_flush, at the latest when t commits). */
+static enum cm_status rev_queue(struct kv_txn *t, uint8_t type, uint64_t id,
+                                uint32_t docid)
+{
+    enum cm_status st;
+    if (t->rev_n == t->rev_cap) {
+        size_t nc = t->rev_cap ? t->rev_cap * 2 : 4096;
+        struct kv_rev_put *p;
+        if (t->rev_cap >= CM_MAX_REV_QUEUE) { /* full: write it out */
+            if ((st = kv_rev_flush(t)) != CM_OK)
+                return st;
+        } else {
+            if (!(p = cm_realloc(t->rev_put, nc * sizeof *p)))
+                return CM_NOMEM;
+            t->rev_put = p;
+            t->rev_cap = nc;
+        }
+    }
+    t->rev_put[t->rev_n++] = (struct kv_rev_put){id, docid, type};
+    return CM_OK;
+}
+
 /* Applies old -> new to the reverse entries of docid: deletes what only
- * old has, adds what only new has. */
+ * old has, queues what only new has. */
 static enum cm_status rev_diff(struct kv_txn *t, uint32_t docid,
                                const struct erefs *old, const struct erefs *cur)
 {
@@ -279,13 +348,14 @@ static enum cm_status rev_diff(struct kv_txn *t, uint32_t docid,
             c = eref_cmp(&old->v[i], &cur->v[j]);
         if (c < 0) {
             rev_key(k, old->v[i].type, old->v[i].id, docid);
-            st = kv_del(t, KV_DB_REVERSE, k, sizeof k);
+            st = kv_rev_flush(t); /* the entry may be queued */
+            if (st == CM_OK)
+                st = kv_del(t, KV_DB_REVERSE, k, sizeof k);
             if (st == CM_NOTFOUND)
                 st = CM_OK;
             i++;
         } else if (c > 0) {
-            rev_key(k, cur->v[j].type, cur->v[j].id, docid);
-            st = kv_put(t, KV_DB_REVERSE, k, sizeof k, "", 0);
+            st = rev_queue(t, cur->v[j].type, cur->v[j].id, docid);
             j++;
         } else {
             i++;
@@ -428,6 +498,8 @@ enum cm_status kv_scenes_with(struct kv_txn *t, uint8_t type, uint64_t id,
 
     if (!t || !t->txn || !t->active || !fn)
         return CM_INVALID;
+    if (t->write && (st = kv_rev_flush(t)) != CM_OK)
+        return st;
     rev_key(k, type, id, 0);
     rc = mdb_cursor_open(t->txn, t->s->dbi[KV_DB_REVERSE], &cur);
     if (rc != 0)
@@ -604,6 +676,8 @@ enum cm_status kv_revbuild_write(struct kv_txn *t, struct kv_revbuild *rb)
     if (!t || !t->write || !rb)
         return CM_INVALID;
     dbi = t->s->dbi[KV_DB_REVERSE];
+    if ((st = kv_rev_flush(t)) != CM_OK) /* nothing queued survives */
+        return st;
     rc = mdb_drop(t->txn, dbi, 0);
     if (rc)
         return kv_txn_from_mdb(t, rc, "reverse drop");
@@ -640,6 +714,8 @@ enum cm_status kv_revbuild_check(struct kv_txn *t, struct kv_revbuild *rb,
     if (!t || !t->txn || !rb || !missing || !extra)
         return CM_INVALID;
     *missing = *extra = 0;
+    if (t->write && (st = kv_rev_flush(t)) != CM_OK)
+        return st;
     if ((st = revent_sort(rb->v, rb->n)) != CM_OK)
         return st;
     rc = mdb_cursor_open(t->txn, t->s->dbi[KV_DB_REVERSE], &cur);

@@ -408,6 +408,7 @@ static void write_free(struct kv_txn *t)
 {
     kv_unhold(t->s);
     cm_buf_fini(&t->enc);
+    cm_free(t->rev_put);
     cm_free(t);
 }
 
@@ -468,6 +469,12 @@ static enum cm_status commit_ex(struct kv_txn *t, int *map_full)
     if (!t->write) {
         kv_read_end(t);
         return CM_OK;
+    }
+    if ((st = kv_rev_flush(t)) != CM_OK) {
+        *map_full = t->map_full;
+        mdb_txn_abort(t->txn);
+        write_free(t);
+        return st;
     }
     rc = mdb_txn_commit(t->txn); /* frees the txn even on failure */
     st = txn_rc(t, rc, "commit");

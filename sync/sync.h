@@ -105,25 +105,29 @@ enum cm_status sync_map_entity(const cJSON *obj, uint8_t type,
                                struct sync_arena *a, struct kv_entity *out,
                                char *err, size_t errlen) CM_WUR;
 
-/* Remembers what sync_fill_refs() filled per (entity type, id), so a page
- * of scenes decodes each entity record once rather than once per ref.
- * Entries point into the arena they were filled into: a fill with another
- * arena, or after that arena was reset, drops them first.  Entity records
- * must not change while a cache is used with one arena (sync_run uses it
- * for pages of scenes, and resets the arena at every page).  At most
- * CM_MAX_REF_CACHE entries; past that, fills are not cached.  One thread. */
+/* Remembers what sync_fill_refs() filled per (entity type, id), so a sync
+ * decodes each entity record once rather than once per ref.  Entries own
+ * copies of their strings, and refs filled from them borrow those: valid
+ * until the cache is cleared or freed.  The cache does not see the store:
+ * whoever writes or deletes an entity record (or aborts a transaction that
+ * did) must clear it before the next fill (sync_run clears it at every
+ * entity write and delete).  At most CM_MAX_REF_CACHE entries and
+ * CM_MAX_REF_CACHE_BYTES of strings; past that, fills are not cached.  One
+ * thread. */
 struct sync_ref_cache;
 
 /* OUT *out: caller owns, free with sync_ref_cache_free().  CM_NOMEM. */
 enum cm_status sync_ref_cache_new(struct sync_ref_cache **out) CM_WUR;
+/* Forgets every entry.  NULL-safe. */
+void sync_ref_cache_clear(struct sync_ref_cache *c);
 /* NULL-safe. */
 void sync_ref_cache_free(struct sync_ref_cache *c);
 
 /* Fills the denormalized fields of every ref of sc (studio, performers,
- * tags, groups, galleries) from the entity records in transaction t,
- * copying them into a (so they survive later writes in t).  cache (may be
- * NULL) saves decoding an entity seen before (see above).  A ref to an
- * unknown entity keeps its id with a null name; INOUT *unknown (may be
+ * tags, groups, galleries) from the entity records in transaction t.  The
+ * strings are copied into a or, for refs in cache (may be NULL; see above),
+ * borrowed from it: either way they survive later writes in t.  A ref to
+ * an unknown entity keeps its id with a null name; INOUT *unknown (may be
  * NULL) counts them.  CM_NOMEM, CM_CORRUPT, CM_IO. */
 enum cm_status sync_fill_refs(struct kv_txn *t, struct kv_scene *sc,
                               struct sync_arena *a,
@@ -274,7 +278,9 @@ struct sync_stats {
  * sync into a store without scenes defers the indexes (kv_index_deferred):
  * its scene pages write records only, and one transaction at the end of
  * the scene walk builds every index, so readers' queries see the library
- * from before the sync until then, and all of it after. */
+ * from before the sync until then, and all of it after.  cJSON allocates
+ * from a JSON arena on the calling thread during the run
+ * (cm_json_arena_use); an arena the caller uses must have no live block. */
 enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
                         enum sync_mode mode, struct sync_status *st,
                         struct sync_stats *stats, char *err,

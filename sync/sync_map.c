@@ -7,6 +7,7 @@
  * encodings.  Errors name the object and the field path.  URLs lose any
  * apikey query parameter: the key must never reach the store.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -98,6 +99,51 @@ static const char *jtype(const cJSON *v)
     return "invalid";
 }
 
+/* ---- objects ------------------------------------------------------ */
+
+#define MAX_FIELDS 32
+
+/* The members of one JSON object that our document requests, found in one
+ * pass over its members.  names[] lists them in the document's order,
+ * which is the order Stash answers in, so a member is usually matched by
+ * its first comparison (a cJSON_GetObjectItemCaseSensitive() per field
+ * walked the member list once per field instead).  Of duplicate keys the
+ * first wins, as with that lookup. */
+struct obj {
+    const char *const *names;   /* the requested members, in order */
+    const struct fpath *path;   /* the object's own path; NULL: the root */
+    const cJSON *v[MAX_FIELDS]; /* v[i]: member names[i], NULL: missing */
+};
+
+/* Fills ob from o (all missing when o is not an object). */
+static void obj_scan(struct obj *ob, const cJSON *o, const char *const *names,
+                     size_t n, const struct fpath *path)
+{
+    size_t next = 0, i;
+    assert(n <= MAX_FIELDS);
+    ob->names = names;
+    ob->path = path;
+    memset(ob->v, 0, n * sizeof ob->v[0]);
+    if (!cJSON_IsObject(o))
+        return;
+    for (const cJSON *it = o->child; it && it->string; it = it->next) {
+        i = next;
+        if (i >= n || strcmp(it->string, names[i]) != 0)
+            for (i = 0; i < n && strcmp(it->string, names[i]) != 0; i++)
+                ;
+        if (i == n)
+            continue;
+        if (!ob->v[i])
+            ob->v[i] = it;
+        next = i + 1;
+    }
+}
+
+#define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The path of member f of ob (valid in the enclosing block). */
+#define FP(ob, f) (&(struct fpath){(ob)->path, (ob)->names[f], 0})
+
 /* ---- scalar fields ------------------------------------------------ */
 
 static enum cm_status str_val(struct mctx *m, const cJSON *v,
@@ -121,49 +167,40 @@ static enum cm_status str_val(struct mctx *m, const cJSON *v,
     return CM_OK;
 }
 
-static enum cm_status get_str(struct mctx *m, const cJSON *o, const char *key,
-                              const struct fpath *parent, bool nullable,
-                              struct kv_str *out)
+static enum cm_status get_str(struct mctx *m, const struct obj *ob, int f,
+                              bool nullable, struct kv_str *out)
 {
-    struct fpath p = {parent, key, 0};
-    return str_val(m, cJSON_GetObjectItemCaseSensitive(o, key), &p, nullable,
-                   out);
+    return str_val(m, ob->v[f], FP(ob, f), nullable, out);
 }
 
 /* A URL field: a string without apikey. */
-static enum cm_status get_url(struct mctx *m, const cJSON *o, const char *key,
-                              const struct fpath *parent, bool nullable,
-                              struct kv_str *out)
+static enum cm_status get_url(struct mctx *m, const struct obj *ob, int f,
+                              bool nullable, struct kv_str *out)
 {
-    enum cm_status st = get_str(m, o, key, parent, nullable, out);
+    enum cm_status st = get_str(m, ob, f, nullable, out);
     if (st != CM_OK || !out->p)
         return st;
     st = sync_strip_apikey(out->p, out->len, m->a, out);
     return st == CM_NOMEM ? nomem(m) : st;
 }
 
-static enum cm_status get_time(struct mctx *m, const cJSON *o, const char *key,
-                               const struct fpath *parent, bool nullable,
-                               struct kv_str *out)
+static enum cm_status get_time(struct mctx *m, const struct obj *ob, int f,
+                               bool nullable, struct kv_str *out)
 {
-    struct fpath p = {parent, key, 0};
-    enum cm_status st =
-        str_val(m, cJSON_GetObjectItemCaseSensitive(o, key), &p, nullable, out);
+    enum cm_status st = get_str(m, ob, f, nullable, out);
     if (st != CM_OK || !out->p)
         return st;
     if (!sync_valid_time(out->p, out->len))
-        return fail(m, &p, "expected an RFC3339 time");
+        return fail(m, FP(ob, f), "expected an RFC3339 time");
     return CM_OK;
 }
 
-static enum cm_status get_bool(struct mctx *m, const cJSON *o, const char *key,
-                               const struct fpath *parent, bool *out)
+static enum cm_status get_bool(struct mctx *m, const struct obj *ob, int f,
+                               bool *out)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsBool(v)) {
-        struct fpath p = {parent, key, 0};
-        return fail(m, &p, "expected boolean, got %s", jtype(v));
-    }
+    const cJSON *v = ob->v[f];
+    if (!cJSON_IsBool(v))
+        return fail(m, FP(ob, f), "expected boolean, got %s", jtype(v));
     *out = cJSON_IsTrue(v);
     return CM_OK;
 }
@@ -194,30 +231,26 @@ static enum cm_status int_val(struct mctx *m, const cJSON *v,
     return CM_OK;
 }
 
-static enum cm_status get_int(struct mctx *m, const cJSON *o, const char *key,
-                              const struct fpath *parent, bool nullable,
-                              double lo, double hi, int64_t *out, bool *isnull)
+static enum cm_status get_int(struct mctx *m, const struct obj *ob, int f,
+                              bool nullable, double lo, double hi, int64_t *out,
+                              bool *isnull)
 {
-    struct fpath p = {parent, key, 0};
-    return int_val(m, cJSON_GetObjectItemCaseSensitive(o, key), &p, nullable,
-                   lo, hi, out, isnull);
+    return int_val(m, ob->v[f], FP(ob, f), nullable, lo, hi, out, isnull);
 }
 
 /* Non-negative finite float; null -> -1 when nullable. */
-static enum cm_status get_float(struct mctx *m, const cJSON *o, const char *key,
-                                const struct fpath *parent, bool nullable,
-                                double *out)
+static enum cm_status get_float(struct mctx *m, const struct obj *ob, int f,
+                                bool nullable, double *out)
 {
-    struct fpath p = {parent, key, 0};
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    const cJSON *v = ob->v[f];
     *out = -1;
     if (nullable && cJSON_IsNull(v))
         return CM_OK;
     if (!cJSON_IsNumber(v))
-        return fail(m, &p, "expected number%s, got %s",
+        return fail(m, FP(ob, f), "expected number%s, got %s",
                     nullable ? " or null" : "", jtype(v));
     if (!isfinite(v->valuedouble) || v->valuedouble < 0)
-        return fail(m, &p, "expected a non-negative number");
+        return fail(m, FP(ob, f), "expected a non-negative number");
     *out = v->valuedouble;
     return CM_OK;
 }
@@ -232,63 +265,65 @@ static enum cm_status id_val(struct mctx *m, const cJSON *v,
     return CM_OK;
 }
 
+static enum cm_status get_id(struct mctx *m, const struct obj *ob, int f,
+                             uint64_t *out)
+{
+    return id_val(m, ob->v[f], FP(ob, f), out);
+}
+
+static const char *const REF_F[] = {"id"};
+
 /* {id: "N"} or (nullable) null -> 0. */
 static enum cm_status ref_val(struct mctx *m, const cJSON *v,
                               const struct fpath *path, bool nullable,
                               uint64_t *out)
 {
-    struct fpath p2 = {path, "id", 0};
+    struct obj ob;
     *out = 0;
     if (nullable && cJSON_IsNull(v))
         return CM_OK;
     if (!cJSON_IsObject(v))
         return fail(m, path, "expected object%s, got %s",
                     nullable ? " or null" : "", jtype(v));
-    return id_val(m, cJSON_GetObjectItemCaseSensitive(v, "id"), &p2, out);
+    obj_scan(&ob, v, REF_F, NFIELDS(REF_F), path);
+    return get_id(m, &ob, 0, out);
 }
 
-static enum cm_status get_ref(struct mctx *m, const cJSON *o, const char *key,
-                              const struct fpath *parent, bool nullable,
-                              uint64_t *out)
+static enum cm_status get_ref(struct mctx *m, const struct obj *ob, int f,
+                              bool nullable, uint64_t *out)
 {
-    struct fpath p = {parent, key, 0};
-    return ref_val(m, cJSON_GetObjectItemCaseSensitive(o, key), &p, nullable,
-                   out);
+    return ref_val(m, ob->v[f], FP(ob, f), nullable, out);
 }
 
-static enum cm_status get_date(struct mctx *m, const cJSON *o, const char *key,
-                               const struct fpath *parent, struct kv_date *out)
+static enum cm_status get_date(struct mctx *m, const struct obj *ob, int f,
+                               struct kv_date *out)
 {
-    struct fpath p = {parent, key, 0};
     struct kv_str s;
-    enum cm_status st =
-        str_val(m, cJSON_GetObjectItemCaseSensitive(o, key), &p, true, &s);
+    enum cm_status st = get_str(m, ob, f, true, &s);
     memset(out, 0, sizeof *out);
     if (st != CM_OK || !s.p)
         return st;
     if (sync_parse_date(s.p, s.len, out) != CM_OK)
-        return fail(m, &p, "invalid date \"%.16s\"", s.p);
+        return fail(m, FP(ob, f), "invalid date \"%.16s\"", s.p);
     return CM_OK;
 }
 
 /* An array field: OUT *arr and its length (0 for a nullable null). */
-static enum cm_status get_arr(struct mctx *m, const cJSON *o, const char *key,
-                              const struct fpath *parent, bool nullable,
-                              const cJSON **arr, uint32_t *n)
+static enum cm_status get_arr(struct mctx *m, const struct obj *ob, int f,
+                              bool nullable, const cJSON **arr, uint32_t *n)
 {
-    struct fpath p = {parent, key, 0};
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    const cJSON *v = ob->v[f];
     int sz;
     *arr = NULL;
     *n = 0;
     if (nullable && cJSON_IsNull(v))
         return CM_OK;
     if (!cJSON_IsArray(v))
-        return fail(m, &p, "expected array%s, got %s",
+        return fail(m, FP(ob, f), "expected array%s, got %s",
                     nullable ? " or null" : "", jtype(v));
     sz = cJSON_GetArraySize(v);
     if (sz < 0 || sz > CM_MAX_ARRAY)
-        return fail(m, &p, "more than %d elements", CM_MAX_ARRAY);
+        return fail(m, FP(ob, f), "more than %d elements", CM_MAX_ARRAY);
     *arr = v;
     *n = (uint32_t)sz;
     return CM_OK;
@@ -302,12 +337,12 @@ static void *arr_alloc(struct mctx *m, uint32_t n, size_t elem)
 }
 
 /* [String!] into a fresh array. */
-static enum cm_status get_strs(struct mctx *m, const cJSON *o, const char *key,
+static enum cm_status get_strs(struct mctx *m, const struct obj *ob, int f,
                                bool nullable, struct kv_str **out, uint32_t *n)
 {
     const cJSON *arr, *it;
-    struct fpath p = {NULL, key, 0}, e = {&p, NULL, 0};
-    enum cm_status st = get_arr(m, o, key, NULL, nullable, &arr, n);
+    struct fpath p = {ob->path, ob->names[f], 0}, e = {&p, NULL, 0};
+    enum cm_status st = get_arr(m, ob, f, nullable, &arr, n);
     *out = NULL;
     if (st != CM_OK || *n == 0)
         return st;
@@ -321,14 +356,15 @@ static enum cm_status get_strs(struct mctx *m, const cJSON *o, const char *key,
     return CM_OK;
 }
 
-/* [{id}] into an array of ids. */
-static enum cm_status get_ref_ids(struct mctx *m, const cJSON *o,
-                                  const char *key, const struct fpath *parent,
+/* [{id}] into an array of ids; with sub, [{sub: {id}}]. */
+static enum cm_status get_ref_ids(struct mctx *m, const struct obj *ob, int f,
                                   const char *sub, uint64_t **out, uint32_t *n)
 {
     const cJSON *arr, *it;
-    struct fpath p = {parent, key, 0}, e = {&p, NULL, 0}, es = {&e, sub, 0};
-    enum cm_status st = get_arr(m, o, key, parent, false, &arr, n);
+    const char *const sub_f[] = {sub};
+    struct fpath p = {ob->path, ob->names[f], 0}, e = {&p, NULL, 0};
+    struct obj io;
+    enum cm_status st = get_arr(m, ob, f, false, &arr, n);
     *out = NULL;
     if (st != CM_OK || *n == 0)
         return st;
@@ -338,8 +374,8 @@ static enum cm_status get_ref_ids(struct mctx *m, const cJSON *o,
         if (sub) { /* containing_groups: [{group: {id}}] */
             if (!cJSON_IsObject(it))
                 return fail(m, &e, "expected object, got %s", jtype(it));
-            st = ref_val(m, cJSON_GetObjectItemCaseSensitive(it, sub), &es,
-                         false, &(*out)[e.idx]);
+            obj_scan(&io, it, sub_f, 1, &e);
+            st = get_ref(m, &io, 0, false, &(*out)[e.idx]);
         } else {
             st = ref_val(m, it, &e, false, &(*out)[e.idx]);
         }
@@ -358,12 +394,11 @@ static void ref_init(struct kv_ref *r, uint64_t id)
     r->index = -1;
 }
 
-static enum cm_status refs_from_ids(struct mctx *m, const cJSON *o,
-                                    const char *key, struct kv_ref **out,
-                                    uint32_t *n)
+static enum cm_status refs_from_ids(struct mctx *m, const struct obj *ob, int f,
+                                    struct kv_ref **out, uint32_t *n)
 {
     uint64_t *ids;
-    enum cm_status st = get_ref_ids(m, o, key, NULL, NULL, &ids, n);
+    enum cm_status st = get_ref_ids(m, ob, f, NULL, &ids, n);
     *out = NULL;
     if (st != CM_OK || *n == 0)
         return st;
@@ -374,17 +409,19 @@ static enum cm_status refs_from_ids(struct mctx *m, const cJSON *o,
     return CM_OK;
 }
 
-/* The object's own id, also recorded for messages. */
-static enum cm_status own_id(struct mctx *m, const cJSON *o, uint64_t *out)
+/* The object's own id (member 0 of every object document), also recorded
+ * for messages. */
+static enum cm_status own_id(struct mctx *m, const cJSON *o,
+                             const struct obj *ob, uint64_t *out)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "id");
+    const cJSON *v = ob->v[0];
     if (!cJSON_IsObject(o)) {
         m->id = "?";
         return fail(m, FIELD("(object)"), "expected object, got %s", jtype(o));
     }
     if (cJSON_IsString(v) && v->valuestring)
         m->id = v->valuestring;
-    return id_val(m, v, FIELD("id"), out);
+    return get_id(m, ob, 0, out);
 }
 
 /* ---- public helpers ----------------------------------------------- */
@@ -532,11 +569,134 @@ enum cm_status sync_strip_apikey(const char *u, size_t n, struct sync_arena *a,
 
 /* ---- scenes ------------------------------------------------------- */
 
+/* The members of SyncScenes' objects, in the document's order. */
+enum {
+    S_ID,
+    S_TITLE,
+    S_CODE,
+    S_DETAILS,
+    S_DIRECTOR,
+    S_URLS,
+    S_DATE,
+    S_RATING,
+    S_ORGANIZED,
+    S_O_COUNTER,
+    S_PLAY_COUNT,
+    S_PLAY_DURATION,
+    S_RESUME_TIME,
+    S_LAST_PLAYED_AT,
+    S_CREATED_AT,
+    S_UPDATED_AT,
+    S_INTERACTIVE,
+    S_INTERACTIVE_SPEED,
+    S_CAPTIONS,
+    S_FILES,
+    S_PATHS,
+    S_STUDIO,
+    S_TAGS,
+    S_PERFORMERS,
+    S_GROUPS,
+    S_GALLERIES,
+    S_STASH_IDS,
+    S_MARKERS,
+    S_N
+};
+_Static_assert(S_N <= MAX_FIELDS, "struct obj holds every scene member");
+static const char *const SCENE_F[S_N] = {
+    [S_ID] = "id",
+    [S_TITLE] = "title",
+    [S_CODE] = "code",
+    [S_DETAILS] = "details",
+    [S_DIRECTOR] = "director",
+    [S_URLS] = "urls",
+    [S_DATE] = "date",
+    [S_RATING] = "rating100",
+    [S_ORGANIZED] = "organized",
+    [S_O_COUNTER] = "o_counter",
+    [S_PLAY_COUNT] = "play_count",
+    [S_PLAY_DURATION] = "play_duration",
+    [S_RESUME_TIME] = "resume_time",
+    [S_LAST_PLAYED_AT] = "last_played_at",
+    [S_CREATED_AT] = "created_at",
+    [S_UPDATED_AT] = "updated_at",
+    [S_INTERACTIVE] = "interactive",
+    [S_INTERACTIVE_SPEED] = "interactive_speed",
+    [S_CAPTIONS] = "captions",
+    [S_FILES] = "files",
+    [S_PATHS] = "paths",
+    [S_STUDIO] = "studio",
+    [S_TAGS] = "tags",
+    [S_PERFORMERS] = "performers",
+    [S_GROUPS] = "groups",
+    [S_GALLERIES] = "galleries",
+    [S_STASH_IDS] = "stash_ids",
+    [S_MARKERS] = "scene_markers",
+};
+
+enum {
+    F_ID,
+    F_PATH,
+    F_BASENAME,
+    F_SIZE,
+    F_DURATION,
+    F_VIDEO_CODEC,
+    F_AUDIO_CODEC,
+    F_WIDTH,
+    F_HEIGHT,
+    F_FRAME_RATE,
+    F_BIT_RATE,
+    F_FORMAT,
+    F_MOD_TIME,
+    F_FINGERPRINTS,
+    F_N
+};
+static const char *const FILE_F[F_N] = {
+    [F_ID] = "id",
+    [F_PATH] = "path",
+    [F_BASENAME] = "basename",
+    [F_SIZE] = "size",
+    [F_DURATION] = "duration",
+    [F_VIDEO_CODEC] = "video_codec",
+    [F_AUDIO_CODEC] = "audio_codec",
+    [F_WIDTH] = "width",
+    [F_HEIGHT] = "height",
+    [F_FRAME_RATE] = "frame_rate",
+    [F_BIT_RATE] = "bit_rate",
+    [F_FORMAT] = "format",
+    [F_MOD_TIME] = "mod_time",
+    [F_FINGERPRINTS] = "fingerprints",
+};
+
+static const char *const FINGERPRINT_F[] = {"type", "value"};
+static const char *const CAPTION_F[] = {"language_code", "caption_type"};
+static const char *const STASH_ID_F[] = {"endpoint", "stash_id"};
+static const char *const SCENE_GROUP_F[] = {"group", "scene_index"};
+enum {
+    MK_ID,
+    MK_TITLE,
+    MK_SECONDS,
+    MK_END_SECONDS,
+    MK_PRIMARY_TAG,
+    MK_TAGS,
+    MK_N
+};
+static const char *const MARKER_F[MK_N] = {
+    [MK_ID] = "id",
+    [MK_TITLE] = "title",
+    [MK_SECONDS] = "seconds",
+    [MK_END_SECONDS] = "end_seconds",
+    [MK_PRIMARY_TAG] = "primary_tag",
+    [MK_TAGS] = "tags",
+};
+static const char *const PATHS_F[] = {
+    "screenshot", "preview", "webp", "vtt", "sprite", "funscript", "caption"};
+
 static enum cm_status map_file(struct mctx *m, const cJSON *f,
                                const struct fpath *path, struct kv_file *out)
 {
-    struct fpath pid = {path, "id", 0}, pfps = {path, "fingerprints", 0};
+    struct fpath pfps = {path, FILE_F[F_FINGERPRINTS], 0};
     struct fpath pfp = {&pfps, NULL, 0};
+    struct obj fo, fpo;
     const cJSON *fps, *it;
     uint32_t nfp;
     int64_t v;
@@ -545,46 +705,43 @@ static enum cm_status map_file(struct mctx *m, const cJSON *f,
     memset(out, 0, sizeof *out);
     if (!cJSON_IsObject(f))
         return fail(m, path, "expected object, got %s", jtype(f));
-    if ((st = id_val(m, cJSON_GetObjectItemCaseSensitive(f, "id"), &pid,
-                     &out->id)) != CM_OK ||
-        (st = get_str(m, f, "path", path, false, &out->path)) != CM_OK ||
-        (st = get_str(m, f, "basename", path, false, &out->basename)) !=
-            CM_OK ||
-        (st = get_int(m, f, "size", path, false, 0, 9007199254740992.0, &v,
+    obj_scan(&fo, f, FILE_F, F_N, path);
+    if ((st = get_id(m, &fo, F_ID, &out->id)) != CM_OK ||
+        (st = get_str(m, &fo, F_PATH, false, &out->path)) != CM_OK ||
+        (st = get_str(m, &fo, F_BASENAME, false, &out->basename)) != CM_OK ||
+        (st = get_int(m, &fo, F_SIZE, false, 0, 9007199254740992.0, &v,
                       NULL)) != CM_OK)
         return st;
     out->size = v;
-    if ((st = get_float(m, f, "duration", path, false, &out->duration)) !=
+    if ((st = get_float(m, &fo, F_DURATION, false, &out->duration)) != CM_OK ||
+        (st = get_str(m, &fo, F_VIDEO_CODEC, false, &out->video_codec)) !=
             CM_OK ||
-        (st = get_str(m, f, "video_codec", path, false, &out->video_codec)) !=
+        (st = get_str(m, &fo, F_AUDIO_CODEC, false, &out->audio_codec)) !=
             CM_OK ||
-        (st = get_str(m, f, "audio_codec", path, false, &out->audio_codec)) !=
-            CM_OK ||
-        (st = get_int(m, f, "width", path, false, 0, INT32_MAX, &v, NULL)) !=
-            CM_OK)
+        (st = get_int(m, &fo, F_WIDTH, false, 0, INT32_MAX, &v, NULL)) != CM_OK)
         return st;
     out->width = (int32_t)v;
-    if ((st = get_int(m, f, "height", path, false, 0, INT32_MAX, &v, NULL)) !=
+    if ((st = get_int(m, &fo, F_HEIGHT, false, 0, INT32_MAX, &v, NULL)) !=
         CM_OK)
         return st;
     out->height = (int32_t)v;
-    if ((st = get_float(m, f, "frame_rate", path, false, &out->frame_rate)) !=
+    if ((st = get_float(m, &fo, F_FRAME_RATE, false, &out->frame_rate)) !=
             CM_OK ||
-        (st = get_int(m, f, "bit_rate", path, false, 0, 9007199254740992.0, &v,
+        (st = get_int(m, &fo, F_BIT_RATE, false, 0, 9007199254740992.0, &v,
                       NULL)) != CM_OK)
         return st;
     out->bit_rate = v;
-    if ((st = get_str(m, f, "format", path, false, &out->format)) != CM_OK ||
-        (st = get_time(m, f, "mod_time", path, false, &out->mod_time)) !=
-            CM_OK ||
-        (st = get_arr(m, f, "fingerprints", path, false, &fps, &nfp)) != CM_OK)
+    if ((st = get_str(m, &fo, F_FORMAT, false, &out->format)) != CM_OK ||
+        (st = get_time(m, &fo, F_MOD_TIME, false, &out->mod_time)) != CM_OK ||
+        (st = get_arr(m, &fo, F_FINGERPRINTS, false, &fps, &nfp)) != CM_OK)
         return st;
     cJSON_ArrayForEach (it, fps) {
         struct kv_str type, value;
         if (!cJSON_IsObject(it))
             return fail(m, &pfp, "expected object, got %s", jtype(it));
-        if ((st = get_str(m, it, "type", &pfp, false, &type)) != CM_OK ||
-            (st = get_str(m, it, "value", &pfp, false, &value)) != CM_OK)
+        obj_scan(&fpo, it, FINGERPRINT_F, NFIELDS(FINGERPRINT_F), &pfp);
+        if ((st = get_str(m, &fpo, 0, false, &type)) != CM_OK ||
+            (st = get_str(m, &fpo, 1, false, &value)) != CM_OK)
             return st;
         pfp.idx++;
         if (strcmp(type.p, "oshash") == 0)
@@ -597,44 +754,56 @@ static enum cm_status map_file(struct mctx *m, const cJSON *f,
     return CM_OK;
 }
 
-static enum cm_status map_scene_arrays(struct mctx *m, const cJSON *o,
+/* Element i of a [{...}] field: checks it is an object and scans it with
+ * names[0..n) into OUT *eo (path: *ep, which is set to the element). */
+static enum cm_status elem_scan(struct mctx *m, const cJSON *it, uint32_t i,
+                                const char *const *names, size_t n,
+                                struct fpath *ep, struct obj *eo)
+{
+    ep->idx = i;
+    if (!cJSON_IsObject(it))
+        return fail(m, ep, "expected object, got %s", jtype(it));
+    obj_scan(eo, it, names, n, ep);
+    return CM_OK;
+}
+
+static enum cm_status map_scene_arrays(struct mctx *m, const struct obj *ob,
                                        struct kv_scene *sc)
 {
     const cJSON *arr, *it;
-    struct fpath pa = {NULL, NULL, 0}, path = {&pa, NULL, 0};
+    struct fpath pa = {ob->path, NULL, 0}, path = {&pa, NULL, 0};
+    struct obj eo;
     uint32_t i;
     int64_t v;
     bool isnull;
     enum cm_status st;
 
     /* captions: nullable list */
-    if ((st = get_arr(m, o, "captions", NULL, true, &arr, &sc->n_captions)) !=
-        CM_OK)
+    if ((st = get_arr(m, ob, S_CAPTIONS, true, &arr, &sc->n_captions)) != CM_OK)
         return st;
     if (sc->n_captions &&
         !(sc->captions = arr_alloc(m, sc->n_captions, sizeof *sc->captions)))
         return nomem(m);
     i = 0;
-    pa.key = "captions";
+    pa.key = SCENE_F[S_CAPTIONS];
     cJSON_ArrayForEach (it, arr) {
-        path.idx = i;
-        if (!cJSON_IsObject(it))
-            return fail(m, &path, "expected object, got %s", jtype(it));
-        if ((st = get_str(m, it, "language_code", &path, false,
-                          &sc->captions[i].language_code)) != CM_OK ||
-            (st = get_str(m, it, "caption_type", &path, false,
-                          &sc->captions[i].caption_type)) != CM_OK)
+        if ((st = elem_scan(m, it, i, CAPTION_F, NFIELDS(CAPTION_F), &path,
+                            &eo)) != CM_OK ||
+            (st = get_str(m, &eo, 0, false, &sc->captions[i].language_code)) !=
+                CM_OK ||
+            (st = get_str(m, &eo, 1, false, &sc->captions[i].caption_type)) !=
+                CM_OK)
             return st;
         i++;
     }
     /* files */
-    if ((st = get_arr(m, o, "files", NULL, false, &arr, &sc->n_files)) != CM_OK)
+    if ((st = get_arr(m, ob, S_FILES, false, &arr, &sc->n_files)) != CM_OK)
         return st;
     if (sc->n_files &&
         !(sc->files = arr_alloc(m, sc->n_files, sizeof *sc->files)))
         return nomem(m);
     i = 0;
-    pa.key = "files";
+    pa.key = SCENE_F[S_FILES];
     cJSON_ArrayForEach (it, arr) {
         path.idx = i;
         if ((st = map_file(m, it, &path, &sc->files[i])) != CM_OK)
@@ -642,72 +811,64 @@ static enum cm_status map_scene_arrays(struct mctx *m, const cJSON *o,
         i++;
     }
     /* stash_ids */
-    if ((st = get_arr(m, o, "stash_ids", NULL, false, &arr,
-                      &sc->n_stash_ids)) != CM_OK)
+    if ((st = get_arr(m, ob, S_STASH_IDS, false, &arr, &sc->n_stash_ids)) !=
+        CM_OK)
         return st;
     if (sc->n_stash_ids &&
         !(sc->stash_ids = arr_alloc(m, sc->n_stash_ids, sizeof *sc->stash_ids)))
         return nomem(m);
     i = 0;
-    pa.key = "stash_ids";
+    pa.key = SCENE_F[S_STASH_IDS];
     cJSON_ArrayForEach (it, arr) {
-        path.idx = i;
-        if (!cJSON_IsObject(it))
-            return fail(m, &path, "expected object, got %s", jtype(it));
-        if ((st = get_str(m, it, "endpoint", &path, false,
-                          &sc->stash_ids[i].endpoint)) != CM_OK ||
-            (st = get_str(m, it, "stash_id", &path, false,
-                          &sc->stash_ids[i].stash_id)) != CM_OK)
+        if ((st = elem_scan(m, it, i, STASH_ID_F, NFIELDS(STASH_ID_F), &path,
+                            &eo)) != CM_OK ||
+            (st = get_str(m, &eo, 0, false, &sc->stash_ids[i].endpoint)) !=
+                CM_OK ||
+            (st = get_str(m, &eo, 1, false, &sc->stash_ids[i].stash_id)) !=
+                CM_OK)
             return st;
         i++;
     }
     /* scene_markers */
-    if ((st = get_arr(m, o, "scene_markers", NULL, false, &arr,
-                      &sc->n_markers)) != CM_OK)
+    if ((st = get_arr(m, ob, S_MARKERS, false, &arr, &sc->n_markers)) != CM_OK)
         return st;
     if (sc->n_markers &&
         !(sc->markers = arr_alloc(m, sc->n_markers, sizeof *sc->markers)))
         return nomem(m);
     i = 0;
-    pa.key = "scene_markers";
+    pa.key = SCENE_F[S_MARKERS];
     cJSON_ArrayForEach (it, arr) {
         struct kv_marker *mk = &sc->markers[i];
-        struct fpath pid = {&path, "id", 0};
         uint64_t *tids;
         uint32_t nt;
-        path.idx = i;
-        if (!cJSON_IsObject(it))
-            return fail(m, &path, "expected object, got %s", jtype(it));
-        if ((st = id_val(m, cJSON_GetObjectItemCaseSensitive(it, "id"), &pid,
-                         &mk->id)) != CM_OK ||
-            (st = get_str(m, it, "title", &path, false, &mk->title)) != CM_OK ||
-            (st = get_float(m, it, "seconds", &path, false, &mk->seconds)) !=
+        if ((st = elem_scan(m, it, i, MARKER_F, MK_N, &path, &eo)) != CM_OK ||
+            (st = get_id(m, &eo, MK_ID, &mk->id)) != CM_OK ||
+            (st = get_str(m, &eo, MK_TITLE, false, &mk->title)) != CM_OK ||
+            (st = get_float(m, &eo, MK_SECONDS, false, &mk->seconds)) !=
                 CM_OK ||
-            (st = get_float(m, it, "end_seconds", &path, true,
-                            &mk->end_seconds)) != CM_OK ||
-            (st = get_ref(m, it, "primary_tag", &path, false,
+            (st = get_float(m, &eo, MK_END_SECONDS, true, &mk->end_seconds)) !=
+                CM_OK ||
+            (st = get_ref(m, &eo, MK_PRIMARY_TAG, false,
                           &mk->primary_tag_id)) != CM_OK ||
-            (st = get_ref_ids(m, it, "tags", &path, NULL, &tids, &nt)) != CM_OK)
+            (st = get_ref_ids(m, &eo, MK_TAGS, NULL, &tids, &nt)) != CM_OK)
             return st;
         i++;
     }
     /* groups: [{group {id}, scene_index}] */
-    if ((st = get_arr(m, o, "groups", NULL, false, &arr, &sc->n_groups)) !=
-        CM_OK)
+    if ((st = get_arr(m, ob, S_GROUPS, false, &arr, &sc->n_groups)) != CM_OK)
         return st;
     if (sc->n_groups &&
         !(sc->groups = arr_alloc(m, sc->n_groups, sizeof *sc->groups)))
         return nomem(m);
     i = 0;
-    pa.key = "groups";
+    pa.key = SCENE_F[S_GROUPS];
     cJSON_ArrayForEach (it, arr) {
         uint64_t gid;
-        path.idx = i;
-        if (!cJSON_IsObject(it))
-            return fail(m, &path, "expected object, got %s", jtype(it));
-        if ((st = get_ref(m, it, "group", &path, false, &gid)) != CM_OK ||
-            (st = get_int(m, it, "scene_index", &path, true, INT32_MIN,
-                          INT32_MAX, &v, &isnull)) != CM_OK)
+        if ((st = elem_scan(m, it, i, SCENE_GROUP_F, NFIELDS(SCENE_GROUP_F),
+                            &path, &eo)) != CM_OK ||
+            (st = get_ref(m, &eo, 0, false, &gid)) != CM_OK ||
+            (st = get_int(m, &eo, 1, true, INT32_MIN, INT32_MAX, &v,
+                          &isnull)) != CM_OK)
             return st;
         ref_init(&sc->groups[i], gid);
         sc->groups[i].index = isnull ? -1 : (int32_t)v;
@@ -715,33 +876,31 @@ static enum cm_status map_scene_arrays(struct mctx *m, const cJSON *o,
             return fail(m, &path, "negative scene_index");
         i++;
     }
-    if ((st = refs_from_ids(m, o, "tags", &sc->tags, &sc->n_tags)) != CM_OK ||
-        (st = refs_from_ids(m, o, "performers", &sc->performers,
+    if ((st = refs_from_ids(m, ob, S_TAGS, &sc->tags, &sc->n_tags)) != CM_OK ||
+        (st = refs_from_ids(m, ob, S_PERFORMERS, &sc->performers,
                             &sc->n_performers)) != CM_OK ||
-        (st = refs_from_ids(m, o, "galleries", &sc->galleries,
+        (st = refs_from_ids(m, ob, S_GALLERIES, &sc->galleries,
                             &sc->n_galleries)) != CM_OK)
         return st;
     return CM_OK;
 }
 
-static enum cm_status map_paths(struct mctx *m, const cJSON *o,
+static enum cm_status map_paths(struct mctx *m, const struct obj *ob,
                                 struct kv_scene *sc)
 {
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "paths");
-    const struct fpath *pp = FIELD("paths");
+    const cJSON *p = ob->v[S_PATHS];
+    const struct fpath pp = {ob->path, SCENE_F[S_PATHS], 0};
+    struct kv_str *const out[] = {
+        &sc->p_screenshot, &sc->p_preview,   &sc->p_webp,   &sc->p_vtt,
+        &sc->p_sprite,     &sc->p_funscript, &sc->p_caption};
+    struct obj po;
     enum cm_status st;
     if (!cJSON_IsObject(p))
-        return fail(m, pp, "expected object, got %s", jtype(p));
-    if ((st = get_url(m, p, "screenshot", pp, true, &sc->p_screenshot)) !=
-            CM_OK ||
-        (st = get_url(m, p, "preview", pp, true, &sc->p_preview)) != CM_OK ||
-        (st = get_url(m, p, "webp", pp, true, &sc->p_webp)) != CM_OK ||
-        (st = get_url(m, p, "vtt", pp, true, &sc->p_vtt)) != CM_OK ||
-        (st = get_url(m, p, "sprite", pp, true, &sc->p_sprite)) != CM_OK ||
-        (st = get_url(m, p, "funscript", pp, true, &sc->p_funscript)) !=
-            CM_OK ||
-        (st = get_url(m, p, "caption", pp, true, &sc->p_caption)) != CM_OK)
-        return st;
+        return fail(m, &pp, "expected object, got %s", jtype(p));
+    obj_scan(&po, p, PATHS_F, NFIELDS(PATHS_F), &pp);
+    for (size_t i = 0; i < NFIELDS(PATHS_F); i++)
+        if ((st = get_url(m, &po, (int)i, true, out[i])) != CM_OK)
+            return st;
     return CM_OK;
 }
 
@@ -749,52 +908,52 @@ enum cm_status sync_map_scene(const cJSON *o, struct sync_arena *a,
                               struct kv_scene *sc, char *err, size_t errlen)
 {
     struct mctx m = {a, "scene", "?", err, errlen};
+    struct obj ob;
     int64_t v;
     bool isnull;
     uint64_t studio;
     enum cm_status st;
 
     memset(sc, 0, sizeof *sc);
-    if ((st = own_id(&m, o, &sc->id)) != CM_OK ||
-        (st = get_str(&m, o, "title", NULL, true, &sc->title)) != CM_OK ||
-        (st = get_str(&m, o, "code", NULL, true, &sc->code)) != CM_OK ||
-        (st = get_str(&m, o, "details", NULL, true, &sc->details)) != CM_OK ||
-        (st = get_str(&m, o, "director", NULL, true, &sc->director)) != CM_OK ||
-        (st = get_strs(&m, o, "urls", false, &sc->urls, &sc->n_urls)) !=
+    obj_scan(&ob, o, SCENE_F, S_N, NULL);
+    if ((st = own_id(&m, o, &ob, &sc->id)) != CM_OK ||
+        (st = get_str(&m, &ob, S_TITLE, true, &sc->title)) != CM_OK ||
+        (st = get_str(&m, &ob, S_CODE, true, &sc->code)) != CM_OK ||
+        (st = get_str(&m, &ob, S_DETAILS, true, &sc->details)) != CM_OK ||
+        (st = get_str(&m, &ob, S_DIRECTOR, true, &sc->director)) != CM_OK ||
+        (st = get_strs(&m, &ob, S_URLS, false, &sc->urls, &sc->n_urls)) !=
             CM_OK ||
-        (st = get_date(&m, o, "date", NULL, &sc->date)) != CM_OK ||
-        (st = get_int(&m, o, "rating100", NULL, true, 0, 100, &v, &isnull)) !=
-            CM_OK)
+        (st = get_date(&m, &ob, S_DATE, &sc->date)) != CM_OK ||
+        (st = get_int(&m, &ob, S_RATING, true, 0, 100, &v, &isnull)) != CM_OK)
         goto out;
     sc->rating100 = isnull ? -1 : (int32_t)v;
-    if ((st = get_bool(&m, o, "organized", NULL, &sc->organized)) != CM_OK ||
-        (st = get_int(&m, o, "o_counter", NULL, true, 0, INT32_MAX, &v,
-                      NULL)) != CM_OK)
+    if ((st = get_bool(&m, &ob, S_ORGANIZED, &sc->organized)) != CM_OK ||
+        (st = get_int(&m, &ob, S_O_COUNTER, true, 0, INT32_MAX, &v, NULL)) !=
+            CM_OK)
         goto out;
     sc->o_counter = (int32_t)v;
-    if ((st = get_int(&m, o, "play_count", NULL, true, 0, INT32_MAX, &v,
-                      NULL)) != CM_OK)
+    if ((st = get_int(&m, &ob, S_PLAY_COUNT, true, 0, INT32_MAX, &v, NULL)) !=
+        CM_OK)
         goto out;
     sc->play_count = (int32_t)v;
-    if ((st = get_float(&m, o, "play_duration", NULL, true,
-                        &sc->play_duration)) != CM_OK ||
-        (st = get_float(&m, o, "resume_time", NULL, true, &sc->resume_time)) !=
+    if ((st = get_float(&m, &ob, S_PLAY_DURATION, true, &sc->play_duration)) !=
             CM_OK ||
-        (st = get_time(&m, o, "last_played_at", NULL, true,
-                       &sc->last_played_at)) != CM_OK ||
-        (st = get_time(&m, o, "created_at", NULL, false, &sc->created_at)) !=
+        (st = get_float(&m, &ob, S_RESUME_TIME, true, &sc->resume_time)) !=
             CM_OK ||
-        (st = get_time(&m, o, "updated_at", NULL, false, &sc->updated_at)) !=
+        (st = get_time(&m, &ob, S_LAST_PLAYED_AT, true, &sc->last_played_at)) !=
             CM_OK ||
-        (st = get_bool(&m, o, "interactive", NULL, &sc->interactive)) !=
+        (st = get_time(&m, &ob, S_CREATED_AT, false, &sc->created_at)) !=
             CM_OK ||
-        (st = get_int(&m, o, "interactive_speed", NULL, true, 0, INT32_MAX, &v,
+        (st = get_time(&m, &ob, S_UPDATED_AT, false, &sc->updated_at)) !=
+            CM_OK ||
+        (st = get_bool(&m, &ob, S_INTERACTIVE, &sc->interactive)) != CM_OK ||
+        (st = get_int(&m, &ob, S_INTERACTIVE_SPEED, true, 0, INT32_MAX, &v,
                       &isnull)) != CM_OK)
         goto out;
     sc->interactive_speed = isnull ? -1 : (int32_t)v;
-    if ((st = map_paths(&m, o, sc)) != CM_OK ||
-        (st = get_ref(&m, o, "studio", NULL, true, &studio)) != CM_OK ||
-        (st = map_scene_arrays(&m, o, sc)) != CM_OK)
+    if ((st = map_paths(&m, &ob, sc)) != CM_OK ||
+        (st = get_ref(&m, &ob, S_STUDIO, true, &studio)) != CM_OK ||
+        (st = map_scene_arrays(&m, &ob, sc)) != CM_OK)
         goto out;
     ref_init(&sc->studio, studio);
 out:
@@ -803,10 +962,144 @@ out:
 
 /* ---- entities ----------------------------------------------------- */
 
-static enum cm_status map_gender(struct mctx *m, const cJSON *o, uint8_t *out)
+/* The members of Sync<Type>s' objects, in the documents' order.  Every
+ * one starts with id and name (title for galleries) and ends with
+ * created_at and updated_at: sync_map_entity() reads those by position. */
+enum { E_ID, E_NAME };
+enum {
+    TG_SORT_NAME = E_NAME + 1,
+    TG_ALIASES,
+    TG_FAVORITE,
+    TG_DESCRIPTION,
+    TG_IMAGE,
+    TG_PARENTS,
+    TG_CREATED_AT,
+    TG_UPDATED_AT,
+    TG_N
+};
+static const char *const TAG_F[TG_N] = {
+    [E_ID] = "id",
+    [E_NAME] = "name",
+    [TG_SORT_NAME] = "sort_name",
+    [TG_ALIASES] = "aliases",
+    [TG_FAVORITE] = "favorite",
+    [TG_DESCRIPTION] = "description",
+    [TG_IMAGE] = "image_path",
+    [TG_PARENTS] = "parents",
+    [TG_CREATED_AT] = "created_at",
+    [TG_UPDATED_AT] = "updated_at",
+};
+enum {
+    PF_DISAMBIGUATION = E_NAME + 1,
+    PF_ALIASES,
+    PF_GENDER,
+    PF_FAVORITE,
+    PF_RATING,
+    PF_BIRTHDATE,
+    PF_COUNTRY,
+    PF_IMAGE,
+    PF_TAGS,
+    PF_CREATED_AT,
+    PF_UPDATED_AT,
+    PF_N
+};
+static const char *const PERFORMER_F[PF_N] = {
+    [E_ID] = "id",
+    [E_NAME] = "name",
+    [PF_DISAMBIGUATION] = "disambiguation",
+    [PF_ALIASES] = "alias_list",
+    [PF_GENDER] = "gender",
+    [PF_FAVORITE] = "favorite",
+    [PF_RATING] = "rating100",
+    [PF_BIRTHDATE] = "birthdate",
+    [PF_COUNTRY] = "country",
+    [PF_IMAGE] = "image_path",
+    [PF_TAGS] = "tags",
+    [PF_CREATED_AT] = "created_at",
+    [PF_UPDATED_AT] = "updated_at",
+};
+enum {
+    ST_ALIASES = E_NAME + 1,
+    ST_FAVORITE,
+    ST_RATING,
+    ST_PARENT,
+    ST_IMAGE,
+    ST_DETAILS,
+    ST_CREATED_AT,
+    ST_UPDATED_AT,
+    ST_N
+};
+static const char *const STUDIO_F[ST_N] = {
+    [E_ID] = "id",
+    [E_NAME] = "name",
+    [ST_ALIASES] = "aliases",
+    [ST_FAVORITE] = "favorite",
+    [ST_RATING] = "rating100",
+    [ST_PARENT] = "parent_studio",
+    [ST_IMAGE] = "image_path",
+    [ST_DETAILS] = "details",
+    [ST_CREATED_AT] = "created_at",
+    [ST_UPDATED_AT] = "updated_at",
+};
+enum {
+    GR_ALIASES = E_NAME + 1,
+    GR_DATE,
+    GR_DURATION,
+    GR_RATING,
+    GR_DIRECTOR,
+    GR_SYNOPSIS,
+    GR_STUDIO,
+    GR_CONTAINING,
+    GR_FRONT,
+    GR_BACK,
+    GR_CREATED_AT,
+    GR_UPDATED_AT,
+    GR_N
+};
+static const char *const GROUP_F[GR_N] = {
+    [E_ID] = "id",
+    [E_NAME] = "name",
+    [GR_ALIASES] = "aliases",
+    [GR_DATE] = "date",
+    [GR_DURATION] = "duration",
+    [GR_RATING] = "rating100",
+    [GR_DIRECTOR] = "director",
+    [GR_SYNOPSIS] = "synopsis",
+    [GR_STUDIO] = "studio",
+    [GR_CONTAINING] = "containing_groups",
+    [GR_FRONT] = "front_image_path",
+    [GR_BACK] = "back_image_path",
+    [GR_CREATED_AT] = "created_at",
+    [GR_UPDATED_AT] = "updated_at",
+};
+enum {
+    GA_DATE = E_NAME + 1,
+    GA_RATING,
+    GA_STUDIO,
+    GA_IMAGE_COUNT,
+    GA_PATHS,
+    GA_CREATED_AT,
+    GA_UPDATED_AT,
+    GA_N
+};
+static const char *const GALLERY_F[GA_N] = {
+    [E_ID] = "id",
+    [E_NAME] = "title",
+    [GA_DATE] = "date",
+    [GA_RATING] = "rating100",
+    [GA_STUDIO] = "studio",
+    [GA_IMAGE_COUNT] = "image_count",
+    [GA_PATHS] = "paths",
+    [GA_CREATED_AT] = "created_at",
+    [GA_UPDATED_AT] = "updated_at",
+};
+static const char *const GALLERY_PATHS_F[] = {"cover"};
+
+static enum cm_status map_gender(struct mctx *m, const struct obj *ob,
+                                 uint8_t *out)
 {
     struct kv_str s;
-    enum cm_status st = get_str(m, o, "gender", NULL, true, &s);
+    enum cm_status st = get_str(m, ob, PF_GENDER, true, &s);
     *out = KV_GENDER_NULL;
     if (st != CM_OK || !s.p)
         return st;
@@ -815,74 +1108,72 @@ static enum cm_status map_gender(struct mctx *m, const cJSON *o, uint8_t *out)
             *out = i;
             return CM_OK;
         }
-    return fail(m, FIELD("gender"), "unknown gender \"%.24s\"", s.p);
+    return fail(m, FP(ob, PF_GENDER), "unknown gender \"%.24s\"", s.p);
 }
 
-static enum cm_status map_rating(struct mctx *m, const cJSON *o, int32_t *out)
+static enum cm_status map_rating(struct mctx *m, const struct obj *ob, int f,
+                                 int32_t *out)
 {
     int64_t v;
     bool isnull;
-    enum cm_status st =
-        get_int(m, o, "rating100", NULL, true, 0, 100, &v, &isnull);
+    enum cm_status st = get_int(m, ob, f, true, 0, 100, &v, &isnull);
     *out = isnull ? -1 : (int32_t)v;
     return st;
 }
 
-static enum cm_status map_tag(struct mctx *m, const cJSON *o,
+static enum cm_status map_tag(struct mctx *m, const struct obj *ob,
                               struct kv_entity *e)
 {
     enum cm_status st;
-    if ((st = get_str(m, o, "sort_name", NULL, true, &e->sort_name)) != CM_OK ||
-        (st = get_strs(m, o, "aliases", false, &e->aliases, &e->n_aliases)) !=
+    if ((st = get_str(m, ob, TG_SORT_NAME, true, &e->sort_name)) != CM_OK ||
+        (st = get_strs(m, ob, TG_ALIASES, false, &e->aliases, &e->n_aliases)) !=
             CM_OK ||
-        (st = get_bool(m, o, "favorite", NULL, &e->favorite)) != CM_OK ||
-        (st = get_str(m, o, "description", NULL, true, &e->description)) !=
-            CM_OK ||
-        (st = get_url(m, o, "image_path", NULL, true, &e->image)) != CM_OK ||
-        (st = get_ref_ids(m, o, "parents", NULL, NULL, &e->parents,
+        (st = get_bool(m, ob, TG_FAVORITE, &e->favorite)) != CM_OK ||
+        (st = get_str(m, ob, TG_DESCRIPTION, true, &e->description)) != CM_OK ||
+        (st = get_url(m, ob, TG_IMAGE, true, &e->image)) != CM_OK ||
+        (st = get_ref_ids(m, ob, TG_PARENTS, NULL, &e->parents,
                           &e->n_parents)) != CM_OK)
         return st;
     return CM_OK;
 }
 
-static enum cm_status map_performer(struct mctx *m, const cJSON *o,
+static enum cm_status map_performer(struct mctx *m, const struct obj *ob,
                                     struct kv_entity *e)
 {
     struct kv_date d;
     enum cm_status st;
-    if ((st = get_str(m, o, "disambiguation", NULL, true,
-                      &e->disambiguation)) != CM_OK ||
-        (st = get_strs(m, o, "alias_list", false, &e->aliases,
-                       &e->n_aliases)) != CM_OK ||
-        (st = map_gender(m, o, &e->gender)) != CM_OK ||
-        (st = get_bool(m, o, "favorite", NULL, &e->favorite)) != CM_OK ||
-        (st = map_rating(m, o, &e->rating100)) != CM_OK ||
-        (st = get_str(m, o, "birthdate", NULL, true, &e->birthdate)) != CM_OK)
+    if ((st = get_str(m, ob, PF_DISAMBIGUATION, true, &e->disambiguation)) !=
+            CM_OK ||
+        (st = get_strs(m, ob, PF_ALIASES, false, &e->aliases, &e->n_aliases)) !=
+            CM_OK ||
+        (st = map_gender(m, ob, &e->gender)) != CM_OK ||
+        (st = get_bool(m, ob, PF_FAVORITE, &e->favorite)) != CM_OK ||
+        (st = map_rating(m, ob, PF_RATING, &e->rating100)) != CM_OK ||
+        (st = get_str(m, ob, PF_BIRTHDATE, true, &e->birthdate)) != CM_OK)
         return st;
     if (e->birthdate.p &&
         sync_parse_date(e->birthdate.p, e->birthdate.len, &d) != CM_OK)
-        return fail(m, FIELD("birthdate"), "invalid date \"%.16s\"",
+        return fail(m, FP(ob, PF_BIRTHDATE), "invalid date \"%.16s\"",
                     e->birthdate.p);
-    if ((st = get_str(m, o, "country", NULL, true, &e->country)) != CM_OK ||
-        (st = get_url(m, o, "image_path", NULL, true, &e->image)) != CM_OK ||
-        (st = get_ref_ids(m, o, "tags", NULL, NULL, &e->tags, &e->n_tags)) !=
-            CM_OK)
+    if ((st = get_str(m, ob, PF_COUNTRY, true, &e->country)) != CM_OK ||
+        (st = get_url(m, ob, PF_IMAGE, true, &e->image)) != CM_OK ||
+        (st = get_ref_ids(m, ob, PF_TAGS, NULL, &e->tags, &e->n_tags)) != CM_OK)
         return st;
     return CM_OK;
 }
 
-static enum cm_status map_studio(struct mctx *m, const cJSON *o,
+static enum cm_status map_studio(struct mctx *m, const struct obj *ob,
                                  struct kv_entity *e)
 {
     uint64_t parent;
     enum cm_status st;
-    if ((st = get_strs(m, o, "aliases", false, &e->aliases, &e->n_aliases)) !=
+    if ((st = get_strs(m, ob, ST_ALIASES, false, &e->aliases, &e->n_aliases)) !=
             CM_OK ||
-        (st = get_bool(m, o, "favorite", NULL, &e->favorite)) != CM_OK ||
-        (st = map_rating(m, o, &e->rating100)) != CM_OK ||
-        (st = get_ref(m, o, "parent_studio", NULL, true, &parent)) != CM_OK ||
-        (st = get_url(m, o, "image_path", NULL, true, &e->image)) != CM_OK ||
-        (st = get_str(m, o, "details", NULL, true, &e->description)) != CM_OK)
+        (st = get_bool(m, ob, ST_FAVORITE, &e->favorite)) != CM_OK ||
+        (st = map_rating(m, ob, ST_RATING, &e->rating100)) != CM_OK ||
+        (st = get_ref(m, ob, ST_PARENT, true, &parent)) != CM_OK ||
+        (st = get_url(m, ob, ST_IMAGE, true, &e->image)) != CM_OK ||
+        (st = get_str(m, ob, ST_DETAILS, true, &e->description)) != CM_OK)
         return st;
     if (parent) {
         if (!(e->parents = sync_arena_alloc(m->a, sizeof *e->parents)))
@@ -893,30 +1184,27 @@ static enum cm_status map_studio(struct mctx *m, const cJSON *o,
     return CM_OK;
 }
 
-static enum cm_status map_group(struct mctx *m, const cJSON *o,
+static enum cm_status map_group(struct mctx *m, const struct obj *ob,
                                 struct kv_entity *e)
 {
     struct kv_str alias;
     int64_t v;
     bool isnull;
     enum cm_status st;
-    if ((st = get_str(m, o, "aliases", NULL, true, &alias)) != CM_OK ||
-        (st = get_date(m, o, "date", NULL, &e->date)) != CM_OK ||
-        (st = get_int(m, o, "duration", NULL, true, 0, INT32_MAX, &v,
-                      &isnull)) != CM_OK)
+    if ((st = get_str(m, ob, GR_ALIASES, true, &alias)) != CM_OK ||
+        (st = get_date(m, ob, GR_DATE, &e->date)) != CM_OK ||
+        (st = get_int(m, ob, GR_DURATION, true, 0, INT32_MAX, &v, &isnull)) !=
+            CM_OK)
         return st;
     e->duration = isnull ? -1 : (int32_t)v;
-    if ((st = map_rating(m, o, &e->rating100)) != CM_OK ||
-        (st = get_str(m, o, "director", NULL, true, &e->director)) != CM_OK ||
-        (st = get_str(m, o, "synopsis", NULL, true, &e->description)) !=
-            CM_OK ||
-        (st = get_ref(m, o, "studio", NULL, true, &e->studio_id)) != CM_OK ||
-        (st = get_ref_ids(m, o, "containing_groups", NULL, "group", &e->parents,
+    if ((st = map_rating(m, ob, GR_RATING, &e->rating100)) != CM_OK ||
+        (st = get_str(m, ob, GR_DIRECTOR, true, &e->director)) != CM_OK ||
+        (st = get_str(m, ob, GR_SYNOPSIS, true, &e->description)) != CM_OK ||
+        (st = get_ref(m, ob, GR_STUDIO, true, &e->studio_id)) != CM_OK ||
+        (st = get_ref_ids(m, ob, GR_CONTAINING, "group", &e->parents,
                           &e->n_parents)) != CM_OK ||
-        (st = get_url(m, o, "front_image_path", NULL, true, &e->image)) !=
-            CM_OK ||
-        (st = get_url(m, o, "back_image_path", NULL, true, &e->back_image)) !=
-            CM_OK)
+        (st = get_url(m, ob, GR_FRONT, true, &e->image)) != CM_OK ||
+        (st = get_url(m, ob, GR_BACK, true, &e->back_image)) != CM_OK)
         return st;
     if (alias.p) {
         if (!(e->aliases = sync_arena_alloc(m->a, sizeof *e->aliases)))
@@ -927,23 +1215,25 @@ static enum cm_status map_group(struct mctx *m, const cJSON *o,
     return CM_OK;
 }
 
-static enum cm_status map_gallery(struct mctx *m, const cJSON *o,
+static enum cm_status map_gallery(struct mctx *m, const struct obj *ob,
                                   struct kv_entity *e)
 {
-    const cJSON *paths;
+    const cJSON *paths = ob->v[GA_PATHS];
+    struct fpath pp = {ob->path, GALLERY_F[GA_PATHS], 0};
+    struct obj po;
     int64_t v;
     enum cm_status st;
-    if ((st = get_date(m, o, "date", NULL, &e->date)) != CM_OK ||
-        (st = map_rating(m, o, &e->rating100)) != CM_OK ||
-        (st = get_ref(m, o, "studio", NULL, true, &e->studio_id)) != CM_OK ||
-        (st = get_int(m, o, "image_count", NULL, false, 0, INT32_MAX, &v,
-                      NULL)) != CM_OK)
+    if ((st = get_date(m, ob, GA_DATE, &e->date)) != CM_OK ||
+        (st = map_rating(m, ob, GA_RATING, &e->rating100)) != CM_OK ||
+        (st = get_ref(m, ob, GA_STUDIO, true, &e->studio_id)) != CM_OK ||
+        (st = get_int(m, ob, GA_IMAGE_COUNT, false, 0, INT32_MAX, &v, NULL)) !=
+            CM_OK)
         return st;
     e->image_count = (int32_t)v;
-    paths = cJSON_GetObjectItemCaseSensitive(o, "paths");
     if (!cJSON_IsObject(paths))
-        return fail(m, FIELD("paths"), "expected object, got %s", jtype(paths));
-    return get_url(m, paths, "cover", FIELD("paths"), false, &e->image);
+        return fail(m, &pp, "expected object, got %s", jtype(paths));
+    obj_scan(&po, paths, GALLERY_PATHS_F, NFIELDS(GALLERY_PATHS_F), &pp);
+    return get_url(m, &po, 0, false, &e->image);
 }
 
 enum cm_status sync_map_entity(const cJSON *o, uint8_t type,
@@ -951,6 +1241,9 @@ enum cm_status sync_map_entity(const cJSON *o, uint8_t type,
                                char *err, size_t errlen)
 {
     struct mctx m = {a, "entity", "?", err, errlen};
+    const char *const *names;
+    struct obj ob;
+    size_t n;
     enum cm_status st;
 
     memset(e, 0, sizeof *e);
@@ -959,32 +1252,50 @@ enum cm_status sync_map_entity(const cJSON *o, uint8_t type,
     e->duration = -1;
     e->image_count = -1;
     switch (type) {
-    case KV_TAG: m.kind = "tag"; break;
-    case KV_PERFORMER: m.kind = "performer"; break;
-    case KV_STUDIO: m.kind = "studio"; break;
-    case KV_GROUP: m.kind = "group"; break;
-    case KV_GALLERY: m.kind = "gallery"; break;
+    case KV_TAG:
+        m.kind = "tag";
+        names = TAG_F;
+        n = TG_N;
+        break;
+    case KV_PERFORMER:
+        m.kind = "performer";
+        names = PERFORMER_F;
+        n = PF_N;
+        break;
+    case KV_STUDIO:
+        m.kind = "studio";
+        names = STUDIO_F;
+        n = ST_N;
+        break;
+    case KV_GROUP:
+        m.kind = "group";
+        names = GROUP_F;
+        n = GR_N;
+        break;
+    case KV_GALLERY:
+        m.kind = "gallery";
+        names = GALLERY_F;
+        n = GA_N;
+        break;
     default:
         if (err && errlen)
             snprintf(err, errlen, "unknown entity type %u", type);
         return CM_INVALID;
     }
-    if ((st = own_id(&m, o, &e->id)) != CM_OK ||
-        (st = get_str(&m, o, type == KV_GALLERY ? "title" : "name", NULL,
-                      type == KV_GALLERY, &e->name)) != CM_OK)
+    obj_scan(&ob, o, names, n, NULL);
+    if ((st = own_id(&m, o, &ob, &e->id)) != CM_OK ||
+        (st = get_str(&m, &ob, E_NAME, type == KV_GALLERY, &e->name)) != CM_OK)
         return st;
     switch (type) {
-    case KV_TAG: st = map_tag(&m, o, e); break;
-    case KV_PERFORMER: st = map_performer(&m, o, e); break;
-    case KV_STUDIO: st = map_studio(&m, o, e); break;
-    case KV_GROUP: st = map_group(&m, o, e); break;
-    default: st = map_gallery(&m, o, e); break;
+    case KV_TAG: st = map_tag(&m, &ob, e); break;
+    case KV_PERFORMER: st = map_performer(&m, &ob, e); break;
+    case KV_STUDIO: st = map_studio(&m, &ob, e); break;
+    case KV_GROUP: st = map_group(&m, &ob, e); break;
+    default: st = map_gallery(&m, &ob, e); break;
     }
     if (st != CM_OK ||
-        (st = get_time(&m, o, "created_at", NULL, false, &e->created_at)) !=
-            CM_OK ||
-        (st = get_time(&m, o, "updated_at", NULL, false, &e->updated_at)) !=
-            CM_OK)
+        (st = get_time(&m, &ob, (int)n - 2, false, &e->created_at)) != CM_OK ||
+        (st = get_time(&m, &ob, (int)n - 1, false, &e->updated_at)) != CM_OK)
         return st;
     return CM_OK;
 }
@@ -1053,20 +1364,33 @@ struct ref_entry {
 struct sync_ref_cache {
     struct ref_entry *slot; /* open addressing, cap a power of two */
     size_t cap, n;
-    const struct sync_arena *a; /* the arena the entries point into */
-    uint64_t resets;            /* its reset count when they were filled */
+    struct sync_arena strs; /* the strings the entries point to */
 };
 
 enum cm_status sync_ref_cache_new(struct sync_ref_cache **out)
 {
     *out = cm_calloc(1, sizeof **out);
-    return *out ? CM_OK : CM_NOMEM;
+    if (!*out)
+        return CM_NOMEM;
+    sync_arena_init(&(*out)->strs, CM_MAX_REF_CACHE_BYTES);
+    return CM_OK;
+}
+
+void sync_ref_cache_clear(struct sync_ref_cache *c)
+{
+    if (!c)
+        return;
+    if (c->n)
+        memset(c->slot, 0, c->cap * sizeof *c->slot);
+    c->n = 0;
+    sync_arena_reset(&c->strs);
 }
 
 void sync_ref_cache_free(struct sync_ref_cache *c)
 {
     if (!c)
         return;
+    sync_arena_fini(&c->strs);
     cm_free(c->slot);
     cm_free(c);
 }
@@ -1082,17 +1406,9 @@ static size_t ref_hash(uint64_t k)
 /* The slot of key: holding it, or the empty one where it goes.  NULL
  * when the key cannot be cached (an id past 2^56, the cache full, or out
  * of memory: the caller then fills without it). */
-static struct ref_entry *ref_slot(struct sync_ref_cache *c,
-                                  const struct sync_arena *a, uint64_t key)
+static struct ref_entry *ref_slot(struct sync_ref_cache *c, uint64_t key)
 {
     size_t i;
-    if (c->a != a || c->resets != a->resets) { /* the entries died */
-        if (c->n)
-            memset(c->slot, 0, c->cap * sizeof *c->slot);
-        c->n = 0;
-        c->a = a;
-        c->resets = a->resets;
-    }
     if ((c->n + 1) * 2 > c->cap) {
         size_t nc = c->cap ? c->cap * 2 : 1024;
         struct ref_entry *ns;
@@ -1127,21 +1443,24 @@ static enum cm_status fill_one(struct kv_txn *t, uint8_t type, struct kv_ref *r,
 {
     int32_t index = r->index;
     uint64_t id = r->id, key = (uint64_t)type << 56 | id;
-    struct ref_entry *e = c && !(id >> 56) ? ref_slot(c, a, key) : NULL;
+    struct ref_entry *e = c && !(id >> 56) ? ref_slot(c, key) : NULL;
     bool found;
-    enum cm_status st;
+    enum cm_status st = CM_NOMEM;
 
     if (e && e->key) { /* cached */
         *r = e->ref;
         found = e->found;
     } else {
-        if ((st = ref_lookup(t, type, id, a, r, &found)) != CM_OK)
-            return st;
-        if (e) {
+        /* Cached: copied into the cache's memory, unless that is full
+         * (then, like uncached, into the caller's arena). */
+        if (e && (st = ref_lookup(t, type, id, &c->strs, r, &found)) == CM_OK) {
             e->key = key;
             e->found = found;
             e->ref = *r;
             c->n++;
+        } else if (st != CM_NOMEM ||
+                   (st = ref_lookup(t, type, id, a, r, &found)) != CM_OK) {
+            return st;
         }
     }
     r->id = id;

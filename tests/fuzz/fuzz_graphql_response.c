@@ -1,7 +1,8 @@
 /*
  * fuzz_graphql_response.c - libFuzzer target over the GraphQL response
  * parser (sync_parse_response) and the record mapping (sync_map_scene,
- * sync_map_entity) of every object it returns.
+ * sync_map_entity) of every object it returns, with the response parsed
+ * into a JSON arena as sync_run does (so ASan sees its blocks).
  *
  * Input: the HTTP status as the first byte (0 -> 200, 1 -> 401, 2 -> 422,
  * 3 -> 503, else 200) then the response body.  Whatever the bytes, the
@@ -24,6 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cJSON *d = NULL;
     const cJSON *res, *list;
     struct sync_arena a;
+    struct cm_json_arena *ja = NULL;
     bool retry;
     char err[256];
     long http;
@@ -31,10 +33,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     cm_json_init();
+    if (cm_json_arena_new(CM_MAX_JSON_ARENA, &ja) != CM_OK)
+        return 0;
+    cm_json_arena_use(ja);
     http = data[0] < 4 ? codes[data[0]] : 200;
     if (sync_parse_response(http, (const char *)data + 1, size - 1, &d, &retry,
                             err, sizeof err) != CM_OK)
-        return 0;
+        goto out;
     sync_arena_init(&a, 64 * CM_MiB);
     cJSON_ArrayForEach (res, d) {
         cJSON_ArrayForEach (list, res) {
@@ -55,5 +60,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     sync_arena_fini(&a);
     cJSON_Delete(d);
+out:
+    cm_json_arena_use(NULL);
+    cm_json_arena_free(ja);
     return 0;
 }

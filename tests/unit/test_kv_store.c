@@ -1,7 +1,8 @@
 /*
  * test_kv_store.c - the LMDB store: filesystem guard, open/close/reopen,
  * schema and index versions, read-only opens, docid allocation and the id
- * maps, the reverse index against a brute-force oracle, map growth
+ * maps, the reverse index against a brute-force oracle and its queued
+ * puts, map growth
  * (in-process and by another process), stale reader slots of a killed
  * process, readers concurrent with a writer, OOM injection, backups.
  */
@@ -593,6 +594,133 @@ START_TEST(reverse_index_oracle)
 }
 END_TEST
 
+/* ---- queued reverse entries ---- */
+
+/* The reverse entries sc makes: its distinct (type, id) refs, id 0 aside. */
+static size_t distinct_refs(const struct kv_scene *sc)
+{
+    struct {
+        uint8_t type;
+        uint64_t id;
+    } v[512];
+    const struct kv_ref *arr[] = {sc->performers, sc->tags, sc->groups,
+                                  sc->galleries, &sc->studio};
+    const uint32_t cnt[] = {sc->n_performers, sc->n_tags, sc->n_groups,
+                            sc->n_galleries, 1};
+    const uint8_t type[] = {KV_PERFORMER, KV_TAG, KV_GROUP, KV_GALLERY,
+                            KV_STUDIO};
+    size_t n = 0;
+    for (int i = 0; i < 5; i++)
+        for (uint32_t j = 0; j < cnt[i]; j++) {
+            size_t k;
+            if (!arr[i][j].id)
+                continue;
+            for (k = 0; k < n; k++)
+                if (v[k].type == type[i] && v[k].id == arr[i][j].id)
+                    break;
+            if (k == n) {
+                ck_assert_uint_lt(n, 512);
+                v[n].type = type[i];
+                v[n++].id = arr[i][j].id;
+            }
+        }
+    return n;
+}
+
+struct rq_ctx {
+    uint64_t seed;
+    int scenes;
+    size_t want; /* reverse entries of the last attempt */
+    int calls;
+};
+
+static enum cm_status rq_fill(struct kv_txn *t, void *ctx)
+{
+    struct rq_ctx *c = ctx;
+    uint64_t seed = c->seed;
+    c->calls++;
+    c->want = 0;
+    for (int i = 1; i <= c->scenes; i++) {
+        struct tg_arena a = {0};
+        struct kv_scene sc;
+        uint32_t d;
+        enum cm_status st;
+        tg_scene(&a, &seed, &sc, (uint64_t)i, 400);
+        st = kv_scene_store(t, &sc, NULL, &d, NULL);
+        c->want += distinct_refs(&sc);
+        tg_arena_free(&a);
+        if (st != CM_OK)
+            return st;
+    }
+    return CM_OK;
+}
+
+static uint64_t reverse_entries(struct kv_store *s)
+{
+    struct kv_txn *t;
+    MDB_stat ms;
+    ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
+    ck_assert_int_eq(mdb_stat(kv_txn_mdb(t), kv_dbi(s, KV_DB_REVERSE), &ms), 0);
+    kv_read_end(t);
+    return ms.ms_entries;
+}
+
+/* kv_scene_store queues its reverse puts and writes them sorted when the
+ * transaction commits: a reader of the reverse map in the same
+ * transaction, a deletion, an abort and a map that fills up meanwhile must
+ * all behave as if every put had been written at once. */
+START_TEST(reverse_queue)
+{
+    struct kv_store *s = open_at(tu_tmpdir(), CM_MiB, 0);
+    struct tg_arena a = {0};
+    struct kv_txn *t;
+    struct kv_scene sc;
+    struct rq_ctx c = {9, 3000, 0, 0};
+    uint64_t seed = 77;
+    uint32_t d1, d2;
+
+    ck_assert_int_eq(kv_write_begin(s, &t), CM_OK);
+    tg_scene(&a, &seed, &sc, 1, RV_POOL);
+    sc.studio.id = 5;
+    ck_assert_int_eq(kv_scene_store(t, &sc, NULL, &d1, NULL), CM_OK);
+    {
+        struct collect got = {{0}, 0, 0};
+        ck_assert_int_eq(kv_scenes_with(t, KV_STUDIO, 5, collect_fn, &got),
+                         CM_OK);
+        ck_assert_int_eq(got.n, 1);
+        ck_assert_uint_eq(got.v[0], d1);
+    }
+    tg_scene(&a, &seed, &sc, 2, RV_POOL);
+    sc.studio.id = 6;
+    ck_assert_int_eq(kv_scene_store(t, &sc, NULL, &d2, NULL), CM_OK);
+    ck_assert_int_eq(kv_scene_remove(t, d2, NULL), CM_OK);
+    {
+        struct collect got = {{0}, 0, 0};
+        ck_assert_int_eq(kv_scenes_with(t, KV_STUDIO, 6, collect_fn, &got),
+                         CM_OK);
+        ck_assert_int_eq(got.n, 0);
+    }
+    kv_abort(t); /* the queue goes with the transaction */
+    ck_assert_uint_eq(reverse_entries(s), 0);
+
+    /* Stored and removed in one committed transaction: nothing left. */
+    ck_assert_int_eq(kv_write_begin(s, &t), CM_OK);
+    ck_assert_int_eq(kv_scene_store(t, &sc, NULL, &d2, NULL), CM_OK);
+    ck_assert_int_eq(kv_scene_remove(t, d2, NULL), CM_OK);
+    ck_assert_int_eq(kv_commit(t), CM_OK);
+    ck_assert_uint_eq(reverse_entries(s), 0);
+
+    /* Thousands of scenes into a 1 MiB map: it fills up while entries are
+     * queued or while they are written at commit; kv_write_run grows it and
+     * redoes the transaction, which leaves exactly its entries. */
+    ck_assert_int_eq(kv_write_run(s, rq_fill, &c), CM_OK);
+    ck_assert_int_gt(c.calls, 1);
+    ck_assert_uint_eq(reverse_entries(s), c.want);
+    tg_arena_free(&a);
+    kv_close(s);
+}
+END_TEST
+
 /* ---- map growth ---- */
 
 struct grow_ctx {
@@ -1081,6 +1209,7 @@ static Suite *suite(void)
     tcase_add_test(tc, read_only);
     tcase_add_test(tc, docid_allocation);
     tcase_add_test(tc, reverse_index_oracle);
+    tcase_add_test(tc, reverse_queue);
     tcase_add_test(tc, map_growth);
     tcase_add_test(tc, write_run_error_aborts);
     tcase_add_test(tc, nested_read_in_write);
