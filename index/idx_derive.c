@@ -591,11 +591,11 @@ static enum cm_status derive_text(const struct kv_scene *sc,
     return st;
 }
 
-enum cm_status idx_derive(struct idx_ecache *c, const struct kv_scene *sc,
-                          struct idx_entries *e)
+enum cm_status idx_derive_unsorted(struct idx_ecache *c,
+                                   const struct kv_scene *sc,
+                                   struct idx_entries *e)
 {
     enum cm_status st;
-    size_t k = 0;
 
     idx_entries_reset(e);
     st = add_flag(e, IDX_P_ALL, 0);
@@ -609,6 +609,15 @@ enum cm_status idx_derive(struct idx_ecache *c, const struct kv_scene *sc,
         st = derive_text(sc, e);
     if (st == CM_OK)
         st = derive_sorts(sc, e);
+    return st;
+}
+
+enum cm_status idx_derive(struct idx_ecache *c, const struct kv_scene *sc,
+                          struct idx_entries *e)
+{
+    enum cm_status st = idx_derive_unsorted(c, sc, e);
+    size_t k = 0;
+
     if (st != CM_OK)
         return st;
     qsort_r(e->keys, e->nkeys, sizeof *e->keys, key_cmp, e);

@@ -251,6 +251,12 @@ const uint8_t *idx_entries_key(const struct idx_entries *e, size_t i);
  * CM_TOOBIG, CM_IO, CM_CORRUPT. */
 enum cm_status idx_derive(struct idx_ecache *c, const struct kv_scene *sc,
                           struct idx_entries *e) CM_WUR;
+/* idx_derive without the sort: keys in derivation order, and a key may
+ * appear more than once (the bulk build, which takes scenes in increasing
+ * docid order, skips a docid already last in a key's list instead). */
+enum cm_status idx_derive_unsorted(struct idx_ecache *c,
+                                   const struct kv_scene *sc,
+                                   struct idx_entries *e) CM_WUR;
 
 /* Children lists (tag DAG, studio tree, group tree) in KV_DB_POSTINGS:
  * 'C' ‖ type ‖ parent id BE8 -> sorted u64 LE child ids. */
@@ -280,8 +286,6 @@ struct idx_writer {
     size_t ndict;
     struct idx_colset *cs; /* in call order: the last one of a cell wins */
     size_t ncs, capcs;
-    bool bulk; /* rebuild: index dbs start empty, keys go in with
-                  MDB_APPEND in key order */
     struct idx_entries eo, en; /* scratch */
     struct cm_buf kb;          /* scratch key buffer */
 };
@@ -297,6 +301,23 @@ enum cm_status idx_children_edit(struct idx_writer *w, uint8_t type,
 enum cm_status idx_writer_init(struct idx_writer *w, struct kv_txn *t) CM_WUR;
 enum cm_status idx_writer_flush(struct idx_writer *w) CM_WUR;
 void idx_writer_fini(struct idx_writer *w);
+
+/* The bulk build of idx_rebuild (idx_bulk.c): scenes are added in
+ * increasing docid order and every index key is written once at the end,
+ * with MDB_APPEND, into index databases that must be empty.  Not
+ * thread-safe; the builder lives inside one write transaction. */
+struct idx_bulk;
+/* OUT *out: caller owns, free with idx_bulk_free().  CM_NOMEM. */
+enum cm_status idx_bulk_new(struct kv_txn *t, struct idx_bulk **out) CM_WUR;
+/* Derives scene sc at docid into the builder (sc is not kept).  CM_INVALID
+ * when docid is not above the previous one; CM_NOMEM, CM_TOOBIG, CM_IO,
+ * CM_CORRUPT. */
+enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
+                            const struct kv_scene *sc) CM_WUR;
+/* Writes every posting, text, dictionary and column key.  CM_NOMEM,
+ * CM_TOOBIG, CM_IO (map full: kv_write_run retries). */
+enum cm_status idx_bulk_write(struct idx_bulk *b) CM_WUR;
+void idx_bulk_free(struct idx_bulk *b); /* NULL-safe */
 
 /* Seeds used by sort "random" (Peek: a daily seed): seed of the current
  * UTC day, % 1e8. */

@@ -96,6 +96,7 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
 {
     struct rb_ctx *ctx = vctx;
     struct idx_writer w;
+    struct idx_bulk *b = NULL;
     MDB_cursor *cur = NULL;
     MDB_val k, v;
     enum cm_status st;
@@ -115,13 +116,11 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
         if (rc)
             return kv_txn_from_mdb(t, rc, "index drop");
     }
-    st = idx_writer_init(&w, t);
-    if (st != CM_OK)
-        return st;
     /* Bulk: every key of the (empty) index dbs is written once, in key
      * order, with MDB_APPEND; the children lists come after. */
-    w.bulk = true;
-    st = walk_open(t, KV_DB_SCENES, &cur);
+    st = idx_bulk_new(t, &b);
+    if (st == CM_OK)
+        st = walk_open(t, KV_DB_SCENES, &cur);
     /* Scene records are not written here, so the cursor stays valid. */
     for (rc = st == CM_OK ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : 0;
          st == CM_OK && rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -135,10 +134,8 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
         memset(&sc, 0, sizeof sc);
         st = kv_scene_decode(v.mv_data, v.mv_size, &sc);
         if (st == CM_OK)
-            st = idx_derive(&w.ec, &sc, &w.en);
+            st = idx_bulk_add(b, docid, &sc);
         kv_scene_fini(&sc);
-        if (st == CM_OK)
-            st = idx_apply(&w, docid, NULL, &w.en);
         ctx->n++;
         if (ctx->fn && ctx->n % IDX_PROGRESS_STEP == 0 && ctx->n < total)
             ctx->fn(ctx->n, total, ctx->fctx);
@@ -147,11 +144,14 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
         st = kv_from_mdb(rc, "scene walk");
     mdb_cursor_close(cur);
     if (st == CM_OK)
-        st = idx_writer_flush(&w);
-    w.bulk = false;
-    if (st == CM_OK)
-        st = rebuild_children(&w);
-    idx_writer_fini(&w);
+        st = idx_bulk_write(b);
+    idx_bulk_free(b);
+    if (st == CM_OK) {
+        st = idx_writer_init(&w, t);
+        if (st == CM_OK)
+            st = rebuild_children(&w);
+        idx_writer_fini(&w);
+    }
     if (st == CM_OK)
         st = kv_index_version_set(t);
     /* Even with no scene (nothing flushed): every index db was dropped, so

@@ -1,0 +1,657 @@
+/*
+ * idx_bulk.c - the bulk index build behind idx_rebuild: every scene is
+ * derived once, in increasing docid order, into memory, and then every key
+ * of the (empty) index databases is written once, in key order, with
+ * MDB_APPEND.  Nothing is looked up in LMDB and nothing is written twice.
+ *
+ * Postings and text tokens.  One hash table of distinct keys (the slots
+ * hold 32 bits of the hash next to the key's index, so a probe touches
+ * the key bytes only on a likely match); each key keeps its docids in
+ * increasing order, the first one inline, the others in arrays of 4, 8,
+ * 16, ... taken from one pool (an outgrown array goes to its size class's
+ * free list).  Scenes come in increasing docid order, so a key derived
+ * twice by one scene is skipped by comparing with the key's last docid:
+ * no per-scene sort.
+ *
+ * Dictionaries.  Per string sort field, one item (key bytes, docid) per
+ * scene that has a value; at write time the items are sorted (string radix
+ * sort below), each run of equal keys becomes one entry {(i+1) * IDX_GAP,
+ * run length} and fills the column cells of its docids.
+ *
+ * Columns.  Dense chunks of IDX_CHUNK values per field, allocated when a
+ * docid of the chunk appears (every field gets every such chunk, as the
+ * incremental writer does).
+ *
+ * Keys are sorted with an MSD radix sort on 8-byte big-endian words: sort
+ * by the word at depth d (LSD radix sort on its bytes, skipping bytes that
+ * are the same in every item), then within each run of equal words the
+ * keys that end inside the word come first (shorter first: each is a
+ * prefix of the longer ones) and the others are sorted from depth d + 8.
+ * Small runs are insertion-sorted with memcmp.
+ */
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "common/cm_alloc.h"
+#include "common/cm_log.h"
+#include "index/idx_int.h"
+
+/* ---- String sort ---------------------------------------------------- */
+
+/* A key to sort: off locates u16 length ‖ bytes in an arena; val is the
+ * caller's (docid or key index). */
+struct sitem {
+    uint64_t w; /* big-endian word of the key at the current depth */
+    uint32_t off;
+    uint32_t val;
+};
+
+static size_t klen_at(const uint8_t *arena, uint32_t off)
+{
+    uint16_t n;
+    memcpy(&n, arena + off, 2);
+    return n;
+}
+
+static uint64_t word_at(const uint8_t *arena, uint32_t off, size_t depth)
+{
+    size_t n = klen_at(arena, off);
+    const uint8_t *k = arena + off + 2;
+    uint64_t v = 0;
+    if (depth + 8 <= n)
+        return idx_rd_be64(k + depth);
+    for (size_t i = 0; i < 8; i++)
+        v = v << 8 | (depth + i < n ? k[depth + i] : 0);
+    return v;
+}
+
+/* memcmp order of the keys of a and b from depth on. */
+static int scmp(const uint8_t *arena, const struct sitem *a,
+                const struct sitem *b, size_t depth)
+{
+    size_t an = klen_at(arena, a->off), bn = klen_at(arena, b->off);
+    size_t n = (an < bn ? an : bn) - depth;
+    int c = memcmp(arena + a->off + 2 + depth, arena + b->off + 2 + depth, n);
+    if (c)
+        return c;
+    return an < bn ? -1 : an > bn;
+}
+
+/* LSD radix sort of v[0..n) by w (tmp: n items of scratch), skipping the
+ * bytes that are equal in every item.  Not inlined: its 16 KB of counters
+ * must not sit in every frame of the recursive ssort. */
+__attribute__((noinline)) static void radix_words(struct sitem *v,
+                                                  struct sitem *tmp, size_t n)
+{
+    size_t cnt[8][256];
+    struct sitem *src = v, *dst = tmp;
+
+    memset(cnt, 0, sizeof cnt);
+    for (size_t i = 0; i < n; i++)
+        for (int b = 0; b < 8; b++)
+            cnt[b][(v[i].w >> (8 * b)) & 0xFF]++;
+    for (int b = 0; b < 8; b++) {
+        size_t sum = 0;
+        if (cnt[b][(v[0].w >> (8 * b)) & 0xFF] == n)
+            continue; /* constant byte */
+        for (int d = 0; d < 256; d++) {
+            size_t c = cnt[b][d];
+            cnt[b][d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[cnt[b][(src[i].w >> (8 * b)) & 0xFF]++] = src[i];
+        {
+            struct sitem *x = src;
+            src = dst;
+            dst = x;
+        }
+    }
+    if (src != v)
+        memcpy(v, src, n * sizeof *v);
+}
+
+#define SSORT_SMALL 24
+
+/* Sorts v[0..n) by key bytes (memcmp, then length), all equal before
+ * depth.  v[i].w must hold the word at depth.  tmp: n items of scratch. */
+static void ssort(const uint8_t *arena, struct sitem *v, struct sitem *tmp,
+                  size_t n, size_t depth)
+{
+    size_t a = 0;
+
+    if (n < 2)
+        return;
+    if (n <= SSORT_SMALL) {
+        for (size_t i = 1; i < n; i++) {
+            struct sitem x = v[i];
+            size_t j = i;
+            while (j > 0 && scmp(arena, &x, &v[j - 1], depth) < 0) {
+                v[j] = v[j - 1];
+                j--;
+            }
+            v[j] = x;
+        }
+        return;
+    }
+    radix_words(v, tmp, n);
+    while (a < n) {
+        size_t b = a + 1, ended = 0;
+        while (b < n && v[b].w == v[a].w)
+            b++;
+        if (b - a > 1) {
+            /* Keys ending inside the word first, by length (counting sort
+             * on length - depth, 0..8), then the others from depth + 8. */
+            size_t cnt[10] = {0}, pos[10];
+            for (size_t i = a; i < b; i++) {
+                size_t n_ = klen_at(arena, v[i].off);
+                cnt[n_ <= depth + 8 ? n_ - depth : 9]++;
+            }
+            ended = b - a - cnt[9];
+            if (ended) {
+                size_t sum = 0;
+                for (int d = 0; d < 10; d++) {
+                    pos[d] = sum;
+                    sum += cnt[d];
+                }
+                for (size_t i = a; i < b; i++) {
+                    size_t n_ = klen_at(arena, v[i].off);
+                    tmp[pos[n_ <= depth + 8 ? n_ - depth : 9]++] = v[i];
+                }
+                memcpy(v + a, tmp, (b - a) * sizeof *v);
+            }
+            if (b - a - ended > 1) {
+                for (size_t i = a + ended; i < b; i++)
+                    v[i].w = word_at(arena, v[i].off, depth + 8);
+                ssort(arena, v + a + ended, tmp, b - a - ended, depth + 8);
+            }
+        }
+        a = b;
+    }
+}
+
+/* ---- The builder ------------------------------------------------------ */
+
+/* A distinct posting or text key. */
+struct bkey {
+    uint32_t koff; /* into keys: u16 length ‖ bytes */
+    uint32_t n;    /* docids */
+    uint32_t ids;  /* n > 1: offset of the docid array in pool */
+    uint32_t last; /* the last docid added (the only one when n == 1) */
+    uint8_t db;
+    uint8_t cls; /* n > 1: the array holds 4 << cls docids */
+};
+
+/* Items of one dictionary-valued sort field. */
+struct bdict {
+    struct cm_buf arena; /* u16 length ‖ key bytes, per item */
+    struct sitem *v;
+    size_t n, cap;
+};
+
+#define POOL_CLASSES 30
+
+struct idx_bulk {
+    struct kv_txn *t;
+    struct idx_ecache ec;
+    struct idx_entries e; /* scratch: the scene being added */
+    /* posting and text keys */
+    struct cm_buf keys;
+    struct bkey *k;
+    size_t nk, capk;
+    uint64_t *slots; /* hash >> 32 << 32 | (key index + 1); 0 = empty */
+    size_t capslots;
+    uint32_t *pool; /* docid arrays */
+    size_t npool, cappool;
+    uint32_t freel[POOL_CLASSES]; /* free array of each class: offset + 1 */
+    /* sort fields */
+    struct bdict dict[IDX_SF_COUNT];
+    uint64_t **chunks; /* [chunk]: IDX_SF_COUNT * IDX_CHUNK values, NULL
+                          when no docid of the chunk was added */
+    size_t nchunks;
+    uint32_t lastdoc;
+    bool any;
+};
+
+static uint64_t key_hash(uint8_t db, const uint8_t *k, size_t n)
+{
+    return XXH3_64bits_withSeed(k, n, db);
+}
+
+static enum cm_status slots_grow(struct idx_bulk *b)
+{
+    size_t cap = b->capslots ? b->capslots * 2 : 1024;
+    uint64_t *s = cm_calloc(cap, sizeof *s);
+
+    if (!s)
+        return CM_NOMEM;
+    for (size_t i = 0; i < b->nk; i++) {
+        const struct bkey *x = &b->k[i];
+        const uint8_t *kb = (const uint8_t *)b->keys.data + x->koff;
+        uint64_t h = key_hash(x->db, kb + 2, klen_at(kb, 0));
+        size_t j = (size_t)h & (cap - 1);
+        while (s[j])
+            j = (j + 1) & (cap - 1);
+        s[j] = (h >> 32 << 32) | (i + 1);
+    }
+    cm_free(b->slots);
+    b->slots = s;
+    b->capslots = cap;
+    return CM_OK;
+}
+
+/* OUT *off: an array of 4 << cls docids in the pool. */
+static enum cm_status pool_take(struct idx_bulk *b, unsigned cls, uint32_t *off)
+{
+    size_t sz = (size_t)4 << cls;
+    if (b->freel[cls]) {
+        *off = b->freel[cls] - 1;
+        b->freel[cls] = b->pool[*off];
+        return CM_OK;
+    }
+    if (b->npool + sz > b->cappool) {
+        size_t cap = b->cappool ? b->cappool : 1 << 16;
+        uint32_t *p;
+        while (cap < b->npool + sz)
+            cap *= 2;
+        if (cap > (size_t)UINT32_MAX)
+            return CM_TOOBIG;
+        p = cm_realloc(b->pool, cap * sizeof *p);
+        if (!p)
+            return CM_NOMEM;
+        b->pool = p;
+        b->cappool = cap;
+    }
+    *off = (uint32_t)b->npool;
+    b->npool += sz;
+    return CM_OK;
+}
+
+static void pool_give(struct idx_bulk *b, unsigned cls, uint32_t off)
+{
+    b->pool[off] = b->freel[cls];
+    b->freel[cls] = off + 1;
+}
+
+static enum cm_status docid_add(struct idx_bulk *b, struct bkey *x,
+                                uint32_t docid)
+{
+    enum cm_status st;
+    uint32_t off;
+
+    if (x->last == docid)
+        return CM_OK; /* the scene derived the key twice */
+    if (x->n == 1) {
+        st = pool_take(b, 0, &off);
+        if (st != CM_OK)
+            return st;
+        b->pool[off] = x->last;
+        x->ids = off;
+        x->cls = 0;
+    } else if (x->n == (uint32_t)4 << x->cls) {
+        if (x->cls + 1 >= POOL_CLASSES)
+            return CM_TOOBIG;
+        st = pool_take(b, x->cls + 1u, &off);
+        if (st != CM_OK)
+            return st;
+        memcpy(b->pool + off, b->pool + x->ids, (size_t)x->n * 4);
+        pool_give(b, x->cls, x->ids);
+        x->ids = off;
+        x->cls++;
+    }
+    b->pool[x->ids + x->n++] = docid;
+    x->last = docid;
+    return CM_OK;
+}
+
+/* Adds docid to the key (db, k[0..n)), creating the key. */
+static enum cm_status key_add(struct idx_bulk *b, uint8_t db, const uint8_t *k,
+                              size_t n, uint32_t docid)
+{
+    uint64_t h = key_hash(db, k, n), tag = h >> 32 << 32;
+    size_t j;
+    struct bkey *x;
+    enum cm_status st;
+    uint16_t n16 = (uint16_t)n;
+
+    if ((b->nk + 1) * 2 > b->capslots && (st = slots_grow(b)) != CM_OK)
+        return st;
+    for (j = (size_t)h & (b->capslots - 1); b->slots[j];
+         j = (j + 1) & (b->capslots - 1)) {
+        const uint8_t *kb;
+        if ((b->slots[j] & 0xFFFFFFFF00000000ULL) != tag)
+            continue;
+        x = &b->k[(b->slots[j] & 0xFFFFFFFFu) - 1];
+        kb = (const uint8_t *)b->keys.data + x->koff;
+        if (x->db == db && klen_at(kb, 0) == n && memcmp(kb + 2, k, n) == 0)
+            return docid_add(b, x, docid);
+    }
+    if (n > UINT16_MAX || b->nk >= UINT32_MAX - 1)
+        return CM_TOOBIG;
+    if (b->nk == b->capk) {
+        size_t cap = b->capk ? b->capk * 2 : 4096;
+        struct bkey *nk = cm_realloc(b->k, cap * sizeof *nk);
+        if (!nk)
+            return CM_NOMEM;
+        b->k = nk;
+        b->capk = cap;
+    }
+    x = &b->k[b->nk];
+    x->koff = (uint32_t)b->keys.len;
+    x->n = 1;
+    x->ids = 0;
+    x->last = docid;
+    x->db = db;
+    x->cls = 0;
+    st = cm_buf_append(&b->keys, &n16, 2);
+    if (st == CM_OK)
+        st = cm_buf_append(&b->keys, k, n);
+    if (st != CM_OK) {
+        cm_buf_truncate(&b->keys, x->koff);
+        return st;
+    }
+    b->nk++;
+    b->slots[j] = tag | b->nk;
+    return CM_OK;
+}
+
+static enum cm_status dict_add(struct bdict *d, const void *k, size_t n,
+                               uint32_t docid)
+{
+    size_t off = d->arena.len;
+    uint16_t n16 = (uint16_t)n;
+    enum cm_status st;
+
+    if (n > UINT16_MAX)
+        return CM_TOOBIG;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 4096;
+        struct sitem *v = cm_realloc(d->v, cap * sizeof *v);
+        if (!v)
+            return CM_NOMEM;
+        d->v = v;
+        d->cap = cap;
+    }
+    st = cm_buf_append(&d->arena, &n16, 2);
+    if (st == CM_OK)
+        st = cm_buf_append(&d->arena, k, n);
+    if (st != CM_OK) {
+        cm_buf_truncate(&d->arena, off);
+        return st;
+    }
+    d->v[d->n].off = (uint32_t)off;
+    d->v[d->n].val = docid;
+    d->v[d->n].w = word_at((const uint8_t *)d->arena.data, (uint32_t)off, 0);
+    d->n++;
+    return CM_OK;
+}
+
+static uint64_t *chunk_of(struct idx_bulk *b, uint32_t docid)
+{
+    return b->chunks[docid / IDX_CHUNK];
+}
+
+static enum cm_status chunk_need(struct idx_bulk *b, uint32_t docid)
+{
+    size_t c = docid / IDX_CHUNK;
+    if (c >= b->nchunks) {
+        size_t n = b->nchunks ? b->nchunks : 64;
+        uint64_t **v;
+        while (n <= c)
+            n *= 2;
+        v = cm_realloc(b->chunks, n * sizeof *v);
+        if (!v)
+            return CM_NOMEM;
+        memset(v + b->nchunks, 0, (n - b->nchunks) * sizeof *v);
+        b->chunks = v;
+        b->nchunks = n;
+    }
+    if (!b->chunks[c]) {
+        b->chunks[c] = cm_calloc((size_t)IDX_SF_COUNT * IDX_CHUNK, 8);
+        if (!b->chunks[c])
+            return CM_NOMEM;
+    }
+    return CM_OK;
+}
+
+enum cm_status idx_bulk_new(struct kv_txn *t, struct idx_bulk **out)
+{
+    struct idx_bulk *b;
+
+    *out = NULL;
+    if (!t)
+        return CM_INVALID;
+    b = cm_calloc(1, sizeof *b);
+    if (!b)
+        return CM_NOMEM;
+    b->t = t;
+    idx_ecache_init(&b->ec, t);
+    idx_entries_init(&b->e);
+    cm_buf_init(&b->keys, UINT32_MAX);
+    for (int f = 0; f < IDX_SF_COUNT; f++)
+        cm_buf_init(&b->dict[f].arena, UINT32_MAX);
+    *out = b;
+    return CM_OK;
+}
+
+void idx_bulk_free(struct idx_bulk *b)
+{
+    if (!b)
+        return;
+    idx_ecache_fini(&b->ec);
+    idx_entries_fini(&b->e);
+    cm_buf_fini(&b->keys);
+    cm_free(b->k);
+    cm_free(b->slots);
+    cm_free(b->pool);
+    for (int f = 0; f < IDX_SF_COUNT; f++) {
+        cm_buf_fini(&b->dict[f].arena);
+        cm_free(b->dict[f].v);
+    }
+    for (size_t c = 0; c < b->nchunks; c++)
+        cm_free(b->chunks[c]);
+    cm_free(b->chunks);
+    cm_free(b);
+}
+
+enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
+                            const struct kv_scene *sc)
+{
+    const struct idx_entries *e;
+    uint64_t *col;
+    enum cm_status st;
+
+    if (!b || !sc)
+        return CM_INVALID;
+    e = &b->e;
+    if (b->any && docid <= b->lastdoc)
+        return CM_INVALID; /* not in increasing docid order */
+    st = idx_derive_unsorted(&b->ec, sc, &b->e);
+    for (size_t i = 0; i < e->nkeys && st == CM_OK; i++)
+        st = key_add(b, e->keys[i].db, idx_entries_key(e, i), e->keys[i].len,
+                     docid);
+    if (st == CM_OK)
+        st = chunk_need(b, docid);
+    if (st != CM_OK)
+        return st;
+    col = chunk_of(b, docid);
+    for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++) {
+        if (idx_sfield_kind((enum idx_sort_field)f) == IDX_SK_NUM)
+            col[(size_t)f * IDX_CHUNK + docid % IDX_CHUNK] = e->num[f];
+        else if (e->dlen[f])
+            st = dict_add(&b->dict[f], e->arena.data + e->doff[f], e->dlen[f],
+                          docid);
+    }
+    b->lastdoc = docid;
+    b->any = true;
+    return st;
+}
+
+/* ---- Writing ---------------------------------------------------------- */
+
+static enum cm_status cursor_open(struct kv_txn *t, enum kv_db db,
+                                  MDB_cursor **cur)
+{
+    int rc = mdb_cursor_open(kv_txn_mdb(t), kv_dbi(kv_txn_store(t), db), cur);
+    return rc ? kv_txn_from_mdb(t, rc, "bulk cursor") : CM_OK;
+}
+
+/* Appends (key, value of vlen bytes) at the end of cur's database.
+ * OUT *val: where to write the value (valid until the next write). */
+static enum cm_status append_reserve(struct kv_txn *t, MDB_cursor *cur,
+                                     const void *key, size_t klen, size_t vlen,
+                                     void **val)
+{
+    MDB_val k = {klen, (void *)key}, v = {vlen, NULL};
+    int rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND | MDB_RESERVE);
+    if (rc)
+        return kv_txn_from_mdb(t, rc, "bulk append");
+    *val = v.mv_data;
+    return CM_OK;
+}
+
+static enum cm_status append_put(struct kv_txn *t, MDB_cursor *cur,
+                                 const void *key, size_t klen, const void *val,
+                                 size_t vlen)
+{
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    int rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND);
+    return rc ? kv_txn_from_mdb(t, rc, "bulk append") : CM_OK;
+}
+
+/* The keys of db, sorted, then each one's bitmap. */
+static enum cm_status write_postings(struct idx_bulk *b, enum kv_db db,
+                                     struct sitem *v, struct sitem *tmp)
+{
+    const uint8_t *arena = (const uint8_t *)b->keys.data;
+    MDB_cursor *cur = NULL;
+    size_t n = 0;
+    enum cm_status st;
+
+    for (size_t i = 0; i < b->nk; i++) {
+        if (b->k[i].db != (uint8_t)db)
+            continue;
+        v[n].off = b->k[i].koff;
+        v[n].val = (uint32_t)i;
+        v[n].w = word_at(arena, v[n].off, 0);
+        n++;
+    }
+    if (!n)
+        return CM_OK;
+    ssort(arena, v, tmp, n, 0);
+    st = cursor_open(b->t, db, &cur);
+    for (size_t i = 0; i < n && st == CM_OK; i++) {
+        const struct bkey *x = &b->k[v[i].val];
+        const uint32_t *ids = x->n == 1 ? &x->last : b->pool + x->ids;
+        roaring_bitmap_t *bm = roaring_bitmap_of_ptr(x->n, ids);
+        void *out = NULL;
+        size_t len;
+        if (!bm) {
+            st = CM_NOMEM;
+            break;
+        }
+        roaring_bitmap_run_optimize(bm);
+        len = roaring_bitmap_portable_size_in_bytes(bm);
+        st = append_reserve(b->t, cur, arena + x->koff + 2,
+                            klen_at(arena, x->koff), len, &out);
+        if (st == CM_OK)
+            roaring_bitmap_portable_serialize(bm, out);
+        roaring_bitmap_free(bm);
+    }
+    mdb_cursor_close(cur);
+    return st;
+}
+
+/* Sorts field f's items, writes one entry per distinct key and fills the
+ * column cells. */
+static enum cm_status write_dict(struct idx_bulk *b, enum idx_sort_field f,
+                                 MDB_cursor *cur, struct sitem *tmp,
+                                 struct cm_buf *kb)
+{
+    struct bdict *d = &b->dict[f];
+    const uint8_t *arena = (const uint8_t *)d->arena.data;
+    uint64_t pos = 0;
+    enum cm_status st = CM_OK;
+
+    ssort(arena, d->v, tmp, d->n, 0);
+    for (size_t a = 0; a < d->n && st == CM_OK;) {
+        size_t klen = klen_at(arena, d->v[a].off), e = a + 1;
+        const uint8_t *key = arena + d->v[a].off + 2;
+        uint8_t val[12];
+        uint32_t ref;
+        while (e < d->n && klen_at(arena, d->v[e].off) == klen &&
+               memcmp(arena + d->v[e].off + 2, key, klen) == 0)
+            e++;
+        if (e - a > UINT32_MAX) {
+            st = CM_TOOBIG;
+            break;
+        }
+        pos += IDX_GAP;
+        ref = (uint32_t)(e - a);
+        memcpy(val, &pos, 8);
+        memcpy(val + 8, &ref, 4);
+        st = idx_dict_key(kb, f, key, klen);
+        if (st == CM_OK)
+            st = append_put(b->t, cur, kb->data, kb->len, val, sizeof val);
+        if (st != CM_OK)
+            break;
+        for (; a < e; a++) {
+            uint32_t docid = d->v[a].val;
+            chunk_of(b, docid)[(size_t)f * IDX_CHUNK + docid % IDX_CHUNK] = pos;
+        }
+    }
+    return st;
+}
+
+enum cm_status idx_bulk_write(struct idx_bulk *b)
+{
+    struct sitem *v = NULL, *tmp = NULL;
+    MDB_cursor *cur = NULL;
+    struct cm_buf kb;
+    size_t most = b->nk;
+    enum cm_status st = CM_OK;
+
+    cm_buf_init(&kb, 1024);
+    for (int f = 0; f < IDX_SF_COUNT; f++)
+        if (b->dict[f].n > most)
+            most = b->dict[f].n;
+    if (most) {
+        v = cm_malloc(most * sizeof *v);
+        tmp = cm_malloc(most * sizeof *tmp);
+        if (!v || !tmp) {
+            st = CM_NOMEM;
+            goto out;
+        }
+    }
+    st = write_postings(b, KV_DB_POSTINGS, v, tmp);
+    if (st == CM_OK)
+        st = write_postings(b, KV_DB_TEXT, v, tmp);
+    if (st == CM_OK)
+        st = cursor_open(b->t, KV_DB_SORTS, &cur);
+    for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++)
+        if (idx_sfield_kind((enum idx_sort_field)f) == IDX_SK_DICT)
+            st = write_dict(b, (enum idx_sort_field)f, cur, tmp, &kb);
+    mdb_cursor_close(cur);
+    cur = NULL;
+    if (st == CM_OK)
+        st = cursor_open(b->t, KV_DB_COLUMNS, &cur);
+    for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++) {
+        for (size_t c = 0; c < b->nchunks && st == CM_OK; c++) {
+            uint8_t k[6];
+            if (!b->chunks[c])
+                continue;
+            idx_col_key(k, (enum idx_sort_field)f, (uint32_t)c);
+            st =
+                append_put(b->t, cur, k, sizeof k,
+                           b->chunks[c] + (size_t)f * IDX_CHUNK, IDX_CHUNK * 8);
+        }
+    }
+out:
+    mdb_cursor_close(cur);
+    cm_buf_fini(&kb);
+    cm_free(v);
+    cm_free(tmp);
+    return st;
+}
