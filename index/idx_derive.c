@@ -137,13 +137,18 @@ static enum cm_status add_key(struct idx_entries *e, uint8_t db, const void *k,
         e->keys = nk;
         e->capkeys = cap;
     }
+    /* cm_buf_append's work inline: a scene adds ~80 small keys. */
+    st = n < e->arena.cap - e->arena.len ? CM_OK : cm_buf_reserve(&e->arena, n);
+    if (st != CM_OK)
+        return st;
     e->keys[e->nkeys].off = (uint32_t)e->arena.len;
     e->keys[e->nkeys].len = (uint32_t)n;
     e->keys[e->nkeys].db = db;
-    st = cm_buf_append(&e->arena, k, n);
-    if (st == CM_OK)
-        e->nkeys++;
-    return st;
+    memcpy(e->arena.data + e->arena.len, k, n);
+    e->arena.len += n;
+    e->arena.data[e->arena.len] = '\0';
+    e->nkeys++;
+    return CM_OK;
 }
 
 static enum cm_status add_id(struct idx_entries *e, uint8_t field, uint64_t id)
