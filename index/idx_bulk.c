@@ -32,6 +32,7 @@
 #include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
+#define XXH_INLINE_ALL /* short keys: no call, no dispatch */
 #include <xxhash.h>
 
 #include "common/cm_alloc.h"
@@ -174,14 +175,19 @@ static void ssort(const uint8_t *arena, struct sitem *v, struct sitem *tmp,
 
 /* ---- The builder ------------------------------------------------------ */
 
-/* A distinct posting or text key. */
+/* A distinct posting or text key: 32 bytes, so a probe that finds its
+ * slot reads one cache line more (the arena only for keys longer than
+ * KEY_INLINE bytes). */
+#define KEY_INLINE 12
 struct bkey {
-    uint32_t koff; /* into keys: u16 length ‖ bytes */
-    uint32_t n;    /* docids */
-    uint32_t ids;  /* n > 1: offset of the docid array in pool */
+    uint32_t n;    /* docids in the array (or 1: last) */
+    uint32_t ids;  /* offset of the docid array in pool */
     uint32_t last; /* the last docid added (the only one when n == 1) */
+    uint32_t koff; /* into keys: u16 length ‖ bytes */
+    uint16_t klen;
     uint8_t db;
-    uint8_t cls; /* n > 1: the array holds 4 << cls docids */
+    uint8_t cls;              /* the array holds 4 << cls docids; NO_ARRAY */
+    uint8_t head[KEY_INLINE]; /* the first key bytes, zero padded */
 };
 
 /* Items of one dictionary-valued sort field. */
@@ -191,7 +197,12 @@ struct bdict {
     size_t n, cap;
 };
 
-#define POOL_CLASSES 30
+/* Docid arrays: classes of 4 << cls docids up to SPILL_CLS (4096); a
+ * full array of that class is moved into the key's roaring bitmap (dense
+ * keys then take about a bit per scene instead of four bytes). */
+#define POOL_CLASSES 11
+#define SPILL_CLS    10
+#define NO_ARRAY     0xFF /* bkey.cls: the only docid is bkey.last */
 
 struct idx_bulk {
     struct kv_txn *t;
@@ -201,6 +212,9 @@ struct idx_bulk {
     struct cm_buf keys;
     struct bkey *k;
     size_t nk, capk;
+    roaring_bitmap_t **spill; /* [key index]: docids moved out of full
+                                 arrays, or NULL; capspill entries */
+    size_t capspill;
     uint64_t *slots; /* hash >> 32 << 32 | (key index + 1); 0 = empty */
     size_t capslots;
     uint32_t *pool; /* docid arrays */
@@ -220,17 +234,23 @@ static uint64_t key_hash(uint8_t db, const uint8_t *k, size_t n)
     return XXH3_64bits_withSeed(k, n, db);
 }
 
-static enum cm_status slots_grow(struct idx_bulk *b)
+/* Makes room for more new keys at a load of at most one half. */
+static enum cm_status slots_reserve(struct idx_bulk *b, size_t more)
 {
-    size_t cap = b->capslots ? b->capslots * 2 : 1024;
-    uint64_t *s = cm_calloc(cap, sizeof *s);
+    size_t cap = b->capslots ? b->capslots : 1024;
+    uint64_t *s;
 
+    while ((b->nk + more) * 2 > cap)
+        cap *= 2;
+    if (cap == b->capslots)
+        return CM_OK;
+    s = cm_calloc(cap, sizeof *s);
     if (!s)
         return CM_NOMEM;
     for (size_t i = 0; i < b->nk; i++) {
         const struct bkey *x = &b->k[i];
-        const uint8_t *kb = (const uint8_t *)b->keys.data + x->koff;
-        uint64_t h = key_hash(x->db, kb + 2, klen_at(kb, 0));
+        const uint8_t *kb = (const uint8_t *)b->keys.data + x->koff + 2;
+        uint64_t h = key_hash(x->db, kb, x->klen);
         size_t j = (size_t)h & (cap - 1);
         while (s[j])
             j = (j + 1) & (cap - 1);
@@ -275,6 +295,26 @@ static void pool_give(struct idx_bulk *b, unsigned cls, uint32_t off)
     b->freel[cls] = off + 1;
 }
 
+/* Moves the docids of key i's full array into its bitmap. */
+static enum cm_status spill(struct idx_bulk *b, size_t i)
+{
+    struct bkey *x = &b->k[i];
+    if (!b->spill) {
+        b->spill = cm_calloc(b->capk, sizeof *b->spill);
+        if (!b->spill)
+            return CM_NOMEM;
+        b->capspill = b->capk;
+    }
+    if (!b->spill[i]) {
+        b->spill[i] = roaring_bitmap_create();
+        if (!b->spill[i])
+            return CM_NOMEM;
+    }
+    roaring_bitmap_add_many(b->spill[i], x->n, b->pool + x->ids);
+    x->n = 0;
+    return CM_OK;
+}
+
 static enum cm_status docid_add(struct idx_bulk *b, struct bkey *x,
                                 uint32_t docid)
 {
@@ -283,7 +323,7 @@ static enum cm_status docid_add(struct idx_bulk *b, struct bkey *x,
 
     if (x->last == docid)
         return CM_OK; /* the scene derived the key twice */
-    if (x->n == 1) {
+    if (x->cls == NO_ARRAY) {
         st = pool_take(b, 0, &off);
         if (st != CM_OK)
             return st;
@@ -291,42 +331,55 @@ static enum cm_status docid_add(struct idx_bulk *b, struct bkey *x,
         x->ids = off;
         x->cls = 0;
     } else if (x->n == (uint32_t)4 << x->cls) {
-        if (x->cls + 1 >= POOL_CLASSES)
-            return CM_TOOBIG;
-        st = pool_take(b, x->cls + 1u, &off);
-        if (st != CM_OK)
-            return st;
-        memcpy(b->pool + off, b->pool + x->ids, (size_t)x->n * 4);
-        pool_give(b, x->cls, x->ids);
-        x->ids = off;
-        x->cls++;
+        if (x->cls == SPILL_CLS) {
+            st = spill(b, (size_t)(x - b->k));
+            if (st != CM_OK)
+                return st;
+        } else {
+            st = pool_take(b, x->cls + 1u, &off);
+            if (st != CM_OK)
+                return st;
+            memcpy(b->pool + off, b->pool + x->ids, (size_t)x->n * 4);
+            pool_give(b, x->cls, x->ids);
+            x->ids = off;
+            x->cls++;
+        }
     }
     b->pool[x->ids + x->n++] = docid;
     x->last = docid;
     return CM_OK;
 }
 
-/* Adds docid to the key (db, k[0..n)), creating the key. */
-static enum cm_status key_add(struct idx_bulk *b, uint8_t db, const uint8_t *k,
-                              size_t n, uint32_t docid)
+static bool key_is(const struct idx_bulk *b, const struct bkey *x, uint8_t db,
+                   const uint8_t *k, size_t n)
 {
-    uint64_t h = key_hash(db, k, n), tag = h >> 32 << 32;
+    size_t h = n < KEY_INLINE ? n : KEY_INLINE;
+    return x->db == db && x->klen == n && memcmp(x->head, k, h) == 0 &&
+           (n == h ||
+            memcmp(b->keys.data + x->koff + 2 + h, k + h, n - h) == 0);
+}
+
+/* The key (db, k[0..n)) of hash h; when new, it is created with the one
+ * docid (room reserved by slots_reserve).  OUT *out. */
+static enum cm_status key_get(struct idx_bulk *b, uint64_t h, uint8_t db,
+                              const uint8_t *k, size_t n, uint32_t docid,
+                              struct bkey **out)
+{
+    uint64_t tag = h >> 32 << 32;
     size_t j;
     struct bkey *x;
     enum cm_status st;
     uint16_t n16 = (uint16_t)n;
 
-    if ((b->nk + 1) * 2 > b->capslots && (st = slots_grow(b)) != CM_OK)
-        return st;
     for (j = (size_t)h & (b->capslots - 1); b->slots[j];
          j = (j + 1) & (b->capslots - 1)) {
-        const uint8_t *kb;
         if ((b->slots[j] & 0xFFFFFFFF00000000ULL) != tag)
             continue;
         x = &b->k[(b->slots[j] & 0xFFFFFFFFu) - 1];
-        kb = (const uint8_t *)b->keys.data + x->koff;
-        if (x->db == db && klen_at(kb, 0) == n && memcmp(kb + 2, k, n) == 0)
-            return docid_add(b, x, docid);
+        if (key_is(b, x, db, k, n)) {
+            *out = x;
+            return CM_OK;
+        }
     }
     if (n > UINT16_MAX || b->nk >= UINT32_MAX - 1)
         return CM_TOOBIG;
@@ -337,14 +390,24 @@ static enum cm_status key_add(struct idx_bulk *b, uint8_t db, const uint8_t *k,
             return CM_NOMEM;
         b->k = nk;
         b->capk = cap;
+        if (b->spill) {
+            roaring_bitmap_t **sp = cm_realloc(b->spill, cap * sizeof *sp);
+            if (!sp)
+                return CM_NOMEM;
+            memset(sp + b->capspill, 0, (cap - b->capspill) * sizeof *sp);
+            b->spill = sp;
+            b->capspill = cap;
+        }
     }
     x = &b->k[b->nk];
-    x->koff = (uint32_t)b->keys.len;
+    memset(x, 0, sizeof *x);
+    x->cls = NO_ARRAY;
     x->n = 1;
-    x->ids = 0;
     x->last = docid;
+    x->koff = (uint32_t)b->keys.len;
+    x->klen = n16;
     x->db = db;
-    x->cls = 0;
+    memcpy(x->head, k, n < KEY_INLINE ? n : KEY_INLINE);
     st = cm_buf_append(&b->keys, &n16, 2);
     if (st == CM_OK)
         st = cm_buf_append(&b->keys, k, n);
@@ -354,7 +417,54 @@ static enum cm_status key_add(struct idx_bulk *b, uint8_t db, const uint8_t *k,
     }
     b->nk++;
     b->slots[j] = tag | b->nk;
+    *out = x;
     return CM_OK;
+}
+
+/* Adds docid to every key of e.  In batches of KEY_BATCH keys: all their
+ * hash slots are prefetched, then the entries the slots point to, then
+ * each key is checked and added, so the cache misses of a batch overlap
+ * instead of following one another. */
+#define KEY_BATCH 64
+static enum cm_status keys_add(struct idx_bulk *b, const struct idx_entries *e,
+                               uint32_t docid)
+{
+    uint64_t h[KEY_BATCH];
+    uint32_t cand[KEY_BATCH];
+    enum cm_status st = CM_OK;
+
+    for (size_t at = 0; at < e->nkeys && st == CM_OK; at += KEY_BATCH) {
+        size_t m = e->nkeys - at < KEY_BATCH ? e->nkeys - at : KEY_BATCH;
+        size_t mask;
+        st = slots_reserve(b, m);
+        if (st != CM_OK)
+            break;
+        mask = b->capslots - 1;
+        for (size_t i = 0; i < m; i++) {
+            const struct idx_key *x = &e->keys[at + i];
+            h[i] = key_hash(x->db, idx_entries_key(e, at + i), x->len);
+            __builtin_prefetch(&b->slots[h[i] & mask]);
+        }
+        for (size_t i = 0; i < m; i++) {
+            uint64_t tag = h[i] >> 32 << 32;
+            size_t j = (size_t)h[i] & mask;
+            while (b->slots[j] && (b->slots[j] & 0xFFFFFFFF00000000ULL) != tag)
+                j = (j + 1) & mask;
+            cand[i] = (uint32_t)b->slots[j]; /* index + 1, or 0 */
+            if (cand[i])
+                __builtin_prefetch(&b->k[cand[i] - 1]);
+        }
+        for (size_t i = 0; i < m && st == CM_OK; i++) {
+            const struct idx_key *kx = &e->keys[at + i];
+            const uint8_t *kb = idx_entries_key(e, at + i);
+            struct bkey *x = cand[i] ? &b->k[cand[i] - 1] : NULL;
+            if (!x || !key_is(b, x, kx->db, kb, kx->len))
+                st = key_get(b, h[i], kx->db, kb, kx->len, docid, &x);
+            if (st == CM_OK)
+                st = docid_add(b, x, docid);
+        }
+    }
+    return st;
 }
 
 static enum cm_status dict_add(struct bdict *d, const void *k, size_t n,
@@ -443,6 +553,9 @@ void idx_bulk_free(struct idx_bulk *b)
     idx_ecache_fini(&b->ec);
     idx_entries_fini(&b->e);
     cm_buf_fini(&b->keys);
+    for (size_t i = 0; b->spill && i < b->nk; i++)
+        idx_bm_free(b->spill[i]);
+    cm_free(b->spill);
     cm_free(b->k);
     cm_free(b->slots);
     cm_free(b->pool);
@@ -469,9 +582,8 @@ enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
     if (b->any && docid <= b->lastdoc)
         return CM_INVALID; /* not in increasing docid order */
     st = idx_derive_unsorted(&b->ec, sc, &b->e);
-    for (size_t i = 0; i < e->nkeys && st == CM_OK; i++)
-        st = key_add(b, e->keys[i].db, idx_entries_key(e, i), e->keys[i].len,
-                     docid);
+    if (st == CM_OK)
+        st = keys_add(b, e, docid);
     if (st == CM_OK)
         st = chunk_need(b, docid);
     if (st != CM_OK)
@@ -544,10 +656,16 @@ static enum cm_status write_postings(struct idx_bulk *b, enum kv_db db,
     st = cursor_open(b->t, db, &cur);
     for (size_t i = 0; i < n && st == CM_OK; i++) {
         const struct bkey *x = &b->k[v[i].val];
-        const uint32_t *ids = x->n == 1 ? &x->last : b->pool + x->ids;
-        roaring_bitmap_t *bm = roaring_bitmap_of_ptr(x->n, ids);
+        const uint32_t *ids = x->cls == NO_ARRAY ? &x->last : b->pool + x->ids;
+        roaring_bitmap_t *bm = b->spill ? b->spill[v[i].val] : NULL;
         void *out = NULL;
         size_t len;
+        if (bm) {
+            b->spill[v[i].val] = NULL;
+            roaring_bitmap_add_many(bm, x->n, ids);
+        } else {
+            bm = roaring_bitmap_of_ptr(x->n, ids);
+        }
         if (!bm) {
             st = CM_NOMEM;
             break;
