@@ -326,29 +326,39 @@ bool idx_is_tokbyte(unsigned char c)
            (c >= 'A' && c <= 'Z');
 }
 
-/* Runs longer than IDX_TOK_MAX bytes are emitted as overlapping windows
- * (IDX_TOK_MAX long, every IDX_TOK_STEP bytes), so any substring of at
- * most IDX_TOK_MAX - IDX_TOK_STEP bytes lies inside one emitted token. */
+/* Token byte -> its lower-case form, any other byte -> 0 (no token byte
+ * is 0): idx_is_tokbyte and the case fold in one load. */
+#define TOKL(c)                                                                \
+    ((c) >= 0x80                                                ? (c)          \
+     : (c) >= 'A' && (c) <= 'Z'                                 ? (c) + 32     \
+     : ((c) >= 'a' && (c) <= 'z') || ((c) >= '0' && (c) <= '9') ? (c)          \
+                                                                : 0)
+#define TOKL4(c)  TOKL(c), TOKL((c) + 1), TOKL((c) + 2), TOKL((c) + 3)
+#define TOKL16(c) TOKL4(c), TOKL4((c) + 4), TOKL4((c) + 8), TOKL4((c) + 12)
+#define TOKL64(c)                                                              \
+    TOKL16(c), TOKL16((c) + 16), TOKL16((c) + 32), TOKL16((c) + 48)
+static const unsigned char tok_lower[256] = {TOKL64(0), TOKL64(64), TOKL64(128),
+                                             TOKL64(192)};
+
 void idx_tokenize(const char *s, size_t len,
                   int (*fn)(const char *tok, size_t n, void *ctx), void *ctx)
 {
+    const unsigned char *u = (const unsigned char *)s;
     char tok[IDX_TOK_MAX];
     size_t i = 0;
 
     while (i < len) {
         size_t a, b;
-        while (i < len && !idx_is_tokbyte((unsigned char)s[i]))
+        while (i < len && !tok_lower[u[i]])
             i++;
         a = i;
-        while (i < len && idx_is_tokbyte((unsigned char)s[i]))
+        while (i < len && tok_lower[u[i]])
             i++;
         b = i;
         for (size_t off = a; off < b; off += IDX_TOK_STEP) {
             size_t e = b - off > IDX_TOK_MAX ? off + IDX_TOK_MAX : b, k = 0;
-            for (size_t j = off; j < e; j++) {
-                unsigned char c = (unsigned char)s[j];
-                tok[k++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-            }
+            for (size_t j = off; j < e; j++)
+                tok[k++] = (char)tok_lower[u[j]];
             if (fn(tok, k, ctx))
                 return;
             if (e == b)
