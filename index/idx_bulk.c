@@ -633,6 +633,9 @@ static enum cm_status append_put(struct kv_txn *t, MDB_cursor *cur,
     return rc ? kv_txn_from_mdb(t, rc, "bulk append") : CM_OK;
 }
 
+/* Prefetch distance (items) of the writing loops. */
+#define AHEAD 16
+
 /* The keys of db, sorted, then each one's bitmap. */
 static enum cm_status write_postings(struct idx_bulk *b, enum kv_db db,
                                      struct sitem *v, struct sitem *tmp)
@@ -656,10 +659,21 @@ static enum cm_status write_postings(struct idx_bulk *b, enum kv_db db,
     st = cursor_open(b->t, db, &cur);
     for (size_t i = 0; i < n && st == CM_OK; i++) {
         const struct bkey *x = &b->k[v[i].val];
+        if (i + AHEAD < n) { /* sorted order visits the keys at random */
+            __builtin_prefetch(&b->k[v[i + AHEAD].val]);
+            __builtin_prefetch(arena + v[i + AHEAD].off);
+        }
         const uint32_t *ids = x->cls == NO_ARRAY ? &x->last : b->pool + x->ids;
         roaring_bitmap_t *bm = b->spill ? b->spill[v[i].val] : NULL;
         void *out = NULL;
-        size_t len;
+        size_t len = bm ? 0 : idx_bm_small_size(ids, x->n);
+        if (len) { /* most keys: a few docids, no bitmap needed */
+            st = append_reserve(b->t, cur, arena + x->koff + 2, x->klen, len,
+                                &out);
+            if (st == CM_OK)
+                idx_bm_small_write(ids, x->n, out);
+            continue;
+        }
         if (bm) {
             b->spill[v[i].val] = NULL;
             roaring_bitmap_add_many(bm, x->n, ids);
@@ -694,6 +708,8 @@ static enum cm_status write_dict(struct idx_bulk *b, enum idx_sort_field f,
     enum cm_status st = CM_OK;
 
     ssort(arena, d->v, tmp, d->n, 0);
+    for (size_t i = 0; i < AHEAD && i < d->n; i++)
+        __builtin_prefetch(arena + d->v[i].off);
     for (size_t a = 0; a < d->n && st == CM_OK;) {
         size_t klen = klen_at(arena, d->v[a].off), e = a + 1;
         const uint8_t *key = arena + d->v[a].off + 2;
@@ -717,6 +733,13 @@ static enum cm_status write_dict(struct idx_bulk *b, enum idx_sort_field f,
             break;
         for (; a < e; a++) {
             uint32_t docid = d->v[a].val;
+            if (a + AHEAD < d->n) { /* keys and cells in random order */
+                uint32_t ahead = d->v[a + AHEAD].val;
+                __builtin_prefetch(arena + d->v[a + AHEAD].off);
+                __builtin_prefetch(chunk_of(b, ahead) + (size_t)f * IDX_CHUNK +
+                                       ahead % IDX_CHUNK,
+                                   1);
+            }
             chunk_of(b, docid)[(size_t)f * IDX_CHUNK + docid % IDX_CHUNK] = pos;
         }
     }

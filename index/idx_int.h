@@ -164,6 +164,15 @@ static inline void idx_bm_free(roaring_bitmap_t *b)
 }
 enum cm_status idx_bm_decode(const void *v, size_t n,
                              roaring_bitmap_t **out) CM_WUR;
+/* The portable serialization of the sorted docids ids[0..n) without
+ * building a bitmap, when CRoaring would make it one array container (all
+ * in one 2^16 block, n <= 4096, and run_optimize keeps the array):
+ * idx_bm_small_size() gives its length, 0 when the set has another shape
+ * (serialize through CRoaring then); idx_bm_small_write() writes that many
+ * bytes.  Byte-identical to roaring_bitmap_of_ptr + run_optimize +
+ * portable_serialize (test_bm_small). */
+size_t idx_bm_small_size(const uint32_t *ids, size_t n);
+void idx_bm_small_write(const uint32_t *ids, size_t n, uint8_t *out);
 
 /* ---- Columns and dictionaries -------------------------------------- */
 

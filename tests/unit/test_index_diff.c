@@ -1078,6 +1078,60 @@ static void rename_some(struct world *w)
     ck_assert_int_eq(kv_commit(t), CM_OK);
 }
 
+/* idx_bm_small_* write what CRoaring writes (of_ptr, run_optimize,
+ * portable_serialize) whenever they apply; sets of every shape near the
+ * limits: one block or two, 4096 or 4097 values, runs just below, at and
+ * above half the cardinality. */
+START_TEST(test_bm_small)
+{
+    uint64_t rng = 0x5A11;
+    uint32_t *ids = malloc(5000 * sizeof *ids);
+    uint8_t *mine = malloc(16 + 2 * 5000), *theirs = malloc(64 << 10);
+    unsigned applied = 0, declined = 0, at_half = 0;
+    ck_assert(ids && mine && theirs);
+    for (int round = 0; round < 3000; round++) {
+        static const size_t sizes[] = {1, 2, 3, 4, 7, 100, 4095, 4096, 4097};
+        size_t n = round < 300 ? sizes[round % 9] : 1 + tg_below(&rng, 4200);
+        uint32_t base = tg_below(&rng, 4) == 0
+                            ? 65536 - (uint32_t)tg_below(&rng, 9000)
+                            : (uint32_t)tg_below(&rng, 1 << 20) << 4;
+        uint32_t runlen = 1 + tg_below(&rng, 4), gap = 1 + tg_below(&rng, 3);
+        size_t len, want;
+        roaring_bitmap_t *bm;
+        ids[0] = base;
+        for (size_t i = 1; i < n; i++) /* runs of runlen, gaps of gap */
+            ids[i] = ids[i - 1] + (i % runlen ? 1 : 1 + gap);
+        bm = roaring_bitmap_of_ptr(n, ids);
+        ck_assert_ptr_nonnull(bm);
+        roaring_bitmap_run_optimize(bm);
+        want = roaring_bitmap_portable_size_in_bytes(bm);
+        ck_assert_uint_le(want, 64 << 10);
+        roaring_bitmap_portable_serialize(bm, (char *)theirs);
+        len = idx_bm_small_size(ids, n);
+        if (len) {
+            size_t runs = 1;
+            for (size_t i = 1; i < n; i++)
+                runs += ids[i] != ids[i - 1] + 1;
+            at_half += 2 * runs == n;
+            ck_assert_uint_eq(len, want);
+            idx_bm_small_write(ids, n, mine);
+            ck_assert_msg(memcmp(mine, theirs, len) == 0,
+                          "n %zu from %u: bytes differ", n, base);
+            applied++;
+        } else {
+            declined++;
+        }
+        roaring_bitmap_free(bm);
+    }
+    ck_assert_uint_gt(applied, 300);
+    ck_assert_uint_gt(declined, 300);
+    ck_assert_uint_gt(at_half, 3);
+    free(ids);
+    free(mine);
+    free(theirs);
+}
+END_TEST
+
 /* ---- Bulk build == incremental writer --------------------------------- */
 
 /* Every (key, value) of one database, copied. */
@@ -2303,6 +2357,7 @@ int main(void)
     tcase_add_test(tc, test_verify_corruption);
     tcase_add_test(tc, test_differential);
     tcase_add_test(tc, test_rebuild_equals_incremental);
+    tcase_add_test(tc, test_bm_small);
     tcase_add_test(tc, test_q_bits_roundtrip);
     tcase_add_test(tc, test_q_differential);
     tcase_add_test(tc, test_q_decodes);
