@@ -350,19 +350,31 @@ static enum cm_status docid_add(struct idx_bulk *b, struct bkey *x,
     return CM_OK;
 }
 
-static bool key_is(const struct idx_bulk *b, const struct bkey *x, uint8_t db,
-                   const uint8_t *k, size_t n)
+/* head: k's first KEY_INLINE bytes, zero padded (a fixed-size compare,
+ * inlined). */
+static void key_head(const uint8_t *k, size_t n, uint8_t head[KEY_INLINE])
 {
-    size_t h = n < KEY_INLINE ? n : KEY_INLINE;
-    return x->db == db && x->klen == n && memcmp(x->head, k, h) == 0 &&
-           (n == h ||
-            memcmp(b->keys.data + x->koff + 2 + h, k + h, n - h) == 0);
+    size_t i = 0;
+    for (; i < n && i < KEY_INLINE; i++)
+        head[i] = k[i];
+    for (; i < KEY_INLINE; i++)
+        head[i] = 0;
+}
+
+static bool key_is(const struct idx_bulk *b, const struct bkey *x, uint8_t db,
+                   const uint8_t *k, size_t n, const uint8_t head[KEY_INLINE])
+{
+    return x->db == db && x->klen == n &&
+           memcmp(x->head, head, KEY_INLINE) == 0 &&
+           (n <= KEY_INLINE || memcmp(b->keys.data + x->koff + 2 + KEY_INLINE,
+                                      k + KEY_INLINE, n - KEY_INLINE) == 0);
 }
 
 /* The key (db, k[0..n)) of hash h; when new, it is created with the one
  * docid (room reserved by slots_reserve).  OUT *out. */
 static enum cm_status key_get(struct idx_bulk *b, uint64_t h, uint8_t db,
-                              const uint8_t *k, size_t n, uint32_t docid,
+                              const uint8_t *k, size_t n,
+                              const uint8_t head[KEY_INLINE], uint32_t docid,
                               struct bkey **out)
 {
     uint64_t tag = h >> 32 << 32;
@@ -376,7 +388,7 @@ static enum cm_status key_get(struct idx_bulk *b, uint64_t h, uint8_t db,
         if ((b->slots[j] & 0xFFFFFFFF00000000ULL) != tag)
             continue;
         x = &b->k[(b->slots[j] & 0xFFFFFFFFu) - 1];
-        if (key_is(b, x, db, k, n)) {
+        if (key_is(b, x, db, k, n, head)) {
             *out = x;
             return CM_OK;
         }
@@ -407,7 +419,7 @@ static enum cm_status key_get(struct idx_bulk *b, uint64_t h, uint8_t db,
     x->koff = (uint32_t)b->keys.len;
     x->klen = n16;
     x->db = db;
-    memcpy(x->head, k, n < KEY_INLINE ? n : KEY_INLINE);
+    memcpy(x->head, head, KEY_INLINE);
     st = cm_buf_append(&b->keys, &n16, 2);
     if (st == CM_OK)
         st = cm_buf_append(&b->keys, k, n);
@@ -431,6 +443,7 @@ static enum cm_status keys_add(struct idx_bulk *b, const struct idx_entries *e,
 {
     uint64_t h[KEY_BATCH];
     uint32_t cand[KEY_BATCH];
+    uint8_t head[KEY_BATCH][KEY_INLINE];
     enum cm_status st = CM_OK;
 
     for (size_t at = 0; at < e->nkeys && st == CM_OK; at += KEY_BATCH) {
@@ -442,7 +455,9 @@ static enum cm_status keys_add(struct idx_bulk *b, const struct idx_entries *e,
         mask = b->capslots - 1;
         for (size_t i = 0; i < m; i++) {
             const struct idx_key *x = &e->keys[at + i];
-            h[i] = key_hash(x->db, idx_entries_key(e, at + i), x->len);
+            const uint8_t *kb = idx_entries_key(e, at + i);
+            h[i] = key_hash(x->db, kb, x->len);
+            key_head(kb, x->len, head[i]);
             __builtin_prefetch(&b->slots[h[i] & mask]);
         }
         for (size_t i = 0; i < m; i++) {
@@ -458,8 +473,8 @@ static enum cm_status keys_add(struct idx_bulk *b, const struct idx_entries *e,
             const struct idx_key *kx = &e->keys[at + i];
             const uint8_t *kb = idx_entries_key(e, at + i);
             struct bkey *x = cand[i] ? &b->k[cand[i] - 1] : NULL;
-            if (!x || !key_is(b, x, kx->db, kb, kx->len))
-                st = key_get(b, h[i], kx->db, kb, kx->len, docid, &x);
+            if (!x || !key_is(b, x, kx->db, kb, kx->len, head[i]))
+                st = key_get(b, h[i], kx->db, kb, kx->len, head[i], docid, &x);
             if (st == CM_OK)
                 st = docid_add(b, x, docid);
         }
