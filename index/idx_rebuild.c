@@ -19,6 +19,7 @@
 #include <xxhash.h>
 
 #include "common/cm_alloc.h"
+#include "common/cm_limits.h"
 #include "common/cm_log.h"
 #include "index/idx_int.h"
 
@@ -97,6 +98,7 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
     struct rb_ctx *ctx = vctx;
     struct idx_writer w;
     struct idx_bulk *b = NULL;
+    struct cm_buf arena; /* the decoded scenes' arrays, reused */
     MDB_cursor *cur = NULL;
     MDB_val k, v;
     enum cm_status st;
@@ -118,6 +120,7 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
     }
     /* Bulk: every key of the (empty) index dbs is written once, in key
      * order, with MDB_APPEND; the children lists come after. */
+    cm_buf_init(&arena, CM_MAX_RECORD_ARENA);
     st = idx_bulk_new(t, &b);
     if (st == CM_OK)
         st = walk_open(t, KV_DB_SCENES, &cur);
@@ -131,11 +134,9 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
             break;
         }
         memcpy(&docid, k.mv_data, 4);
-        memset(&sc, 0, sizeof sc);
-        st = kv_scene_decode(v.mv_data, v.mv_size, &sc);
+        st = kv_scene_decode_in(v.mv_data, v.mv_size, &arena, &sc);
         if (st == CM_OK)
             st = idx_bulk_add(b, docid, &sc);
-        kv_scene_fini(&sc);
         ctx->n++;
         if (ctx->fn && ctx->n % IDX_PROGRESS_STEP == 0 && ctx->n < total)
             ctx->fn(ctx->n, total, ctx->fctx);
@@ -143,6 +144,7 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
     if (st == CM_OK && rc && rc != MDB_NOTFOUND)
         st = kv_from_mdb(rc, "scene walk");
     mdb_cursor_close(cur);
+    cm_buf_fini(&arena);
     if (st == CM_OK)
         st = idx_bulk_write(b);
     idx_bulk_free(b);
