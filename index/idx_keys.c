@@ -29,34 +29,39 @@
 #include "common/cm_natural.h"
 #include "index/idx_int.h"
 
+/* Big-endian loads and stores: one (byte-swapped) word access. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define BE64(v) __builtin_bswap64(v)
+#define BE32(v) __builtin_bswap32(v)
+#else
+#define BE64(v) (v)
+#define BE32(v) (v)
+#endif
+
 void idx_be64(uint8_t *p, uint64_t v)
 {
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
+    v = BE64(v);
+    memcpy(p, &v, 8);
 }
 
 uint64_t idx_rd_be64(const uint8_t *p)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return BE64(v);
 }
 
 void idx_be32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
+    v = BE32(v);
+    memcpy(p, &v, 4);
 }
 
 uint32_t idx_rd_be32(const uint8_t *p)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
-           p[3];
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return BE32(v);
 }
 
 uint64_t idx_enc_i64(int64_t v)
