@@ -186,8 +186,16 @@ struct bkey {
     uint32_t koff; /* into keys: u16 length ‖ bytes */
     uint16_t klen;
     uint8_t db;
-    uint8_t cls;              /* the array holds 4 << cls docids; NO_ARRAY */
-    uint8_t head[KEY_INLINE]; /* the first key bytes, zero padded */
+    uint8_t cls; /* the array holds 4 << cls docids; NO_ARRAY */
+    uint32_t h1; /* the key's head: see struct khead */
+    uint64_t h0;
+};
+
+/* The first KEY_INLINE bytes of a key as little-endian words, zero
+ * padded: compared and hashed as integers. */
+struct khead {
+    uint64_t w0; /* bytes 0..7 */
+    uint32_t w1; /* bytes 8..11 */
 };
 
 /* Items of one dictionary-valued sort field. */
@@ -229,9 +237,32 @@ struct idx_bulk {
     bool any;
 };
 
-static uint64_t key_hash(uint8_t db, const uint8_t *k, size_t n)
+static uint64_t fmix64(uint64_t v)
+{
+    v ^= v >> 33;
+    v *= 0xff51afd7ed558ccdULL;
+    v ^= v >> 33;
+    v *= 0xc4ceb9fe1a85ec53ULL;
+    return v ^ (v >> 33);
+}
+
+__attribute__((noinline)) static uint64_t long_hash(uint8_t db,
+                                                    const uint8_t *k, size_t n)
 {
     return XXH3_64bits_withSeed(k, n, db);
+}
+
+/* The hash of key (db, k[0..n)) with head hd: a key of at most
+ * KEY_INLINE bytes (most keys) is mixed from its head words, a longer
+ * one hashed whole. */
+static uint64_t key_hash(uint8_t db, const uint8_t *k, size_t n,
+                         struct khead hd)
+{
+    if (n > KEY_INLINE)
+        return long_hash(db, k, n);
+    return fmix64(hd.w0 ^
+                  ((uint64_t)hd.w1 | (uint64_t)n << 32 | (uint64_t)db << 40) *
+                      0x9E3779B97F4A7C15ULL);
 }
 
 /* Makes room for more new keys at a load of at most one half. */
@@ -250,7 +281,7 @@ static enum cm_status slots_reserve(struct idx_bulk *b, size_t more)
     for (size_t i = 0; i < b->nk; i++) {
         const struct bkey *x = &b->k[i];
         const uint8_t *kb = (const uint8_t *)b->keys.data + x->koff + 2;
-        uint64_t h = key_hash(x->db, kb, x->klen);
+        uint64_t h = key_hash(x->db, kb, x->klen, (struct khead){x->h0, x->h1});
         size_t j = (size_t)h & (cap - 1);
         while (s[j])
             j = (j + 1) & (cap - 1);
@@ -350,22 +381,36 @@ static enum cm_status docid_add(struct idx_bulk *b, struct bkey *x,
     return CM_OK;
 }
 
-/* head: k's first KEY_INLINE bytes, zero padded (a fixed-size compare,
- * inlined). */
-static void key_head(const uint8_t *k, size_t n, uint8_t head[KEY_INLINE])
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define LE64(v) (v)
+#define LE32(v) (v)
+#else
+#define LE64(v) __builtin_bswap64(v)
+#define LE32(v) __builtin_bswap32(v)
+#endif
+
+/* The head of k[0..n) (n >= 1).  Reads KEY_INLINE bytes at k even when n
+ * is smaller: the caller guarantees they are inside its buffer. */
+static struct khead key_head(const uint8_t *k, size_t n)
 {
-    size_t i = 0;
-    for (; i < n && i < KEY_INLINE; i++)
-        head[i] = k[i];
-    for (; i < KEY_INLINE; i++)
-        head[i] = 0;
+    struct khead hd;
+    memcpy(&hd.w0, k, 8);
+    memcpy(&hd.w1, k + 8, 4);
+    hd.w0 = LE64(hd.w0);
+    hd.w1 = LE32(hd.w1);
+    if (n < 8) {
+        hd.w0 &= ((uint64_t)1 << (8 * n)) - 1;
+        hd.w1 = 0;
+    } else if (n < KEY_INLINE) {
+        hd.w1 &= ((uint32_t)1 << (8 * (n - 8))) - 1;
+    }
+    return hd;
 }
 
 static bool key_is(const struct idx_bulk *b, const struct bkey *x, uint8_t db,
-                   const uint8_t *k, size_t n, const uint8_t head[KEY_INLINE])
+                   const uint8_t *k, size_t n, struct khead hd)
 {
-    return x->db == db && x->klen == n &&
-           memcmp(x->head, head, KEY_INLINE) == 0 &&
+    return x->h0 == hd.w0 && x->h1 == hd.w1 && x->klen == n && x->db == db &&
            (n <= KEY_INLINE || memcmp(b->keys.data + x->koff + 2 + KEY_INLINE,
                                       k + KEY_INLINE, n - KEY_INLINE) == 0);
 }
@@ -373,9 +418,8 @@ static bool key_is(const struct idx_bulk *b, const struct bkey *x, uint8_t db,
 /* The key (db, k[0..n)) of hash h; when new, it is created with the one
  * docid (room reserved by slots_reserve).  OUT *out. */
 static enum cm_status key_get(struct idx_bulk *b, uint64_t h, uint8_t db,
-                              const uint8_t *k, size_t n,
-                              const uint8_t head[KEY_INLINE], uint32_t docid,
-                              struct bkey **out)
+                              const uint8_t *k, size_t n, struct khead hd,
+                              uint32_t docid, struct bkey **out)
 {
     uint64_t tag = h >> 32 << 32;
     size_t j;
@@ -388,7 +432,7 @@ static enum cm_status key_get(struct idx_bulk *b, uint64_t h, uint8_t db,
         if ((b->slots[j] & 0xFFFFFFFF00000000ULL) != tag)
             continue;
         x = &b->k[(b->slots[j] & 0xFFFFFFFFu) - 1];
-        if (key_is(b, x, db, k, n, head)) {
+        if (key_is(b, x, db, k, n, hd)) {
             *out = x;
             return CM_OK;
         }
@@ -419,7 +463,8 @@ static enum cm_status key_get(struct idx_bulk *b, uint64_t h, uint8_t db,
     x->koff = (uint32_t)b->keys.len;
     x->klen = n16;
     x->db = db;
-    memcpy(x->head, head, KEY_INLINE);
+    x->h0 = hd.w0;
+    x->h1 = hd.w1;
     st = cm_buf_append(&b->keys, &n16, 2);
     if (st == CM_OK)
         st = cm_buf_append(&b->keys, k, n);
@@ -443,7 +488,7 @@ static enum cm_status keys_add(struct idx_bulk *b, const struct idx_entries *e,
 {
     uint64_t h[KEY_BATCH];
     uint32_t cand[KEY_BATCH];
-    uint8_t head[KEY_BATCH][KEY_INLINE];
+    struct khead hd[KEY_BATCH];
     enum cm_status st = CM_OK;
 
     for (size_t at = 0; at < e->nkeys && st == CM_OK; at += KEY_BATCH) {
@@ -456,8 +501,8 @@ static enum cm_status keys_add(struct idx_bulk *b, const struct idx_entries *e,
         for (size_t i = 0; i < m; i++) {
             const struct idx_key *x = &e->keys[at + i];
             const uint8_t *kb = idx_entries_key(e, at + i);
-            h[i] = key_hash(x->db, kb, x->len);
-            key_head(kb, x->len, head[i]);
+            hd[i] = key_head(kb, x->len);
+            h[i] = key_hash(x->db, kb, x->len, hd[i]);
             __builtin_prefetch(&b->slots[h[i] & mask]);
         }
         for (size_t i = 0; i < m; i++) {
@@ -473,8 +518,8 @@ static enum cm_status keys_add(struct idx_bulk *b, const struct idx_entries *e,
             const struct idx_key *kx = &e->keys[at + i];
             const uint8_t *kb = idx_entries_key(e, at + i);
             struct bkey *x = cand[i] ? &b->k[cand[i] - 1] : NULL;
-            if (!x || !key_is(b, x, kx->db, kb, kx->len, head[i]))
-                st = key_get(b, h[i], kx->db, kb, kx->len, head[i], docid, &x);
+            if (!x || !key_is(b, x, kx->db, kb, kx->len, hd[i]))
+                st = key_get(b, h[i], kx->db, kb, kx->len, hd[i], docid, &x);
             if (st == CM_OK)
                 st = docid_add(b, x, docid);
         }
@@ -597,6 +642,9 @@ enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
     if (b->any && docid <= b->lastdoc)
         return CM_INVALID; /* not in increasing docid order */
     st = idx_derive_unsorted(&b->ec, sc, &b->e);
+    /* key_head reads KEY_INLINE bytes at each key: keep them in bounds */
+    if (st == CM_OK)
+        st = cm_buf_reserve(&b->e.arena, KEY_INLINE);
     if (st == CM_OK)
         st = keys_add(b, e, docid);
     if (st == CM_OK)
