@@ -118,11 +118,6 @@ void idx_entries_fini(struct idx_entries *e)
     memset(e, 0, sizeof *e);
 }
 
-const uint8_t *idx_entries_key(const struct idx_entries *e, size_t i)
-{
-    return (const uint8_t *)e->arena.data + e->keys[i].off;
-}
-
 static enum cm_status add_key(struct idx_entries *e, uint8_t db, const void *k,
                               size_t n)
 {
@@ -192,34 +187,43 @@ static enum cm_status add_str(struct idx_entries *e, uint8_t field, bool has,
     return add_key(e, KV_DB_POSTINGS, k, 3 + (size_t)s.len);
 }
 
-struct tokctx {
-    struct idx_entries *e;
-    enum cm_status st;
-    uint8_t prefix; /* 0, IDX_T_FP or IDX_T_MARKER */
-};
-
-static int tok_cb(const char *tok, size_t n, void *ctx)
-{
-    struct tokctx *tc = ctx;
-    uint8_t k[1 + IDX_TOK_MAX];
-    if (!tc->prefix) {
-        tc->st = add_key(tc->e, KV_DB_TEXT, tok, n);
-    } else {
-        k[0] = tc->prefix;
-        memcpy(k + 1, tok, n); /* n <= IDX_TOK_MAX */
-        tc->st = add_key(tc->e, KV_DB_TEXT, k, n + 1);
-    }
-    return tc->st != CM_OK;
-}
-
-/* The tokens of s as text keys of the class given by prefix. */
+/* The tokens of s as text keys of the class given by prefix (0,
+ * IDX_T_FP or IDX_T_MARKER), lower-cased straight into the arena. */
 static enum cm_status add_text_as(struct idx_entries *e, uint8_t prefix,
                                   const char *s, size_t n)
 {
-    struct tokctx tc = {e, CM_OK, prefix};
-    if (s)
-        idx_tokenize(s, n, tok_cb, &tc);
-    return tc.st;
+    struct idx_tokit it = {(const unsigned char *)s, s ? n : 0, 0, 0, 0};
+    size_t at, tn;
+    enum cm_status st;
+
+    while (idx_tok_next(&it, &at, &tn)) {
+        size_t kn = tn + (prefix != 0);
+        uint8_t *o;
+        if (e->nkeys == e->capkeys) {
+            size_t cap = e->capkeys ? e->capkeys * 2 : 128;
+            struct idx_key *nk = cm_realloc(e->keys, cap * sizeof *nk);
+            if (!nk)
+                return CM_NOMEM;
+            e->keys = nk;
+            e->capkeys = cap;
+        }
+        st = kn < e->arena.cap - e->arena.len ? CM_OK
+                                              : cm_buf_reserve(&e->arena, kn);
+        if (st != CM_OK)
+            return st;
+        e->keys[e->nkeys].off = (uint32_t)e->arena.len;
+        e->keys[e->nkeys].len = (uint32_t)kn;
+        e->keys[e->nkeys].db = KV_DB_TEXT;
+        o = (uint8_t *)e->arena.data + e->arena.len;
+        if (prefix)
+            *o++ = prefix;
+        for (size_t j = 0; j < tn; j++)
+            o[j] = idx_tok_lower[it.s[at + j]];
+        e->arena.len += kn;
+        e->arena.data[e->arena.len] = '\0';
+        e->nkeys++;
+    }
+    return CM_OK;
 }
 
 static enum cm_status add_text(struct idx_entries *e, const char *s, size_t n)

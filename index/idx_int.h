@@ -253,7 +253,11 @@ struct idx_entries {
 void idx_entries_init(struct idx_entries *e);
 void idx_entries_reset(struct idx_entries *e);
 void idx_entries_fini(struct idx_entries *e);
-const uint8_t *idx_entries_key(const struct idx_entries *e, size_t i);
+static inline const uint8_t *idx_entries_key(const struct idx_entries *e,
+                                             size_t i)
+{
+    return (const uint8_t *)e->arena.data + e->keys[i].off;
+}
 
 /* Fills e (reset first) from scene sc, with the entity facts from c.
  * Keys come out sorted (db, bytes) and deduplicated.  CM_NOMEM,
@@ -338,6 +342,42 @@ uint64_t idx_daily_seed(void);
 bool idx_is_tokbyte(unsigned char c);
 #define IDX_TOK_MAX  255
 #define IDX_TOK_STEP 128
+
+/* Token byte -> its ASCII-lower-cased form, any other byte -> 0 (no token
+ * byte is 0). */
+extern const unsigned char idx_tok_lower[256];
+
+/* The token windows of s[0..len) one at a time, as idx_tokenize emits
+ * them: each maximal run of token bytes, a run longer than IDX_TOK_MAX
+ * as windows of IDX_TOK_MAX bytes every IDX_TOK_STEP bytes.  Initialise
+ * with {s, len} (the rest zero); idx_tok_next gives the next window
+ * s[*at .. *at + *n) (not lower-cased) or false at the end. */
+struct idx_tokit {
+    const unsigned char *s;
+    size_t len;
+    size_t i;   /* scan position */
+    size_t off; /* next window of the current run */
+    size_t end; /* end of the current run (off == end: none pending) */
+};
+static inline bool idx_tok_next(struct idx_tokit *it, size_t *at, size_t *n)
+{
+    size_t e;
+    if (it->off >= it->end) {
+        while (it->i < it->len && !idx_tok_lower[it->s[it->i]])
+            it->i++;
+        if (it->i >= it->len)
+            return false;
+        it->off = it->i;
+        while (it->i < it->len && idx_tok_lower[it->s[it->i]])
+            it->i++;
+        it->end = it->i;
+    }
+    e = it->end - it->off > IDX_TOK_MAX ? it->off + IDX_TOK_MAX : it->end;
+    *at = it->off;
+    *n = e - it->off;
+    it->off = e == it->end ? it->end : it->off + IDX_TOK_STEP;
+    return true;
+}
 
 /* ---- Cached full orders (idx_order.c) ------------------------------- */
 

@@ -342,32 +342,20 @@ bool idx_is_tokbyte(unsigned char c)
 #define TOKL16(c) TOKL4(c), TOKL4((c) + 4), TOKL4((c) + 8), TOKL4((c) + 12)
 #define TOKL64(c)                                                              \
     TOKL16(c), TOKL16((c) + 16), TOKL16((c) + 32), TOKL16((c) + 48)
-static const unsigned char tok_lower[256] = {TOKL64(0), TOKL64(64), TOKL64(128),
-                                             TOKL64(192)};
+const unsigned char idx_tok_lower[256] = {TOKL64(0), TOKL64(64), TOKL64(128),
+                                          TOKL64(192)};
 
 void idx_tokenize(const char *s, size_t len,
                   int (*fn)(const char *tok, size_t n, void *ctx), void *ctx)
 {
-    const unsigned char *u = (const unsigned char *)s;
+    struct idx_tokit it = {(const unsigned char *)s, len, 0, 0, 0};
     char tok[IDX_TOK_MAX];
-    size_t i = 0;
+    size_t at, n;
 
-    while (i < len) {
-        size_t a, b;
-        while (i < len && !tok_lower[u[i]])
-            i++;
-        a = i;
-        while (i < len && tok_lower[u[i]])
-            i++;
-        b = i;
-        for (size_t off = a; off < b; off += IDX_TOK_STEP) {
-            size_t e = b - off > IDX_TOK_MAX ? off + IDX_TOK_MAX : b, k = 0;
-            for (size_t j = off; j < e; j++)
-                tok[k++] = (char)tok_lower[u[j]];
-            if (fn(tok, k, ctx))
-                return;
-            if (e == b)
-                break;
-        }
+    while (idx_tok_next(&it, &at, &n)) {
+        for (size_t j = 0; j < n; j++)
+            tok[j] = (char)idx_tok_lower[it.s[at + j]];
+        if (fn(tok, n, ctx))
+            return;
     }
 }
