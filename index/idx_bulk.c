@@ -255,8 +255,8 @@ __attribute__((noinline)) static uint64_t long_hash(uint8_t db,
 /* The hash of key (db, k[0..n)) with head hd: a key of at most
  * KEY_INLINE bytes (most keys) is mixed from its head words, a longer
  * one hashed whole. */
-static uint64_t key_hash(uint8_t db, const uint8_t *k, size_t n,
-                         struct khead hd)
+static inline uint64_t key_hash(uint8_t db, const uint8_t *k, size_t n,
+                                struct khead hd)
 {
     if (n > KEY_INLINE)
         return long_hash(db, k, n);
@@ -391,7 +391,7 @@ static enum cm_status docid_add(struct idx_bulk *b, struct bkey *x,
 
 /* The head of k[0..n) (n >= 1).  Reads KEY_INLINE bytes at k even when n
  * is smaller: the caller guarantees they are inside its buffer. */
-static struct khead key_head(const uint8_t *k, size_t n)
+static inline struct khead key_head(const uint8_t *k, size_t n)
 {
     struct khead hd;
     memcpy(&hd.w0, k, 8);
