@@ -586,9 +586,48 @@ static enum cm_status chunk_need(struct idx_bulk *b, uint32_t docid)
     return CM_OK;
 }
 
+/* Sizes the tables for the store's scene count, so they do not grow (a
+ * grown array is copied and its new pages touched again; the hash table
+ * is rebuilt).  Estimates from fake-Stash and real-shaped libraries:
+ * about 4 distinct posting/text keys per scene (most are fingerprints,
+ * which are unique) of ~18 bytes, dictionary keys ~48 bytes.  Reserved
+ * memory is only touched as it fills; a library above the estimates
+ * grows as before. */
+static enum cm_status presize(struct idx_bulk *b)
+{
+    uint64_t n = 0;
+    size_t keys;
+    enum cm_status st = kv_scene_count(b->t, &n);
+
+    if (st != CM_OK || n == 0)
+        return st;
+    if (n > (uint64_t)1 << 26)
+        n = (uint64_t)1 << 26; /* the tables grow past that */
+    keys = (size_t)n * 4;
+    b->k = cm_malloc(keys * sizeof *b->k);
+    if (!b->k)
+        return CM_NOMEM;
+    b->capk = keys;
+    st = slots_reserve(b, keys);
+    if (st == CM_OK)
+        st = cm_buf_reserve(&b->keys, keys * 20);
+    for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++) {
+        struct bdict *d = &b->dict[f];
+        if (idx_sfield_kind((enum idx_sort_field)f) != IDX_SK_DICT)
+            continue;
+        d->v = cm_malloc((size_t)n * sizeof *d->v);
+        if (!d->v)
+            return CM_NOMEM;
+        d->cap = (size_t)n;
+        st = cm_buf_reserve(&d->arena, (size_t)n * 50);
+    }
+    return st;
+}
+
 enum cm_status idx_bulk_new(struct kv_txn *t, struct idx_bulk **out)
 {
     struct idx_bulk *b;
+    enum cm_status st;
 
     *out = NULL;
     if (!t)
@@ -602,6 +641,11 @@ enum cm_status idx_bulk_new(struct kv_txn *t, struct idx_bulk **out)
     cm_buf_init(&b->keys, UINT32_MAX);
     for (int f = 0; f < IDX_SF_COUNT; f++)
         cm_buf_init(&b->dict[f].arena, UINT32_MAX);
+    st = presize(b);
+    if (st != CM_OK) {
+        idx_bulk_free(b);
+        return st;
+    }
     *out = b;
     return CM_OK;
 }
