@@ -377,12 +377,12 @@ static enum cm_status derive_missing(const struct kv_scene *sc,
     enum cm_status st = CM_OK;
 
     idx_match_ctx_mem(&ctx, NULL, 0);
+    memset(&c, 0, sizeof c);
+    c.field = IDX_F_IS_MISSING;
+    c.mod = IDX_MOD_EQUALS;
+    f = (struct idx_filter){&c, 1, IDX_SUB_NONE, NULL};
     for (int m = 0; m < IDX_MISS_COUNT && st == CM_OK; m++) {
-        memset(&c, 0, sizeof c);
-        c.field = IDX_F_IS_MISSING;
-        c.mod = IDX_MOD_EQUALS;
         c.missing = (enum idx_missing)m;
-        f = (struct idx_filter){&c, 1, IDX_SUB_NONE, NULL};
         if (idx_filter_match(&f, sc, &ctx))
             st = add_flag(e, IDX_P_MISSING, (uint8_t)(m + 1));
     }
