@@ -80,38 +80,47 @@ static int scmp(const uint8_t *arena, const struct sitem *a,
     return an < bn ? -1 : an > bn;
 }
 
-/* LSD radix sort of v[0..n) by w (tmp: n items of scratch), skipping the
- * bytes that are equal in every item.  Not inlined: its 16 KB of counters
- * must not sit in every frame of the recursive ssort. */
-__attribute__((noinline)) static void radix_words(struct sitem *v,
-                                                  struct sitem *tmp, size_t n)
-{
-    size_t cnt[8][256];
-    struct sitem *src = v, *dst = tmp;
+#define MSD_SMALL 64
 
-    memset(cnt, 0, sizeof cnt);
-    for (size_t i = 0; i < n; i++)
-        for (int b = 0; b < 8; b++)
-            cnt[b][(v[i].w >> (8 * b)) & 0xFF]++;
-    for (int b = 0; b < 8; b++) {
-        size_t sum = 0;
-        if (cnt[b][(v[0].w >> (8 * b)) & 0xFF] == n)
-            continue; /* constant byte */
+/* Sorts v[0..n) by w: MSD radix sort on its bytes from byte b down (7 is
+ * the most significant), skipping bytes equal in every item, insertion
+ * sort below MSD_SMALL items.  tmp: n items of scratch. */
+static void msd_words(struct sitem *v, struct sitem *tmp, size_t n, int b)
+{
+    size_t cnt[256], pos[256];
+
+    for (; b >= 0 && n > MSD_SMALL; b--) {
+        unsigned sh = 8 * (unsigned)b;
+        size_t at = 0;
+        memset(cnt, 0, sizeof cnt);
+        for (size_t i = 0; i < n; i++)
+            cnt[(v[i].w >> sh) & 0xFF]++;
+        if (cnt[(v[0].w >> sh) & 0xFF] == n)
+            continue; /* the same byte in every item */
         for (int d = 0; d < 256; d++) {
-            size_t c = cnt[b][d];
-            cnt[b][d] = sum;
-            sum += c;
+            pos[d] = at;
+            at += cnt[d];
         }
         for (size_t i = 0; i < n; i++)
-            dst[cnt[b][(src[i].w >> (8 * b)) & 0xFF]++] = src[i];
-        {
-            struct sitem *x = src;
-            src = dst;
-            dst = x;
-        }
+            tmp[pos[(v[i].w >> sh) & 0xFF]++] = v[i];
+        memcpy(v, tmp, n * sizeof *v);
+        at = 0;
+        for (int d = 0; d < 256; at += cnt[d++])
+            if (cnt[d] > 1)
+                msd_words(v + at, tmp + at, cnt[d], b - 1);
+        return;
     }
-    if (src != v)
-        memcpy(v, src, n * sizeof *v);
+    if (b < 0)
+        return; /* every byte compared: all equal */
+    for (size_t i = 1; i < n; i++) {
+        struct sitem x = v[i];
+        size_t j = i;
+        while (j > 0 && v[j - 1].w > x.w) {
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = x;
+    }
 }
 
 #define SSORT_SMALL 24
@@ -137,7 +146,7 @@ static void ssort(const uint8_t *arena, struct sitem *v, struct sitem *tmp,
         }
         return;
     }
-    radix_words(v, tmp, n);
+    msd_words(v, tmp, n, 7);
     while (a < n) {
         size_t b = a + 1, ended = 0;
         while (b < n && v[b].w == v[a].w)
