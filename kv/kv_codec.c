@@ -361,6 +361,10 @@ static enum cm_status get_byte(struct dec *d, uint8_t *out)
 static enum cm_status get_uv(struct dec *d, uint64_t *out)
 {
     uint64_t v = 0;
+    if (d->p < d->end && *d->p < 0x80) { /* one byte: most counts, lengths */
+        *out = *d->p++;
+        return CM_OK;
+    }
     for (unsigned i = 0; i < 10; i++) {
         uint8_t b;
         RD(get_byte(d, &b));
