@@ -553,13 +553,13 @@ static enum cm_status dict_add(struct bdict *d, const void *k, size_t n,
         d->v = v;
         d->cap = cap;
     }
-    st = cm_buf_append(&d->arena, &n16, 2);
-    if (st == CM_OK)
-        st = cm_buf_append(&d->arena, k, n);
-    if (st != CM_OK) {
-        cm_buf_truncate(&d->arena, off);
+    st = n + 2 < d->arena.cap - off ? CM_OK : cm_buf_reserve(&d->arena, n + 2);
+    if (st != CM_OK)
         return st;
-    }
+    memcpy(d->arena.data + off, &n16, 2);
+    memcpy(d->arena.data + off + 2, k, n);
+    d->arena.len += n + 2;
+    d->arena.data[d->arena.len] = '\0';
     d->v[d->n].off = (uint32_t)off;
     d->v[d->n].val = docid;
     d->v[d->n].w = word_at((const uint8_t *)d->arena.data, (uint32_t)off, 0);

@@ -118,8 +118,9 @@ void idx_entries_fini(struct idx_entries *e)
     memset(e, 0, sizeof *e);
 }
 
-static enum cm_status add_key(struct idx_entries *e, uint8_t db, const void *k,
-                              size_t n)
+/* Inline: the posting keys have constant lengths at their call sites. */
+static inline enum cm_status add_key(struct idx_entries *e, uint8_t db,
+                                     const void *k, size_t n)
 {
     enum cm_status st;
     if (n == 0 || n > 511)
@@ -193,37 +194,40 @@ static enum cm_status add_text_as(struct idx_entries *e, uint8_t prefix,
                                   const char *s, size_t n)
 {
     struct idx_tokit it = {(const unsigned char *)s, s ? n : 0, 0, 0, 0};
-    size_t at, tn;
+    size_t pre = prefix != 0, tn;
     enum cm_status st;
 
-    while (idx_tok_next(&it, &at, &tn)) {
-        size_t kn = tn + (prefix != 0);
+    for (;;) {
         uint8_t *o;
+        st = CM_OK;
         if (e->nkeys == e->capkeys) {
             size_t cap = e->capkeys ? e->capkeys * 2 : 128;
             struct idx_key *nk = cm_realloc(e->keys, cap * sizeof *nk);
-            if (!nk)
-                return CM_NOMEM;
-            e->keys = nk;
-            e->capkeys = cap;
+            if (nk) {
+                e->keys = nk;
+                e->capkeys = cap;
+            } else {
+                st = CM_NOMEM;
+            }
         }
-        st = kn < e->arena.cap - e->arena.len ? CM_OK
-                                              : cm_buf_reserve(&e->arena, kn);
+        if (st == CM_OK && 1 + IDX_TOK_MAX >= e->arena.cap - e->arena.len)
+            st = cm_buf_reserve(&e->arena, 1 + IDX_TOK_MAX);
         if (st != CM_OK)
-            return st;
-        e->keys[e->nkeys].off = (uint32_t)e->arena.len;
-        e->keys[e->nkeys].len = (uint32_t)kn;
-        e->keys[e->nkeys].db = KV_DB_TEXT;
+            break;
         o = (uint8_t *)e->arena.data + e->arena.len;
+        if (!idx_tok_next(&it, o + pre, &tn))
+            break;
         if (prefix)
-            *o++ = prefix;
-        for (size_t j = 0; j < tn; j++)
-            o[j] = idx_tok_lower[it.s[at + j]];
-        e->arena.len += kn;
-        e->arena.data[e->arena.len] = '\0';
+            o[0] = prefix;
+        e->keys[e->nkeys].off = (uint32_t)e->arena.len;
+        e->keys[e->nkeys].len = (uint32_t)(tn + pre);
+        e->keys[e->nkeys].db = KV_DB_TEXT;
+        e->arena.len += tn + pre;
         e->nkeys++;
     }
-    return CM_OK;
+    if (e->arena.data) /* the windows were written past len */
+        e->arena.data[e->arena.len] = '\0';
+    return st;
 }
 
 static enum cm_status add_text(struct idx_entries *e, const char *s, size_t n)

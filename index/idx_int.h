@@ -350,32 +350,46 @@ extern const unsigned char idx_tok_lower[256];
 /* The token windows of s[0..len) one at a time, as idx_tokenize emits
  * them: each maximal run of token bytes, a run longer than IDX_TOK_MAX
  * as windows of IDX_TOK_MAX bytes every IDX_TOK_STEP bytes.  Initialise
- * with {s, len} (the rest zero); idx_tok_next gives the next window
- * s[*at .. *at + *n) (not lower-cased) or false at the end. */
+ * with {s, len} (the rest zero); idx_tok_next writes the next window,
+ * lower-cased, to dst (room for IDX_TOK_MAX bytes) and gives its length,
+ * or returns false at the end.  A run is copied while it is scanned. */
 struct idx_tokit {
     const unsigned char *s;
     size_t len;
     size_t i;   /* scan position */
-    size_t off; /* next window of the current run */
-    size_t end; /* end of the current run (off == end: none pending) */
+    size_t off; /* next window of a long run */
+    size_t end; /* end of that run (off == end: none pending) */
 };
-static inline bool idx_tok_next(struct idx_tokit *it, size_t *at, size_t *n)
+static inline bool idx_tok_next(struct idx_tokit *it, unsigned char *dst,
+                                size_t *n)
 {
-    size_t e;
-    if (it->off >= it->end) {
-        while (it->i < it->len && !idx_tok_lower[it->s[it->i]])
-            it->i++;
-        if (it->i >= it->len)
-            return false;
-        it->off = it->i;
-        while (it->i < it->len && idx_tok_lower[it->s[it->i]])
-            it->i++;
-        it->end = it->i;
+    size_t k = 0, e;
+    unsigned char c = 0;
+    if (it->off < it->end) { /* the next window of a long run */
+        e = it->end - it->off > IDX_TOK_MAX ? it->off + IDX_TOK_MAX : it->end;
+        for (size_t j = it->off; j < e; j++)
+            dst[k++] = idx_tok_lower[it->s[j]];
+        *n = k;
+        it->off = e == it->end ? it->end : it->off + IDX_TOK_STEP;
+        return true;
     }
-    e = it->end - it->off > IDX_TOK_MAX ? it->off + IDX_TOK_MAX : it->end;
-    *at = it->off;
-    *n = e - it->off;
-    it->off = e == it->end ? it->end : it->off + IDX_TOK_STEP;
+    while (it->i < it->len && !(c = idx_tok_lower[it->s[it->i]]))
+        it->i++;
+    if (it->i >= it->len)
+        return false;
+    e = it->i;
+    while (k < IDX_TOK_MAX && it->i < it->len &&
+           (c = idx_tok_lower[it->s[it->i]]) != 0) {
+        dst[k++] = c;
+        it->i++;
+    }
+    *n = k;
+    if (k == IDX_TOK_MAX && it->i < it->len && idx_tok_lower[it->s[it->i]]) {
+        while (it->i < it->len && idx_tok_lower[it->s[it->i]])
+            it->i++; /* longer than a window: the others follow */
+        it->end = it->i;
+        it->off = e + IDX_TOK_STEP;
+    }
     return true;
 }
 

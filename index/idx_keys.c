@@ -349,13 +349,10 @@ void idx_tokenize(const char *s, size_t len,
                   int (*fn)(const char *tok, size_t n, void *ctx), void *ctx)
 {
     struct idx_tokit it = {(const unsigned char *)s, len, 0, 0, 0};
-    char tok[IDX_TOK_MAX];
-    size_t at, n;
+    unsigned char tok[IDX_TOK_MAX];
+    size_t n;
 
-    while (idx_tok_next(&it, &at, &n)) {
-        for (size_t j = 0; j < n; j++)
-            tok[j] = (char)idx_tok_lower[it.s[at + j]];
-        if (fn(tok, n, ctx))
+    while (idx_tok_next(&it, tok, &n))
+        if (fn((const char *)tok, n, ctx))
             return;
-    }
 }
