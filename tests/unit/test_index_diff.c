@@ -1378,6 +1378,40 @@ START_TEST(test_rebuild_equals_incremental)
 }
 END_TEST
 
+/* Every allocation of idx_rebuild failing in turn: CM_NOMEM, nothing
+ * leaked (ASan), and the aborted transaction leaves the previous index,
+ * which still verifies; once nothing fails, the rebuild succeeds. */
+START_TEST(test_rebuild_oom)
+{
+    struct world w;
+    int failures = 0;
+    uint64_t cnt;
+    load(&w, 400, 0x00F1);
+    for (long n = 1;; n++) {
+        enum cm_status st;
+        long injected;
+        cm_alloc_fail_at(n, 0);
+        st = idx_rebuild(w.s, &cnt);
+        injected = cm_alloc_injected();
+        cm_alloc_fail_at(0, 0);
+        if (st == CM_OK && injected == 0)
+            break;
+        if (st == CM_OK)
+            continue; /* the failed allocation was not needed */
+        ck_assert_int_eq(st, CM_NOMEM);
+        if (++failures % 16 == 1)
+            verify_clean(&w);
+        ck_assert_int_lt(n, 100000);
+    }
+    ck_assert_int_gt(failures, 20);
+    fprintf(stderr, "test_rebuild_oom: %d allocations failed in turn\n",
+            failures);
+    verify_clean(&w);
+    kv_close(w.s);
+    tg_arena_free(&w.a);
+}
+END_TEST
+
 /* ---- q ---------------------------------------------------------------- */
 
 /* Terms for the q differential test: substrings of tokens, numbers and
@@ -2358,6 +2392,7 @@ int main(void)
     tcase_add_test(tc, test_differential);
     tcase_add_test(tc, test_rebuild_equals_incremental);
     tcase_add_test(tc, test_bm_small);
+    tcase_add_test(tc, test_rebuild_oom);
     tcase_add_test(tc, test_q_bits_roundtrip);
     tcase_add_test(tc, test_q_differential);
     tcase_add_test(tc, test_q_decodes);
