@@ -363,33 +363,37 @@ struct idx_tokit {
 static inline bool idx_tok_next(struct idx_tokit *it, unsigned char *dst,
                                 size_t *n)
 {
-    size_t k = 0, e;
+    /* locals: stores to dst (bytes) would otherwise reload *it */
+    const unsigned char *s = it->s;
+    size_t len = it->len, i = it->i, k = 0, e;
     unsigned char c = 0;
     if (it->off < it->end) { /* the next window of a long run */
         e = it->end - it->off > IDX_TOK_MAX ? it->off + IDX_TOK_MAX : it->end;
         for (size_t j = it->off; j < e; j++)
-            dst[k++] = idx_tok_lower[it->s[j]];
+            dst[k++] = idx_tok_lower[s[j]];
         *n = k;
         it->off = e == it->end ? it->end : it->off + IDX_TOK_STEP;
         return true;
     }
-    while (it->i < it->len && !(c = idx_tok_lower[it->s[it->i]]))
-        it->i++;
-    if (it->i >= it->len)
+    while (i < len && !idx_tok_lower[s[i]])
+        i++;
+    if (i >= len) {
+        it->i = i;
         return false;
-    e = it->i;
-    while (k < IDX_TOK_MAX && it->i < it->len &&
-           (c = idx_tok_lower[it->s[it->i]]) != 0) {
-        dst[k++] = c;
-        it->i++;
     }
+    e = i;
+    k = len - i > IDX_TOK_MAX ? i + IDX_TOK_MAX : len; /* window's limit */
+    while (i < k && (c = idx_tok_lower[s[i]]) != 0)
+        dst[i++ - e] = c;
+    k = i - e;
     *n = k;
-    if (k == IDX_TOK_MAX && it->i < it->len && idx_tok_lower[it->s[it->i]]) {
-        while (it->i < it->len && idx_tok_lower[it->s[it->i]])
-            it->i++; /* longer than a window: the others follow */
-        it->end = it->i;
+    if (k == IDX_TOK_MAX && i < len && idx_tok_lower[s[i]]) {
+        while (i < len && idx_tok_lower[s[i]])
+            i++; /* longer than a window: the others follow */
+        it->end = i;
         it->off = e + IDX_TOK_STEP;
     }
+    it->i = i;
     return true;
 }
 
