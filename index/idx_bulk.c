@@ -3,40 +3,46 @@
  * derived once, in increasing docid order, into memory, and then every key
  * of the (empty) index databases is written once, in key order, with
  * MDB_APPEND.  Nothing is looked up in LMDB and nothing is written twice.
+ * The output is byte-identical to the incremental writer's bitmaps and to
+ * the dictionary positions the writer gives an empty store ((i+1) *
+ * IDX_GAP); docs/INDEX.md "Write path" has the figures.
  *
- * Postings and text tokens.  One hash table of distinct keys (the slots
- * hold 32 bits of the hash next to the key's index, so a probe touches
- * the key bytes only on a likely match); each key keeps its docids in
- * increasing order, the first one inline, the others in arrays of 4, 8,
- * 16, ... taken from one pool (an outgrown array goes to its size class's
- * free list).  Scenes come in increasing docid order, so a key derived
- * twice by one scene is skipped by comparing with the key's last docid:
- * no per-scene sort.
+ * Postings and text tokens.  One open-addressing table of distinct keys:
+ * a slot holds 32 bits of the hash next to the key's index, an entry (32
+ * bytes) the key's first 12 bytes as two integers, so a probe reads a slot
+ * and one entry line and touches the key arena only for longer keys.  A
+ * scene's keys are looked up in batches (hash and prefetch every slot,
+ * then every entry, then compare and add) so their cache misses overlap.
+ * Each key keeps its docids in increasing order: the first inline, the
+ * others in arrays of 4, 8, ... 4096 from one pool (an outgrown array
+ * goes to its size class's free list; a full 4096 array is moved into the
+ * key's roaring bitmap and reused).  Scenes come in increasing docid
+ * order, so a key derived twice by one scene is skipped by comparing with
+ * the key's last docid: no per-scene sort.
  *
  * Dictionaries.  Per string sort field, one item (key bytes, docid) per
- * scene that has a value; at write time the items are sorted (string radix
- * sort below), each run of equal keys becomes one entry {(i+1) * IDX_GAP,
- * run length} and fills the column cells of its docids.
+ * scene that has a value; at write time the items are sorted, each run of
+ * equal keys becomes one entry {(i+1) * IDX_GAP, run length} and fills the
+ * column cells of its docids.
  *
  * Columns.  Dense chunks of IDX_CHUNK values per field, allocated when a
  * docid of the chunk appears (every field gets every such chunk, as the
  * incremental writer does).
  *
- * Keys are sorted with an MSD radix sort on 8-byte big-endian words: sort
- * by the word at depth d (LSD radix sort on its bytes, skipping bytes that
- * are the same in every item), then within each run of equal words the
- * keys that end inside the word come first (shorter first: each is a
+ * Keys are sorted with a string radix sort on 8-byte big-endian words:
+ * sort by the word at depth d (MSD radix sort on its bytes, skipping bytes
+ * that are the same in every item), then within each run of equal words
+ * the keys that end inside the word come first (shorter first: each is a
  * prefix of the longer ones) and the others are sorted from depth d + 8.
  * Small runs are insertion-sorted with memcmp.
  */
 #include <lmdb.h>
 #include <stdlib.h>
 #include <string.h>
-#define XXH_INLINE_ALL /* short keys: no call, no dispatch */
+#define XXH_INLINE_ALL /* keys over 12 bytes: no call, no dispatch */
 #include <xxhash.h>
 
 #include "common/cm_alloc.h"
-#include "common/cm_log.h"
 #include "index/idx_int.h"
 
 /* ---- String sort ---------------------------------------------------- */
@@ -597,9 +603,9 @@ static enum cm_status chunk_need(struct idx_bulk *b, uint32_t docid)
 
 /* Sizes the tables for the store's scene count, so they do not grow (a
  * grown array is copied and its new pages touched again; the hash table
- * is rebuilt).  Estimates from fake-Stash and real-shaped libraries:
- * about 4 distinct posting/text keys per scene (most are fingerprints,
- * which are unique) of ~18 bytes, dictionary keys ~48 bytes.  Reserved
+ * is rebuilt).  Estimates from the fake Stash's 100k library: about 4
+ * distinct posting/text keys per scene (most are fingerprints, which are
+ * unique) of ~18 bytes, dictionary keys up to ~50 bytes.  Reserved
  * memory is only touched as it fills; a library above the estimates
  * grows as before. */
 static enum cm_status presize(struct idx_bulk *b)
