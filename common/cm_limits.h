@@ -27,6 +27,9 @@
 #define CM_MAX_RECORD (4 * CM_MiB) /* one encoded record */
 #define CM_MAX_STRING (1 * CM_MiB) /* one string field */
 #define CM_MAX_ARRAY  65536        /* elements of one array field */
+/* Decoded arrays of one record: at most 16 bytes per encoded byte (an
+ * empty string is one byte and decodes to a 16-byte struct kv_str). */
+#define CM_MAX_RECORD_ARENA (16 * CM_MAX_RECORD)
 
 #define CM_MAX_REV_QUEUE (1 << 20) /* reverse entries a write txn queues */
 

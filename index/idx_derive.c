@@ -118,13 +118,9 @@ void idx_entries_fini(struct idx_entries *e)
     memset(e, 0, sizeof *e);
 }
 
-const uint8_t *idx_entries_key(const struct idx_entries *e, size_t i)
-{
-    return (const uint8_t *)e->arena.data + e->keys[i].off;
-}
-
-static enum cm_status add_key(struct idx_entries *e, uint8_t db, const void *k,
-                              size_t n)
+/* Inline: the posting keys have constant lengths at their call sites. */
+static inline enum cm_status add_key(struct idx_entries *e, uint8_t db,
+                                     const void *k, size_t n)
 {
     enum cm_status st;
     if (n == 0 || n > 511)
@@ -137,13 +133,18 @@ static enum cm_status add_key(struct idx_entries *e, uint8_t db, const void *k,
         e->keys = nk;
         e->capkeys = cap;
     }
+    /* cm_buf_append's work inline: a scene adds ~80 small keys. */
+    st = n < e->arena.cap - e->arena.len ? CM_OK : cm_buf_reserve(&e->arena, n);
+    if (st != CM_OK)
+        return st;
     e->keys[e->nkeys].off = (uint32_t)e->arena.len;
     e->keys[e->nkeys].len = (uint32_t)n;
     e->keys[e->nkeys].db = db;
-    st = cm_buf_append(&e->arena, k, n);
-    if (st == CM_OK)
-        e->nkeys++;
-    return st;
+    memcpy(e->arena.data + e->arena.len, k, n);
+    e->arena.len += n;
+    e->arena.data[e->arena.len] = '\0';
+    e->nkeys++;
+    return CM_OK;
 }
 
 static enum cm_status add_id(struct idx_entries *e, uint8_t field, uint64_t id)
@@ -187,34 +188,46 @@ static enum cm_status add_str(struct idx_entries *e, uint8_t field, bool has,
     return add_key(e, KV_DB_POSTINGS, k, 3 + (size_t)s.len);
 }
 
-struct tokctx {
-    struct idx_entries *e;
-    enum cm_status st;
-    uint8_t prefix; /* 0, IDX_T_FP or IDX_T_MARKER */
-};
-
-static int tok_cb(const char *tok, size_t n, void *ctx)
-{
-    struct tokctx *tc = ctx;
-    uint8_t k[1 + IDX_TOK_MAX];
-    if (!tc->prefix) {
-        tc->st = add_key(tc->e, KV_DB_TEXT, tok, n);
-    } else {
-        k[0] = tc->prefix;
-        memcpy(k + 1, tok, n); /* n <= IDX_TOK_MAX */
-        tc->st = add_key(tc->e, KV_DB_TEXT, k, n + 1);
-    }
-    return tc->st != CM_OK;
-}
-
-/* The tokens of s as text keys of the class given by prefix. */
+/* The tokens of s as text keys of the class given by prefix (0,
+ * IDX_T_FP or IDX_T_MARKER), lower-cased straight into the arena. */
 static enum cm_status add_text_as(struct idx_entries *e, uint8_t prefix,
                                   const char *s, size_t n)
 {
-    struct tokctx tc = {e, CM_OK, prefix};
-    if (s)
-        idx_tokenize(s, n, tok_cb, &tc);
-    return tc.st;
+    struct idx_tokit it = {(const unsigned char *)s, s ? n : 0, 0, 0, 0};
+    size_t pre = prefix != 0, tn;
+    enum cm_status st;
+
+    for (;;) {
+        uint8_t *o;
+        st = CM_OK;
+        if (e->nkeys == e->capkeys) {
+            size_t cap = e->capkeys ? e->capkeys * 2 : 128;
+            struct idx_key *nk = cm_realloc(e->keys, cap * sizeof *nk);
+            if (nk) {
+                e->keys = nk;
+                e->capkeys = cap;
+            } else {
+                st = CM_NOMEM;
+            }
+        }
+        if (st == CM_OK && 1 + IDX_TOK_MAX >= e->arena.cap - e->arena.len)
+            st = cm_buf_reserve(&e->arena, 1 + IDX_TOK_MAX);
+        if (st != CM_OK)
+            break;
+        o = (uint8_t *)e->arena.data + e->arena.len;
+        if (!idx_tok_next(&it, o + pre, &tn))
+            break;
+        if (prefix)
+            o[0] = prefix;
+        e->keys[e->nkeys].off = (uint32_t)e->arena.len;
+        e->keys[e->nkeys].len = (uint32_t)(tn + pre);
+        e->keys[e->nkeys].db = KV_DB_TEXT;
+        e->arena.len += tn + pre;
+        e->nkeys++;
+    }
+    if (e->arena.data) /* the windows were written past len */
+        e->arena.data[e->arena.len] = '\0';
+    return st;
 }
 
 static enum cm_status add_text(struct idx_entries *e, const char *s, size_t n)
@@ -368,12 +381,12 @@ static enum cm_status derive_missing(const struct kv_scene *sc,
     enum cm_status st = CM_OK;
 
     idx_match_ctx_mem(&ctx, NULL, 0);
+    memset(&c, 0, sizeof c);
+    c.field = IDX_F_IS_MISSING;
+    c.mod = IDX_MOD_EQUALS;
+    f = (struct idx_filter){&c, 1, IDX_SUB_NONE, NULL};
     for (int m = 0; m < IDX_MISS_COUNT && st == CM_OK; m++) {
-        memset(&c, 0, sizeof c);
-        c.field = IDX_F_IS_MISSING;
-        c.mod = IDX_MOD_EQUALS;
         c.missing = (enum idx_missing)m;
-        f = (struct idx_filter){&c, 1, IDX_SUB_NONE, NULL};
         if (idx_filter_match(&f, sc, &ctx))
             st = add_flag(e, IDX_P_MISSING, (uint8_t)(m + 1));
     }
@@ -591,11 +604,11 @@ static enum cm_status derive_text(const struct kv_scene *sc,
     return st;
 }
 
-enum cm_status idx_derive(struct idx_ecache *c, const struct kv_scene *sc,
-                          struct idx_entries *e)
+enum cm_status idx_derive_unsorted(struct idx_ecache *c,
+                                   const struct kv_scene *sc,
+                                   struct idx_entries *e)
 {
     enum cm_status st;
-    size_t k = 0;
 
     idx_entries_reset(e);
     st = add_flag(e, IDX_P_ALL, 0);
@@ -609,6 +622,15 @@ enum cm_status idx_derive(struct idx_ecache *c, const struct kv_scene *sc,
         st = derive_text(sc, e);
     if (st == CM_OK)
         st = derive_sorts(sc, e);
+    return st;
+}
+
+enum cm_status idx_derive(struct idx_ecache *c, const struct kv_scene *sc,
+                          struct idx_entries *e)
+{
+    enum cm_status st = idx_derive_unsorted(c, sc, e);
+    size_t k = 0;
+
     if (st != CM_OK)
         return st;
     qsort_r(e->keys, e->nkeys, sizeof *e->keys, key_cmp, e);

@@ -165,6 +165,15 @@ static inline void idx_bm_free(roaring_bitmap_t *b)
 }
 enum cm_status idx_bm_decode(const void *v, size_t n,
                              roaring_bitmap_t **out) CM_WUR;
+/* The portable serialization of the sorted docids ids[0..n) without
+ * building a bitmap, when CRoaring would make it one array container (all
+ * in one 2^16 block, n <= 4096, and run_optimize keeps the array):
+ * idx_bm_small_size() gives its length, 0 when the set has another shape
+ * (serialize through CRoaring then); idx_bm_small_write() writes that many
+ * bytes.  Byte-identical to roaring_bitmap_of_ptr + run_optimize +
+ * portable_serialize (test_bm_small). */
+size_t idx_bm_small_size(const uint32_t *ids, size_t n);
+void idx_bm_small_write(const uint32_t *ids, size_t n, uint8_t *out);
 
 /* ---- Columns and dictionaries -------------------------------------- */
 
@@ -245,13 +254,23 @@ struct idx_entries {
 void idx_entries_init(struct idx_entries *e);
 void idx_entries_reset(struct idx_entries *e);
 void idx_entries_fini(struct idx_entries *e);
-const uint8_t *idx_entries_key(const struct idx_entries *e, size_t i);
+static inline const uint8_t *idx_entries_key(const struct idx_entries *e,
+                                             size_t i)
+{
+    return (const uint8_t *)e->arena.data + e->keys[i].off;
+}
 
 /* Fills e (reset first) from scene sc, with the entity facts from c.
  * Keys come out sorted (db, bytes) and deduplicated.  CM_NOMEM,
  * CM_TOOBIG, CM_IO, CM_CORRUPT. */
 enum cm_status idx_derive(struct idx_ecache *c, const struct kv_scene *sc,
                           struct idx_entries *e) CM_WUR;
+/* idx_derive without the sort: keys in derivation order, and a key may
+ * appear more than once (the bulk build, which takes scenes in increasing
+ * docid order, skips a docid already last in a key's list instead). */
+enum cm_status idx_derive_unsorted(struct idx_ecache *c,
+                                   const struct kv_scene *sc,
+                                   struct idx_entries *e) CM_WUR;
 
 /* Children lists (tag DAG, studio tree, group tree) in KV_DB_POSTINGS:
  * 'C' ‖ type ‖ parent id BE8 -> sorted u64 LE child ids. */
@@ -281,8 +300,6 @@ struct idx_writer {
     size_t ndict;
     struct idx_colset *cs; /* in call order: the last one of a cell wins */
     size_t ncs, capcs;
-    bool bulk; /* rebuild: index dbs start empty, keys go in with
-                  MDB_APPEND in key order */
     bool deferred; /* the store's indexes are deferred (kv_index_deferred):
                       scene and entity changes write records only */
     struct idx_entries eo, en; /* scratch */
@@ -301,6 +318,23 @@ enum cm_status idx_writer_init(struct idx_writer *w, struct kv_txn *t) CM_WUR;
 enum cm_status idx_writer_flush(struct idx_writer *w) CM_WUR;
 void idx_writer_fini(struct idx_writer *w);
 
+/* The bulk build of idx_rebuild (idx_bulk.c): scenes are added in
+ * increasing docid order and every index key is written once at the end,
+ * with MDB_APPEND, into index databases that must be empty.  Not
+ * thread-safe; the builder lives inside one write transaction. */
+struct idx_bulk;
+/* OUT *out: caller owns, free with idx_bulk_free().  CM_NOMEM. */
+enum cm_status idx_bulk_new(struct kv_txn *t, struct idx_bulk **out) CM_WUR;
+/* Derives scene sc at docid into the builder (sc is not kept).  CM_INVALID
+ * when docid is not above the previous one; CM_NOMEM, CM_TOOBIG, CM_IO,
+ * CM_CORRUPT. */
+enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
+                            const struct kv_scene *sc) CM_WUR;
+/* Writes every posting, text, dictionary and column key.  CM_NOMEM,
+ * CM_TOOBIG, CM_IO (map full: kv_write_run retries). */
+enum cm_status idx_bulk_write(struct idx_bulk *b) CM_WUR;
+void idx_bulk_free(struct idx_bulk *b); /* NULL-safe */
+
 /* Seeds used by sort "random" (Peek: a daily seed): seed of the current
  * UTC day, % 1e8. */
 uint64_t idx_daily_seed(void);
@@ -311,6 +345,60 @@ uint64_t idx_daily_seed(void);
 bool idx_is_tokbyte(unsigned char c);
 #define IDX_TOK_MAX  255
 #define IDX_TOK_STEP 128
+
+/* Token byte -> its ASCII-lower-cased form, any other byte -> 0 (no token
+ * byte is 0). */
+extern const unsigned char idx_tok_lower[256];
+
+/* The token windows of s[0..len) one at a time, as idx_tokenize emits
+ * them: each maximal run of token bytes, a run longer than IDX_TOK_MAX
+ * as windows of IDX_TOK_MAX bytes every IDX_TOK_STEP bytes.  Initialise
+ * with {s, len} (the rest zero); idx_tok_next writes the next window,
+ * lower-cased, to dst (room for IDX_TOK_MAX bytes) and gives its length,
+ * or returns false at the end.  A run is copied while it is scanned. */
+struct idx_tokit {
+    const unsigned char *s;
+    size_t len;
+    size_t i;   /* scan position */
+    size_t off; /* next window of a long run */
+    size_t end; /* end of that run (off == end: none pending) */
+};
+static inline bool idx_tok_next(struct idx_tokit *it, unsigned char *dst,
+                                size_t *n)
+{
+    /* locals: stores to dst (bytes) would otherwise reload *it */
+    const unsigned char *s = it->s;
+    size_t len = it->len, i = it->i, k = 0, e;
+    unsigned char c = 0;
+    if (it->off < it->end) { /* the next window of a long run */
+        e = it->end - it->off > IDX_TOK_MAX ? it->off + IDX_TOK_MAX : it->end;
+        for (size_t j = it->off; j < e; j++)
+            dst[k++] = idx_tok_lower[s[j]];
+        *n = k;
+        it->off = e == it->end ? it->end : it->off + IDX_TOK_STEP;
+        return true;
+    }
+    while (i < len && !idx_tok_lower[s[i]])
+        i++;
+    if (i >= len) {
+        it->i = i;
+        return false;
+    }
+    e = i;
+    k = len - i > IDX_TOK_MAX ? i + IDX_TOK_MAX : len; /* window's limit */
+    while (i < k && (c = idx_tok_lower[s[i]]) != 0)
+        dst[i++ - e] = c;
+    k = i - e;
+    *n = k;
+    if (k == IDX_TOK_MAX && i < len && idx_tok_lower[s[i]]) {
+        while (i < len && idx_tok_lower[s[i]])
+            i++; /* longer than a window: the others follow */
+        it->end = i;
+        it->off = e + IDX_TOK_STEP;
+    }
+    it->i = i;
+    return true;
+}
 
 /* ---- Cached full orders (idx_order.c) ------------------------------- */
 

@@ -29,34 +29,39 @@
 #include "common/cm_natural.h"
 #include "index/idx_int.h"
 
+/* Big-endian loads and stores: one (byte-swapped) word access. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define BE64(v) __builtin_bswap64(v)
+#define BE32(v) __builtin_bswap32(v)
+#else
+#define BE64(v) (v)
+#define BE32(v) (v)
+#endif
+
 void idx_be64(uint8_t *p, uint64_t v)
 {
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
+    v = BE64(v);
+    memcpy(p, &v, 8);
 }
 
 uint64_t idx_rd_be64(const uint8_t *p)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return BE64(v);
 }
 
 void idx_be32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
+    v = BE32(v);
+    memcpy(p, &v, 4);
 }
 
 uint32_t idx_rd_be32(const uint8_t *p)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
-           p[3];
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return BE32(v);
 }
 
 uint64_t idx_enc_i64(int64_t v)
@@ -104,20 +109,45 @@ static bool isdig(uint32_t c)
     return c >= '0' && c <= '9';
 }
 
+/* The most bytes idx_natkey/idx_binkey append for n input bytes: a rune
+ * of d >= 1 bytes gives at most 3, a digit run of L >= 1 bytes at most
+ * L + 11, the end 6; binary keys 2 per byte and the end. */
+static size_t natkey_room(size_t n, size_t max)
+{
+    return n > (max - 6) / 12 ? max : 12 * n + 6;
+}
+
 enum cm_status idx_natkey(const char *s, size_t n, size_t max,
                           struct cm_buf *out)
 {
-    uint8_t el[16];
-    size_t i = 0, used = 0;
+    size_t i = 0, used = 0, w = 0;
+    uint8_t *o;
     enum cm_status st;
 
     if (max < 16)
         return CM_INVALID;
     if (n > UINT32_MAX)
         n = UINT32_MAX;
+    /* Written in place: room for the longest key this input can give.
+     * used counts what the limit checks reserve (a digit run's varints
+     * at their longest), w what is written (w <= used <= max). */
+    st = cm_buf_reserve(out, natkey_room(n, max));
+    if (st != CM_OK)
+        return st;
+    o = (uint8_t *)out->data + out->len;
     while (i < n) {
-        size_t d, k = 0;
-        uint32_t c = cm_utf8_decode(s + i, n - i, &d);
+        size_t d;
+        unsigned char b0 = (unsigned char)s[i];
+        uint32_t c;
+        if (b0 < 0x80 && !isdig(b0)) { /* ASCII: cm_fold_rune upper-cases */
+            if (used + 1 + 6 > max)
+                break;
+            o[w++] = (uint8_t)((b0 >= 'a' && b0 <= 'z' ? b0 - 32 : b0) + 2);
+            used++;
+            i++;
+            continue;
+        }
+        c = cm_utf8_decode(s + i, n - i, &d);
         if (isdig(c)) {
             size_t z = i, nz, e;
             while (z < n && s[z] == '0')
@@ -129,67 +159,72 @@ enum cm_status idx_natkey(const char *s, size_t n, size_t max,
             /* tag + count + digits + offset must fit with the end (6). */
             if (used + 1 + 5 + (e - nz) + 5 + 6 > max)
                 break;
-            el[k++] = 0x01;
-            k += put_ovar(el + k, (uint32_t)(e - nz));
-            st = cm_buf_append(out, el, k);
-            if (st == CM_OK)
-                st = cm_buf_append(out, s + nz, e - nz);
-            k = put_ovar(el, (uint32_t)nz);
-            if (st == CM_OK)
-                st = cm_buf_append(out, el, k);
-            if (st != CM_OK)
-                return st;
+            o[w++] = 0x01;
+            w += put_ovar(o + w, (uint32_t)(e - nz));
+            memcpy(o + w, s + nz, e - nz);
+            w += e - nz;
+            w += put_ovar(o + w, (uint32_t)nz);
             used += 1 + 5 + (e - nz) + 5;
             i = e;
             continue;
         }
         c = cm_fold_rune(c);
-        if (c <= 0x7D) {
-            el[k++] = (uint8_t)(c + 2);
-        } else if (c < 0x407E) {
-            uint32_t w = c - 0x7E;
-            el[k++] = (uint8_t)(0x80 | (w >> 8));
-            el[k++] = (uint8_t)w;
-        } else {
-            uint32_t w = c - 0x407E;
-            el[k++] = (uint8_t)(0xC0 | (w >> 16));
-            el[k++] = (uint8_t)(w >> 8);
-            el[k++] = (uint8_t)w;
+        {
+            uint8_t el[3];
+            size_t k = 0;
+            if (c <= 0x7D) {
+                el[k++] = (uint8_t)(c + 2);
+            } else if (c < 0x407E) {
+                uint32_t v = c - 0x7E;
+                el[k++] = (uint8_t)(0x80 | (v >> 8));
+                el[k++] = (uint8_t)v;
+            } else {
+                uint32_t v = c - 0x407E;
+                el[k++] = (uint8_t)(0xC0 | (v >> 16));
+                el[k++] = (uint8_t)(v >> 8);
+                el[k++] = (uint8_t)v;
+            }
+            if (used + k + 6 > max)
+                break;
+            memcpy(o + w, el, k);
+            w += k;
+            used += k;
         }
-        if (used + k + 6 > max)
-            break;
-        st = cm_buf_append(out, el, k);
-        if (st != CM_OK)
-            return st;
-        used += k;
         i += d;
     }
-    el[0] = 0x00;
-    return cm_buf_append(out, el, 1 + put_ovar(el + 1, (uint32_t)n));
+    o[w++] = 0x00;
+    w += put_ovar(o + w, (uint32_t)n);
+    out->len += w;
+    out->data[out->len] = '\0';
+    return CM_OK;
 }
 
 enum cm_status idx_binkey(const char *s, size_t n, size_t max,
                           struct cm_buf *out)
 {
     size_t used = 0;
-    enum cm_status st = CM_OK;
+    uint8_t *o;
+    enum cm_status st =
+        cm_buf_reserve(out, n > (max - 1) / 2 ? max : 2 * n + 1);
 
-    for (size_t i = 0; i < n && st == CM_OK; i++) {
+    if (st != CM_OK)
+        return st;
+    o = (uint8_t *)out->data + out->len;
+    for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (used + 3 > max)
             break;
         if (c <= 1) {
-            uint8_t e[2] = {1, (uint8_t)(c + 1)};
-            st = cm_buf_append(out, e, 2);
-            used += 2;
+            o[used++] = 1;
+            o[used++] = (uint8_t)(c + 1);
         } else {
-            st = cm_buf_putc(out, (char)c);
-            used++;
+            o[used++] = c;
         }
     }
-    if (st == CM_OK)
-        st = cm_buf_putc(out, 0);
-    return st;
+    o[used++] = 0;
+    out->len += used;
+    out->data[out->len] = '\0';
+    return CM_OK;
 }
 
 /* ---- Sort names ------------------------------------------------------ */
@@ -296,33 +331,28 @@ bool idx_is_tokbyte(unsigned char c)
            (c >= 'A' && c <= 'Z');
 }
 
-/* Runs longer than IDX_TOK_MAX bytes are emitted as overlapping windows
- * (IDX_TOK_MAX long, every IDX_TOK_STEP bytes), so any substring of at
- * most IDX_TOK_MAX - IDX_TOK_STEP bytes lies inside one emitted token. */
+/* Token byte -> its lower-case form, any other byte -> 0 (no token byte
+ * is 0): idx_is_tokbyte and the case fold in one load. */
+#define TOKL(c)                                                                \
+    ((c) >= 0x80                                                ? (c)          \
+     : (c) >= 'A' && (c) <= 'Z'                                 ? (c) + 32     \
+     : ((c) >= 'a' && (c) <= 'z') || ((c) >= '0' && (c) <= '9') ? (c)          \
+                                                                : 0)
+#define TOKL4(c)  TOKL(c), TOKL((c) + 1), TOKL((c) + 2), TOKL((c) + 3)
+#define TOKL16(c) TOKL4(c), TOKL4((c) + 4), TOKL4((c) + 8), TOKL4((c) + 12)
+#define TOKL64(c)                                                              \
+    TOKL16(c), TOKL16((c) + 16), TOKL16((c) + 32), TOKL16((c) + 48)
+const unsigned char idx_tok_lower[256] = {TOKL64(0), TOKL64(64), TOKL64(128),
+                                          TOKL64(192)};
+
 void idx_tokenize(const char *s, size_t len,
                   int (*fn)(const char *tok, size_t n, void *ctx), void *ctx)
 {
-    char tok[IDX_TOK_MAX];
-    size_t i = 0;
+    struct idx_tokit it = {(const unsigned char *)s, len, 0, 0, 0};
+    unsigned char tok[IDX_TOK_MAX];
+    size_t n;
 
-    while (i < len) {
-        size_t a, b;
-        while (i < len && !idx_is_tokbyte((unsigned char)s[i]))
-            i++;
-        a = i;
-        while (i < len && idx_is_tokbyte((unsigned char)s[i]))
-            i++;
-        b = i;
-        for (size_t off = a; off < b; off += IDX_TOK_STEP) {
-            size_t e = b - off > IDX_TOK_MAX ? off + IDX_TOK_MAX : b, k = 0;
-            for (size_t j = off; j < e; j++) {
-                unsigned char c = (unsigned char)s[j];
-                tok[k++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-            }
-            if (fn(tok, k, ctx))
-                return;
-            if (e == b)
-                break;
-        }
-    }
+    while (idx_tok_next(&it, tok, &n))
+        if (fn((const char *)tok, n, ctx))
+            return;
 }

@@ -19,6 +19,7 @@
 #include <xxhash.h>
 
 #include "common/cm_alloc.h"
+#include "common/cm_limits.h"
 #include "common/cm_log.h"
 #include "index/idx_int.h"
 
@@ -97,6 +98,8 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
     struct rb_ctx *ctx = vctx;
     struct idx_writer w;
     struct kv_revbuild rev = {0};
+    struct idx_bulk *b = NULL;
+    struct cm_buf arena; /* the decoded scenes' arrays, reused */
     MDB_cursor *cur = NULL;
     MDB_val k, v;
     enum cm_status st;
@@ -116,13 +119,12 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
         if (rc)
             return kv_txn_from_mdb(t, rc, "index drop");
     }
-    st = idx_writer_init(&w, t);
-    if (st != CM_OK)
-        return st;
     /* Bulk: every key of the (empty) index dbs is written once, in key
      * order, with MDB_APPEND; the children lists come after. */
-    w.bulk = true;
-    st = walk_open(t, KV_DB_SCENES, &cur);
+    cm_buf_init(&arena, CM_MAX_RECORD_ARENA);
+    st = idx_bulk_new(t, &b);
+    if (st == CM_OK)
+        st = walk_open(t, KV_DB_SCENES, &cur);
     /* Scene records are not written here, so the cursor stays valid. */
     for (rc = st == CM_OK ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : 0;
          st == CM_OK && rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -133,15 +135,11 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
             break;
         }
         memcpy(&docid, k.mv_data, 4);
-        memset(&sc, 0, sizeof sc);
-        st = kv_scene_decode(v.mv_data, v.mv_size, &sc);
+        st = kv_scene_decode_in(v.mv_data, v.mv_size, &arena, &sc);
         if (st == CM_OK)
-            st = idx_derive(&w.ec, &sc, &w.en);
+            st = idx_bulk_add(b, docid, &sc);
         if (st == CM_OK)
             st = kv_revbuild_add(&rev, docid, &sc);
-        kv_scene_fini(&sc);
-        if (st == CM_OK)
-            st = idx_apply(&w, docid, NULL, &w.en);
         ctx->n++;
         if (ctx->fn && ctx->n % IDX_PROGRESS_STEP == 0 && ctx->n < total)
             ctx->fn(ctx->n, total, ctx->fctx);
@@ -149,12 +147,16 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
     if (st == CM_OK && rc && rc != MDB_NOTFOUND)
         st = kv_from_mdb(rc, "scene walk");
     mdb_cursor_close(cur);
+    cm_buf_fini(&arena);
     if (st == CM_OK)
-        st = idx_writer_flush(&w);
-    w.bulk = false;
-    if (st == CM_OK)
-        st = rebuild_children(&w);
-    idx_writer_fini(&w);
+        st = idx_bulk_write(b);
+    idx_bulk_free(b);
+    if (st == CM_OK) {
+        st = idx_writer_init(&w, t);
+        if (st == CM_OK)
+            st = rebuild_children(&w);
+        idx_writer_fini(&w);
+    }
     /* The reverse index (entity -> scenes) is derived from the records
      * too: a deferred first sync does not write it. */
     if (st == CM_OK)

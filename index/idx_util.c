@@ -140,3 +140,44 @@ enum cm_status idx_bm_put(struct kv_txn *t, enum kv_db db, const void *key,
     cm_free(buf);
     return st;
 }
+
+/* CRoaring's portable format of one array container (RoaringFormatSpec):
+ * cookie SERIAL_COOKIE_NO_RUNCONTAINER, container count, key and
+ * cardinality - 1, the container's byte offset, then the low 16 bits of
+ * each value; all little-endian. */
+#define SMALL_COOKIE 12346u
+
+static void put_le16(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    put_le16(p, v);
+    put_le16(p + 2, v >> 16);
+}
+
+size_t idx_bm_small_size(const uint32_t *ids, size_t n)
+{
+    size_t runs = 1;
+    if (n == 0 || n > 4096 || ids[0] >> 16 != ids[n - 1] >> 16)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        runs += ids[i] != ids[i - 1] + 1;
+    /* run_optimize makes it a run container when 2 + 4 * runs bytes are
+     * fewer than the array's 2 + 2 * n */
+    return 2 * runs < n ? 0 : 16 + 2 * n;
+}
+
+void idx_bm_small_write(const uint32_t *ids, size_t n, uint8_t *out)
+{
+    put_le32(out, SMALL_COOKIE);
+    put_le32(out + 4, 1);
+    put_le16(out + 8, ids[0] >> 16);
+    put_le16(out + 10, (uint32_t)n - 1);
+    put_le32(out + 12, 16);
+    for (size_t i = 0; i < n; i++)
+        put_le16(out + 16 + 2 * i, ids[i]);
+}

@@ -501,8 +501,7 @@ static enum cm_status dict_assign(struct idx_writer *w, enum idx_sort_field f,
         size_t j, m;
         k.mv_data = e->key;
         k.mv_size = e->klen;
-        rc =
-            w->bulk ? MDB_NOTFOUND : mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
+        rc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE);
         if (rc == 0 && k.mv_size == e->klen &&
             memcmp(k.mv_data, e->key, e->klen) == 0) {
             if (d.mv_size != 12) {
@@ -529,15 +528,14 @@ static enum cm_status dict_assign(struct idx_writer *w, enum idx_sort_field f,
             hilen = k.mv_size;
             has_hi = true;
         }
-        if (!w->bulk)
-            rc = mdb_cursor_get(cur, &k, &d, rc == 0 ? MDB_PREV : MDB_LAST);
-        if (!w->bulk && rc == 0 && same_field(&k, f)) {
+        rc = mdb_cursor_get(cur, &k, &d, rc == 0 ? MDB_PREV : MDB_LAST);
+        if (rc == 0 && same_field(&k, f)) {
             if (d.mv_size != 12) {
                 st = CM_CORRUPT;
                 break;
             }
             memcpy(&lo, d.mv_data, 8);
-        } else if (!w->bulk && rc && rc != MDB_NOTFOUND) {
+        } else if (rc && rc != MDB_NOTFOUND) {
             st = mdb_st(w, rc, "dict neighbours");
             break;
         }
@@ -567,20 +565,14 @@ static enum cm_status dict_assign(struct idx_writer *w, enum idx_sort_field f,
     return st;
 }
 
-/* Puts one value, with MDB_APPEND in bulk mode (falling back to a plain
- * put when the key is not past the end). */
+/* Puts one value. */
 static enum cm_status put_raw(struct idx_writer *w, enum kv_db db,
                               const void *key, size_t klen, const void *val,
                               size_t vlen)
 {
     MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
-    MDB_txn *txn = kv_txn_mdb(w->t);
-    MDB_dbi dbi = kv_dbi(kv_txn_store(w->t), db);
-    int rc = MDB_KEYEXIST;
-    if (w->bulk)
-        rc = mdb_put(txn, dbi, &k, &v, MDB_APPEND);
-    if (rc == MDB_KEYEXIST)
-        rc = mdb_put(txn, dbi, &k, &v, 0);
+    int rc =
+        mdb_put(kv_txn_mdb(w->t), kv_dbi(kv_txn_store(w->t), db), &k, &v, 0);
     return rc ? mdb_st(w, rc, "index put") : CM_OK;
 }
 
@@ -784,16 +776,11 @@ static enum cm_status postings_flush(struct idx_writer *w)
             idx_bm_free(rem);
             continue;
         }
-        if (w->bulk) {
-            bm = add; /* nothing stored yet */
-            add = NULL;
-        } else {
-            st = idx_bm_get(w->t, (enum kv_db)p->db, p->key, p->klen, &bm);
-            if (st == CM_OK) {
-                if (rem)
-                    roaring_bitmap_andnot_inplace(bm, rem);
-                roaring_bitmap_or_inplace(bm, add);
-            }
+        st = idx_bm_get(w->t, (enum kv_db)p->db, p->key, p->klen, &bm);
+        if (st == CM_OK) {
+            if (rem)
+                roaring_bitmap_andnot_inplace(bm, rem);
+            roaring_bitmap_or_inplace(bm, add);
         }
         idx_bm_free(add);
         idx_bm_free(rem);

@@ -346,6 +346,16 @@ enum cm_status kv_entity_encode(const struct kv_entity *e,
 enum cm_status kv_scene_decode(const void *buf, size_t len,
                                struct kv_scene *out) CM_WUR;
 void kv_scene_fini(struct kv_scene *sc);
+/* kv_scene_decode with the arrays in arena (reset first, grown as needed
+ * up to its max; caller owns it and reuses it across records, so a walk
+ * over many records allocates nothing and parses each once).  *out's
+ * arrays are borrowed from arena until it is next used or freed: do not
+ * call kv_scene_fini() on *out.  Same statuses as kv_scene_decode, and
+ * CM_TOOBIG when the arrays do not fit arena's max (CM_MAX_RECORD_ARENA
+ * fits any record). */
+enum cm_status kv_scene_decode_in(const void *buf, size_t len,
+                                  struct cm_buf *arena,
+                                  struct kv_scene *out) CM_WUR;
 enum cm_status kv_entity_decode(const void *buf, size_t len,
                                 struct kv_entity *out) CM_WUR;
 void kv_entity_fini(struct kv_entity *e);

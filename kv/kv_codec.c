@@ -332,6 +332,8 @@ struct dec {
     char *arena; /* NULL in the dry pass */
     size_t used; /* arena bytes handed out (filling pass) */
     size_t need; /* arena bytes needed (dry pass) */
+    size_t cap;  /* arena bytes (filling pass) */
+    bool short_; /* the filling pass ran out of arena (kv_scene_decode_in) */
 };
 
 #define RD(call)                                                               \
@@ -359,6 +361,10 @@ static enum cm_status get_byte(struct dec *d, uint8_t *out)
 static enum cm_status get_uv(struct dec *d, uint64_t *out)
 {
     uint64_t v = 0;
+    if (d->p < d->end && *d->p < 0x80) { /* one byte: most counts, lengths */
+        *out = *d->p++;
+        return CM_OK;
+    }
     for (unsigned i = 0; i < 10; i++) {
         uint8_t b;
         RD(get_byte(d, &b));
@@ -487,7 +493,10 @@ static enum cm_status get_array(struct dec *d, size_t min_enc, size_t elem,
         return CM_OK;
     }
     off = (d->used + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-    assert(off + bytes <= d->need);
+    if (off < d->used || off > d->cap || bytes > d->cap - off) {
+        d->short_ = true; /* only a reused arena can be short */
+        return CM_TOOBIG;
+    }
     *arr = d->arena + off;
     d->used = off + bytes;
     return CM_OK;
@@ -696,7 +705,7 @@ static enum cm_status decode(const void *buf, size_t len, uint8_t magic,
         return CM_VERSION;
     if (len > CM_MAX_RECORD)
         return CM_CORRUPT;
-    d = (struct dec){b + 2, b + len, NULL, 0, 0};
+    d = (struct dec){b + 2, b + len, NULL, 0, 0, 0, false};
     st = body(&d, out);
     if (st == CM_OK && d.p != d.end)
         st = CM_CORRUPT; /* trailing bytes */
@@ -713,6 +722,7 @@ static enum cm_status decode(const void *buf, size_t len, uint8_t magic,
     size_t need = d.need;
     d.p = b + 2;
     d.used = 0;
+    d.cap = need;
     st = body(&d, out);
     assert(st == CM_OK && d.used == need);
     (void)need;
@@ -745,6 +755,49 @@ enum cm_status kv_entity_decode(const void *buf, size_t len,
         return CM_INVALID;
     return decode(buf, len, KV_ENTITY_MAGIC, KV_ENTITY_VERSION, entity_body_v,
                   out, sizeof *out);
+}
+
+enum cm_status kv_scene_decode_in(const void *buf, size_t len,
+                                  struct cm_buf *arena, struct kv_scene *out)
+{
+    const uint8_t *b = buf;
+    struct dec d;
+    enum cm_status st = CM_OK;
+
+    if (!out || !arena)
+        return CM_INVALID;
+    memset(out, 0, sizeof *out);
+    if (!buf && len)
+        return CM_INVALID;
+    if (len < 2 || b[0] != KV_SCENE_MAGIC)
+        return CM_CORRUPT;
+    if (b[1] != KV_SCENE_VERSION)
+        return CM_VERSION;
+    if (len > CM_MAX_RECORD)
+        return CM_CORRUPT;
+    cm_buf_reset(arena);
+    /* One filling pass when the arena is big enough (the usual case once
+     * it has grown); else the dry pass sizes it and the filling pass runs
+     * again, as in kv_scene_decode. */
+    d = (struct dec){b + 2, b + len, arena->data, 0, 0, arena->cap, false};
+    if (arena->data)
+        st = scene_body(&d, out);
+    if (!arena->data || d.short_) {
+        d = (struct dec){b + 2, b + len, NULL, 0, 0, 0, false};
+        st = scene_body(&d, out);
+        if (st == CM_OK && d.need) {
+            st = cm_buf_reserve(arena, d.need);
+            d = (struct dec){b + 2, b + len,    arena->data, 0,
+                             0,     arena->cap, false};
+            if (st == CM_OK)
+                st = scene_body(&d, out);
+        }
+    }
+    if (st == CM_OK && d.p != d.end)
+        st = CM_CORRUPT; /* trailing bytes */
+    if (st != CM_OK)
+        memset(out, 0, sizeof *out);
+    return st;
 }
 
 void kv_scene_fini(struct kv_scene *sc)

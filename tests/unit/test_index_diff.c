@@ -18,6 +18,7 @@
  */
 #include <check.h>
 #include <cjson/cJSON.h>
+#include <lmdb.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1077,6 +1078,340 @@ static void rename_some(struct world *w)
     ck_assert_int_eq(kv_commit(t), CM_OK);
 }
 
+/* idx_bm_small_* write what CRoaring writes (of_ptr, run_optimize,
+ * portable_serialize) whenever they apply; sets of every shape near the
+ * limits: one block or two, 4096 or 4097 values, runs just below, at and
+ * above half the cardinality. */
+START_TEST(test_bm_small)
+{
+    uint64_t rng = 0x5A11;
+    uint32_t *ids = malloc(5000 * sizeof *ids);
+    uint8_t *mine = malloc(16 + 2 * 5000), *theirs = malloc(64 << 10);
+    unsigned applied = 0, declined = 0, at_half = 0;
+    ck_assert(ids && mine && theirs);
+    for (int round = 0; round < 3000; round++) {
+        static const size_t sizes[] = {1, 2, 3, 4, 7, 100, 4095, 4096, 4097};
+        size_t n = round < 300 ? sizes[round % 9] : 1 + tg_below(&rng, 4200);
+        uint32_t base = tg_below(&rng, 4) == 0
+                            ? 65536 - (uint32_t)tg_below(&rng, 9000)
+                            : (uint32_t)tg_below(&rng, 1 << 20) << 4;
+        uint32_t runlen = 1 + tg_below(&rng, 4), gap = 1 + tg_below(&rng, 3);
+        size_t len, want;
+        roaring_bitmap_t *bm;
+        ids[0] = base;
+        for (size_t i = 1; i < n; i++) /* runs of runlen, gaps of gap */
+            ids[i] = ids[i - 1] + (i % runlen ? 1 : 1 + gap);
+        bm = roaring_bitmap_of_ptr(n, ids);
+        ck_assert_ptr_nonnull(bm);
+        roaring_bitmap_run_optimize(bm);
+        want = roaring_bitmap_portable_size_in_bytes(bm);
+        ck_assert_uint_le(want, 64 << 10);
+        roaring_bitmap_portable_serialize(bm, (char *)theirs);
+        len = idx_bm_small_size(ids, n);
+        if (len) {
+            size_t runs = 1;
+            for (size_t i = 1; i < n; i++)
+                runs += ids[i] != ids[i - 1] + 1;
+            at_half += 2 * runs == n;
+            ck_assert_uint_eq(len, want);
+            idx_bm_small_write(ids, n, mine);
+            ck_assert_msg(memcmp(mine, theirs, len) == 0,
+                          "n %zu from %u: bytes differ", n, base);
+            applied++;
+        } else {
+            declined++;
+        }
+        roaring_bitmap_free(bm);
+    }
+    ck_assert_uint_gt(applied, 300);
+    ck_assert_uint_gt(declined, 300);
+    ck_assert_uint_gt(at_half, 3);
+    free(ids);
+    free(mine);
+    free(theirs);
+}
+END_TEST
+
+/* ---- Bulk build == incremental writer --------------------------------- */
+
+/* Every (key, value) of one database, copied. */
+struct dump {
+    struct dpair {
+        uint8_t *k, *v;
+        size_t kn, vn;
+    } * p;
+    size_t n;
+};
+
+static void dump_db(struct kv_store *s, enum kv_db db, struct dump *d)
+{
+    struct kv_txn *t;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc;
+    size_t cap = 0;
+    memset(d, 0, sizeof *d);
+    ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
+    ck_assert_int_eq(
+        mdb_cursor_open(kv_txn_mdb(t), kv_dbi(kv_txn_store(t), db), &cur), 0);
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        struct dpair *x;
+        if (d->n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            d->p = realloc(d->p, cap * sizeof *d->p);
+            ck_assert_ptr_nonnull(d->p);
+        }
+        x = &d->p[d->n++];
+        x->kn = k.mv_size;
+        x->vn = v.mv_size;
+        x->k = malloc(k.mv_size + 1);
+        x->v = malloc(v.mv_size + 1);
+        ck_assert(x->k && x->v);
+        memcpy(x->k, k.mv_data, k.mv_size);
+        memcpy(x->v, v.mv_data, v.mv_size);
+    }
+    ck_assert_int_eq(rc, MDB_NOTFOUND);
+    mdb_cursor_close(cur);
+    kv_read_end(t);
+}
+
+static void dump_free(struct dump *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        free(d->p[i].k);
+        free(d->p[i].v);
+    }
+    free(d->p);
+}
+
+/* The columns as ranks: [f][docid] = the number value, or the 1-based
+ * rank of the docid's key in f's dictionary (dictionary positions are gap
+ * numbers, which differ between the writers; ranks may not).  Absent
+ * chunks read as NULL.  The dictionary's positions must increase. */
+static uint64_t **column_ranks(const struct dump *cols, const struct dump *dict,
+                               size_t maxdoc)
+{
+    uint64_t **r = calloc(IDX_SF_COUNT, sizeof *r);
+    uint64_t *pos = calloc(dict->n + 1, 8);
+    size_t first[IDX_SF_COUNT + 1] = {0};
+    ck_assert(r && pos);
+    /* dict is in key order, so by field: [first[f], first[f + 1]) */
+    for (int f = 0, i = 0; f <= IDX_SF_COUNT; f++) {
+        while ((size_t)i < dict->n && dict->p[i].k[1] < f)
+            i++;
+        first[f] = (size_t)i;
+    }
+    for (size_t i = 0; i < dict->n; i++) {
+        ck_assert_uint_eq(dict->p[i].vn, 12);
+        memcpy(&pos[i], dict->p[i].v, 8);
+        if (i && dict->p[i - 1].k[1] == dict->p[i].k[1])
+            ck_assert_uint_lt(pos[i - 1], pos[i]);
+    }
+    for (int f = 0; f < IDX_SF_COUNT; f++) {
+        r[f] = calloc(maxdoc, 8);
+        ck_assert_ptr_nonnull(r[f]);
+    }
+    for (size_t i = 0; i < cols->n; i++) {
+        const struct dpair *x = &cols->p[i];
+        uint8_t f;
+        uint32_t chunk;
+        ck_assert_uint_eq(x->kn, 6);
+        ck_assert_uint_eq(x->vn, IDX_CHUNK * 8);
+        f = x->k[1];
+        chunk = idx_rd_be32(x->k + 2);
+        ck_assert_uint_lt(f, IDX_SF_COUNT);
+        for (uint32_t j = 0; j < IDX_CHUNK; j++) {
+            uint64_t val;
+            size_t lo = first[f], hi = first[f + 1],
+                   d = (size_t)chunk * IDX_CHUNK + j;
+            memcpy(&val, x->v + (size_t)j * 8, 8);
+            if (idx_sfield_kind((enum idx_sort_field)f) == IDX_SK_NUM || !val) {
+                r[f][d] = val;
+                continue;
+            }
+            while (lo < hi) {
+                size_t mid = (lo + hi) / 2;
+                if (pos[mid] < val)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            ck_assert_msg(lo < first[f + 1] && pos[lo] == val,
+                          "column %u docid %zu: position %llu is no "
+                          "dictionary entry",
+                          f, d, (unsigned long long)val);
+            r[f][d] = lo - first[f] + 1;
+        }
+    }
+    free(pos);
+    return r;
+}
+
+static void ranks_free(uint64_t **r)
+{
+    for (int f = 0; f < IDX_SF_COUNT; f++)
+        free(r[f]);
+    free(r);
+}
+
+static void expect_same_pairs(const struct dump *a, const struct dump *b,
+                              const char *what)
+{
+    ck_assert_msg(a->n == b->n, "%s: %zu keys incrementally, %zu rebuilt", what,
+                  a->n, b->n);
+    for (size_t i = 0; i < a->n; i++) {
+        const struct dpair *x = &a->p[i], *y = &b->p[i];
+        ck_assert_msg(x->kn == y->kn && memcmp(x->k, y->k, x->kn) == 0,
+                      "%s: key %zu differs", what, i);
+        ck_assert_msg(x->vn == y->vn && memcmp(x->v, y->v, x->vn) == 0,
+                      "%s: value of key %zu (%zu vs %zu bytes) differs", what,
+                      i, x->vn, y->vn);
+    }
+}
+
+/* Strings over a tiny alphabet with NULs, digits and a two-byte rune, so
+ * dictionary and text keys share long prefixes, end inside each other's
+ * 8-byte words and repeat. */
+static struct kv_str tiny_str(struct world *w)
+{
+    static const char *al[] = {"a", "A", "0", "9", "\xc3\xa9", " ", "b"};
+    size_t n = tg_below(&w->rng, 4) == 0 ? 0 : tg_below(&w->rng, 40);
+    char *m = tg_alloc(&w->a, n * 2 + 1);
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (tg_below(&w->rng, 9) == 0) {
+            m[len++] = '\0';
+            continue;
+        }
+        {
+            const char *p = al[tg_below(&w->rng, sizeof al / sizeof *al)];
+            memcpy(m + len, p, strlen(p));
+            len += strlen(p);
+        }
+    }
+    return (struct kv_str){m, (uint32_t)len};
+}
+
+/* An incrementally maintained store (batches, updates, deletes, entity
+ * changes and renames) and the same store after idx_rebuild hold the same
+ * index: postings and text byte for byte, the same dictionary keys with
+ * the same refcounts (rebuilt positions (i+1) * 2^32), and columns equal
+ * once dictionary positions are read as ranks. */
+START_TEST(test_rebuild_equals_incremental)
+{
+    struct world w;
+    struct dump ip, it, is, ic, bp, bt, bs, bc;
+    struct kv_txn *t;
+    struct idx_writer *iw;
+    uint64_t cnt, **ir, **br;
+    size_t maxdoc = 0;
+    load_q(&w, 6000, 0xB01D); /* > 4096: dense keys spill into bitmaps */
+    churn(&w, 400);
+    rename_some(&w);
+    ck_assert_int_eq(kv_write_begin(w.s, &t), CM_OK);
+    ck_assert_int_eq(idx_writer_begin(t, &iw), CM_OK);
+    for (size_t k = 0; k < 600; k++) {
+        struct kv_scene *sc = &w.scenes[tg_below(&w.rng, (uint32_t)w.n_scenes)];
+        if (!sc->id)
+            continue;
+        sc->code = tiny_str(&w);
+        sc->title = tg_below(&w.rng, 5) ? tiny_str(&w) : sc->title;
+        sc->details = tiny_str(&w);
+        if (sc->n_files)
+            sc->files[0].path = tiny_str(&w);
+        ck_assert_int_eq(idx_scene_put(iw, sc, NULL), CM_OK);
+    }
+    ck_assert_int_eq(idx_writer_finish(iw), CM_OK);
+    ck_assert_int_eq(kv_commit(t), CM_OK);
+    verify_clean(&w);
+    dump_db(w.s, KV_DB_POSTINGS, &ip);
+    dump_db(w.s, KV_DB_TEXT, &it);
+    dump_db(w.s, KV_DB_SORTS, &is);
+    dump_db(w.s, KV_DB_COLUMNS, &ic);
+    ck_assert_int_eq(idx_rebuild(w.s, &cnt), CM_OK);
+    verify_clean(&w);
+    dump_db(w.s, KV_DB_POSTINGS, &bp);
+    dump_db(w.s, KV_DB_TEXT, &bt);
+    dump_db(w.s, KV_DB_SORTS, &bs);
+    dump_db(w.s, KV_DB_COLUMNS, &bc);
+    ck_assert_uint_gt(ip.n, 500);
+    ck_assert_uint_gt(it.n, 1000);
+    expect_same_pairs(&ip, &bp, "postings");
+    expect_same_pairs(&it, &bt, "text");
+    ck_assert_uint_eq(is.n, bs.n);
+    for (size_t i = 0, rank = 0; i < is.n; i++) {
+        uint64_t pos;
+        uint32_t ri, rb;
+        ck_assert(is.p[i].kn == bs.p[i].kn &&
+                  memcmp(is.p[i].k, bs.p[i].k, is.p[i].kn) == 0);
+        ck_assert_uint_eq(bs.p[i].vn, 12);
+        memcpy(&ri, is.p[i].v + 8, 4);
+        memcpy(&rb, bs.p[i].v + 8, 4);
+        ck_assert_uint_eq(ri, rb);
+        rank = i && bs.p[i - 1].k[1] == bs.p[i].k[1] ? rank + 1 : 1;
+        memcpy(&pos, bs.p[i].v, 8);
+        ck_assert_uint_eq(pos, (uint64_t)rank * IDX_GAP);
+    }
+    for (size_t i = 0; i < ic.n + bc.n; i++) {
+        const struct dpair *x = i < ic.n ? &ic.p[i] : &bc.p[i - ic.n];
+        size_t end = ((size_t)idx_rd_be32(x->k + 2) + 1) * IDX_CHUNK;
+        maxdoc = end > maxdoc ? end : maxdoc;
+    }
+    ir = column_ranks(&ic, &is, maxdoc);
+    br = column_ranks(&bc, &bs, maxdoc);
+    for (int f = 0; f < IDX_SF_COUNT; f++)
+        ck_assert_msg(memcmp(ir[f], br[f], maxdoc * 8) == 0,
+                      "column %d differs", f);
+    ranks_free(ir);
+    ranks_free(br);
+    dump_free(&ip);
+    dump_free(&it);
+    dump_free(&is);
+    dump_free(&ic);
+    dump_free(&bp);
+    dump_free(&bt);
+    dump_free(&bs);
+    dump_free(&bc);
+    kv_close(w.s);
+    tg_arena_free(&w.a);
+}
+END_TEST
+
+/* Every allocation of idx_rebuild failing in turn: CM_NOMEM, nothing
+ * leaked (ASan), and the aborted transaction leaves the previous index,
+ * which still verifies; once nothing fails, the rebuild succeeds. */
+START_TEST(test_rebuild_oom)
+{
+    struct world w;
+    int failures = 0;
+    uint64_t cnt;
+    load(&w, 400, 0x00F1);
+    for (long n = 1;; n++) {
+        enum cm_status st;
+        long injected;
+        cm_alloc_fail_at(n, 0);
+        st = idx_rebuild(w.s, &cnt);
+        injected = cm_alloc_injected();
+        cm_alloc_fail_at(0, 0);
+        if (st == CM_OK && injected == 0)
+            break;
+        if (st == CM_OK)
+            continue; /* the failed allocation was not needed */
+        ck_assert_int_eq(st, CM_NOMEM);
+        if (++failures % 16 == 1)
+            verify_clean(&w);
+        ck_assert_int_lt(n, 100000);
+    }
+    ck_assert_int_gt(failures, 20);
+    fprintf(stderr, "test_rebuild_oom: %d allocations failed in turn\n",
+            failures);
+    verify_clean(&w);
+    kv_close(w.s);
+    tg_arena_free(&w.a);
+}
+END_TEST
+
 /* ---- q ---------------------------------------------------------------- */
 
 /* Terms for the q differential test: substrings of tokens, numbers and
@@ -2055,6 +2390,9 @@ int main(void)
     tcase_add_test(tc, test_gap_exhaustion);
     tcase_add_test(tc, test_verify_corruption);
     tcase_add_test(tc, test_differential);
+    tcase_add_test(tc, test_rebuild_equals_incremental);
+    tcase_add_test(tc, test_bm_small);
+    tcase_add_test(tc, test_rebuild_oom);
     tcase_add_test(tc, test_q_bits_roundtrip);
     tcase_add_test(tc, test_q_differential);
     tcase_add_test(tc, test_q_decodes);

@@ -189,6 +189,86 @@ START_TEST(every_truncation_fails)
 }
 END_TEST
 
+/* kv_scene_decode_in agrees with kv_scene_decode on every input: valid
+ * records of varying size through one reused arena (so it is sometimes
+ * too small, grows and then serves in one pass), truncated and corrupted
+ * ones; its arrays live in the arena, its strings in the record.  An
+ * arena whose max is too small gives CM_TOOBIG and a zeroed scene. */
+START_TEST(decode_in_matches_decode)
+{
+    uint64_t rs = 777;
+    struct cm_buf arena, tiny;
+    size_t grew = 0, last_cap = 0;
+    unsigned ok = 0;
+    cm_buf_init(&arena, CM_MAX_RECORD_ARENA);
+    for (int round = 0; round < 3000; round++) {
+        struct tg_arena a = {0};
+        struct cm_buf b;
+        struct kv_scene x, y, z;
+        enum cm_status s1, s2;
+        size_t n;
+        char *p;
+        encode_one(tg_next(&rs), 0, &b, &a);
+        if (round % 3 == 2) /* corrupt some bytes */
+            for (int f = 0; f < 2 && b.len > 2; f++)
+                b.data[2 + tg_below(&rs, (uint32_t)(b.len - 2))] ^=
+                    (char)(1u << tg_below(&rs, 8));
+        n = round % 5 == 4 ? tg_below(&rs, (uint32_t)b.len) : b.len;
+        p = malloc(n ? n : 1);
+        memcpy(p, b.data, n);
+        s1 = kv_scene_decode(p, n, &x);
+        s2 = kv_scene_decode_in(p, n, &arena, &y);
+        ck_assert_int_eq(s1, s2);
+        if (s2 == CM_OK) {
+            const char *lo = arena.data, *hi = arena.data + arena.cap;
+            ck_assert(kv_scene_equal(&x, &y));
+            ck_assert(!y.files || ((const char *)y.files >= lo &&
+                                   (const char *)(y.files + y.n_files) <= hi));
+            ck_assert(!y.tags || ((const char *)y.tags >= lo &&
+                                  (const char *)(y.tags + y.n_tags) <= hi));
+            ck_assert(!y.title.p ||
+                      (y.title.p >= p && y.title.p + y.title.len <= p + n));
+            ok++;
+        } else {
+            memset(&z, 0, sizeof z);
+            ck_assert(memcmp(&y, &z, sizeof y) == 0);
+        }
+        if (arena.cap != last_cap) {
+            grew++;
+            last_cap = arena.cap;
+        }
+        kv_scene_fini(&x);
+        free(p);
+        cm_buf_fini(&b);
+        tg_arena_free(&a);
+    }
+    ck_assert_uint_gt(ok, 1000);
+    ck_assert_uint_gt(grew, 2); /* the short-arena path ran */
+    cm_buf_fini(&arena);
+    /* an arena that cannot hold the arrays */
+    cm_buf_init(&tiny, 16);
+    for (int round = 0, hit = 0; round < 200 && !hit; round++) {
+        struct tg_arena a = {0};
+        struct cm_buf b;
+        struct kv_scene y, z;
+        encode_one(tg_next(&rs), 0, &b, &a);
+        enum cm_status st = kv_scene_decode_in(b.data, b.len, &tiny, &y);
+        memset(&z, 0, sizeof z);
+        if (st == CM_TOOBIG) {
+            ck_assert(memcmp(&y, &z, sizeof y) == 0);
+            hit = 1;
+        } else {
+            ck_assert_int_eq(st, CM_OK);
+        }
+        ck_assert_msg(hit || round < 199, "no scene needed more than 16 bytes");
+        cm_buf_fini(&b);
+        tg_arena_free(&a);
+    }
+    cm_buf_fini(&tiny);
+    ck_assert_int_eq(kv_scene_decode_in(NULL, 0, NULL, NULL), CM_INVALID);
+}
+END_TEST
+
 START_TEST(header_checks)
 {
     struct tg_arena a = {0};
@@ -512,6 +592,7 @@ static Suite *suite(void)
     tcase_add_test(tc, equal_notices_each_field);
     tcase_add_test(tc, every_truncation_fails);
     tcase_add_test(tc, header_checks);
+    tcase_add_test(tc, decode_in_matches_decode);
     tcase_add_test(tc, random_corruption);
     tcase_add_test(tc, hostile_counts_allocate_nothing);
     tcase_add_test(tc, encode_limits);

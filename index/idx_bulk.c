@@ -1,0 +1,920 @@
+/*
+ * idx_bulk.c - the bulk index build behind idx_rebuild: every scene is
+ * derived once, in increasing docid order, into memory, and then every key
+ * of the (empty) index databases is written once, in key order, with
+ * MDB_APPEND.  Nothing is looked up in LMDB and nothing is written twice.
+ * The output is byte-identical to the incremental writer's bitmaps and to
+ * the dictionary positions the writer gives an empty store ((i+1) *
+ * IDX_GAP); docs/INDEX.md "Write path" has the figures.
+ *
+ * Postings and text tokens.  One open-addressing table of distinct keys:
+ * a slot holds 32 bits of the hash next to the key's index, an entry (32
+ * bytes) the key's first 12 bytes as two integers, so a probe reads a slot
+ * and one entry line and touches the key arena only for longer keys.  A
+ * scene's keys are looked up in batches (hash and prefetch every slot,
+ * then every entry, then compare and add) so their cache misses overlap.
+ * Each key keeps its docids in increasing order: the first inline, the
+ * others in arrays of 4, 8, ... 4096 from one pool (an outgrown array
+ * goes to its size class's free list; a full 4096 array is moved into the
+ * key's roaring bitmap and reused).  Scenes come in increasing docid
+ * order, so a key derived twice by one scene is skipped by comparing with
+ * the key's last docid: no per-scene sort.
+ *
+ * Dictionaries.  Per string sort field, one item (key bytes, docid) per
+ * scene that has a value; at write time the items are sorted, each run of
+ * equal keys becomes one entry {(i+1) * IDX_GAP, run length} and fills the
+ * column cells of its docids.
+ *
+ * Columns.  Dense chunks of IDX_CHUNK values per field, allocated when a
+ * docid of the chunk appears (every field gets every such chunk, as the
+ * incremental writer does).
+ *
+ * Keys are sorted with a string radix sort on 8-byte big-endian words:
+ * sort by the word at depth d (MSD radix sort on its bytes, skipping bytes
+ * that are the same in every item), then within each run of equal words
+ * the keys that end inside the word come first (shorter first: each is a
+ * prefix of the longer ones) and the others are sorted from depth d + 8.
+ * Small runs are insertion-sorted with memcmp.
+ */
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#define XXH_INLINE_ALL /* keys over 12 bytes: no call, no dispatch */
+#include <xxhash.h>
+
+#include "common/cm_alloc.h"
+#include "index/idx_int.h"
+
+/* ---- String sort ---------------------------------------------------- */
+
+/* A key to sort: off locates u16 length ‖ bytes in an arena; val is the
+ * caller's (docid or key index). */
+struct sitem {
+    uint64_t w; /* big-endian word of the key at the current depth */
+    uint32_t off;
+    uint32_t val;
+};
+
+static size_t klen_at(const uint8_t *arena, uint32_t off)
+{
+    uint16_t n;
+    memcpy(&n, arena + off, 2);
+    return n;
+}
+
+static uint64_t word_at(const uint8_t *arena, uint32_t off, size_t depth)
+{
+    size_t n = klen_at(arena, off);
+    const uint8_t *k = arena + off + 2;
+    uint64_t v = 0;
+    if (depth + 8 <= n)
+        return idx_rd_be64(k + depth);
+    for (size_t i = 0; i < 8; i++)
+        v = v << 8 | (depth + i < n ? k[depth + i] : 0);
+    return v;
+}
+
+/* memcmp order of the keys of a and b from depth on. */
+static int scmp(const uint8_t *arena, const struct sitem *a,
+                const struct sitem *b, size_t depth)
+{
+    size_t an = klen_at(arena, a->off), bn = klen_at(arena, b->off);
+    size_t n = (an < bn ? an : bn) - depth;
+    int c = memcmp(arena + a->off + 2 + depth, arena + b->off + 2 + depth, n);
+    if (c)
+        return c;
+    return an < bn ? -1 : an > bn;
+}
+
+#define MSD_SMALL 64
+
+/* Sorts v[0..n) by w: MSD radix sort on its bytes from byte b down (7 is
+ * the most significant), skipping bytes equal in every item, insertion
+ * sort below MSD_SMALL items.  tmp: n items of scratch. */
+static void msd_words(struct sitem *v, struct sitem *tmp, size_t n, int b)
+{
+    size_t cnt[256], pos[256];
+
+    for (; b >= 0 && n > MSD_SMALL; b--) {
+        unsigned sh = 8 * (unsigned)b;
+        size_t at = 0;
+        memset(cnt, 0, sizeof cnt);
+        for (size_t i = 0; i < n; i++)
+            cnt[(v[i].w >> sh) & 0xFF]++;
+        if (cnt[(v[0].w >> sh) & 0xFF] == n)
+            continue; /* the same byte in every item */
+        for (int d = 0; d < 256; d++) {
+            pos[d] = at;
+            at += cnt[d];
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[pos[(v[i].w >> sh) & 0xFF]++] = v[i];
+        memcpy(v, tmp, n * sizeof *v);
+        at = 0;
+        for (int d = 0; d < 256; at += cnt[d++])
+            if (cnt[d] > 1)
+                msd_words(v + at, tmp + at, cnt[d], b - 1);
+        return;
+    }
+    if (b < 0)
+        return; /* every byte compared: all equal */
+    for (size_t i = 1; i < n; i++) {
+        struct sitem x = v[i];
+        size_t j = i;
+        while (j > 0 && v[j - 1].w > x.w) {
+            v[j] = v[j - 1];
+            j--;
+        }
+        v[j] = x;
+    }
+}
+
+#define SSORT_SMALL 24
+
+/* Sorts v[0..n) by key bytes (memcmp, then length), all equal before
+ * depth.  v[i].w must hold the word at depth.  tmp: n items of scratch. */
+static void ssort(const uint8_t *arena, struct sitem *v, struct sitem *tmp,
+                  size_t n, size_t depth)
+{
+    size_t a = 0;
+
+    if (n < 2)
+        return;
+    if (n <= SSORT_SMALL) {
+        for (size_t i = 1; i < n; i++) {
+            struct sitem x = v[i];
+            size_t j = i;
+            while (j > 0 && scmp(arena, &x, &v[j - 1], depth) < 0) {
+                v[j] = v[j - 1];
+                j--;
+            }
+            v[j] = x;
+        }
+        return;
+    }
+    msd_words(v, tmp, n, 7);
+    while (a < n) {
+        size_t b = a + 1, ended = 0;
+        while (b < n && v[b].w == v[a].w)
+            b++;
+        if (b - a > 1) {
+            /* Keys ending inside the word first, by length (counting sort
+             * on length - depth, 0..8), then the others from depth + 8. */
+            size_t cnt[10] = {0}, pos[10];
+            for (size_t i = a; i < b; i++) {
+                size_t n_ = klen_at(arena, v[i].off);
+                cnt[n_ <= depth + 8 ? n_ - depth : 9]++;
+            }
+            ended = b - a - cnt[9];
+            if (ended) {
+                size_t sum = 0;
+                for (int d = 0; d < 10; d++) {
+                    pos[d] = sum;
+                    sum += cnt[d];
+                }
+                for (size_t i = a; i < b; i++) {
+                    size_t n_ = klen_at(arena, v[i].off);
+                    tmp[pos[n_ <= depth + 8 ? n_ - depth : 9]++] = v[i];
+                }
+                memcpy(v + a, tmp, (b - a) * sizeof *v);
+            }
+            if (b - a - ended > 1) {
+                for (size_t i = a + ended; i < b; i++)
+                    v[i].w = word_at(arena, v[i].off, depth + 8);
+                ssort(arena, v + a + ended, tmp, b - a - ended, depth + 8);
+            }
+        }
+        a = b;
+    }
+}
+
+/* ---- The builder ------------------------------------------------------ */
+
+/* A distinct posting or text key: 32 bytes, so a probe that finds its
+ * slot reads one cache line more (the arena only for keys longer than
+ * KEY_INLINE bytes). */
+#define KEY_INLINE 12
+struct bkey {
+    uint32_t n;    /* docids in the array (or 1: last) */
+    uint32_t ids;  /* offset of the docid array in pool */
+    uint32_t last; /* the last docid added (the only one when n == 1) */
+    uint32_t koff; /* into keys: u16 length ‖ bytes */
+    uint16_t klen;
+    uint8_t db;
+    uint8_t cls; /* the array holds 4 << cls docids; NO_ARRAY */
+    uint32_t h1; /* the key's head: see struct khead */
+    uint64_t h0;
+};
+
+/* The first KEY_INLINE bytes of a key as little-endian words, zero
+ * padded: compared and hashed as integers. */
+struct khead {
+    uint64_t w0; /* bytes 0..7 */
+    uint32_t w1; /* bytes 8..11 */
+};
+
+/* Items of one dictionary-valued sort field. */
+struct bdict {
+    struct cm_buf arena; /* u16 length ‖ key bytes, per item */
+    struct sitem *v;
+    size_t n, cap;
+};
+
+/* Docid arrays: classes of 4 << cls docids up to SPILL_CLS (4096); a
+ * full array of that class is moved into the key's roaring bitmap (dense
+ * keys then take about a bit per scene instead of four bytes). */
+#define POOL_CLASSES 11
+#define SPILL_CLS    10
+#define NO_ARRAY     0xFF /* bkey.cls: the only docid is bkey.last */
+
+struct idx_bulk {
+    struct kv_txn *t;
+    struct idx_ecache ec;
+    struct idx_entries e; /* scratch: the scene being added */
+    /* posting and text keys */
+    struct cm_buf keys;
+    struct bkey *k;
+    size_t nk, capk;
+    roaring_bitmap_t **spill; /* [key index]: docids moved out of full
+                                 arrays, or NULL; capspill entries */
+    size_t capspill;
+    uint64_t *slots; /* hash >> 32 << 32 | (key index + 1); 0 = empty */
+    size_t capslots;
+    uint32_t *pool; /* docid arrays */
+    size_t npool, cappool;
+    uint32_t freel[POOL_CLASSES]; /* free array of each class: offset + 1 */
+    /* sort fields */
+    struct bdict dict[IDX_SF_COUNT];
+    uint64_t **chunks; /* [chunk]: IDX_SF_COUNT * IDX_CHUNK values, NULL
+                          when no docid of the chunk was added */
+    size_t nchunks;
+    uint32_t lastdoc;
+    bool any;
+};
+
+static uint64_t fmix64(uint64_t v)
+{
+    v ^= v >> 33;
+    v *= 0xff51afd7ed558ccdULL;
+    v ^= v >> 33;
+    v *= 0xc4ceb9fe1a85ec53ULL;
+    return v ^ (v >> 33);
+}
+
+__attribute__((noinline)) static uint64_t long_hash(uint8_t db,
+                                                    const uint8_t *k, size_t n)
+{
+    return XXH3_64bits_withSeed(k, n, db);
+}
+
+/* The hash of key (db, k[0..n)) with head hd: a key of at most
+ * KEY_INLINE bytes (most keys) is mixed from its head words, a longer
+ * one hashed whole. */
+static inline uint64_t key_hash(uint8_t db, const uint8_t *k, size_t n,
+                                struct khead hd)
+{
+    if (n > KEY_INLINE)
+        return long_hash(db, k, n);
+    return fmix64(hd.w0 ^
+                  ((uint64_t)hd.w1 | (uint64_t)n << 32 | (uint64_t)db << 40) *
+                      0x9E3779B97F4A7C15ULL);
+}
+
+/* Makes room for more new keys at a load of at most one half. */
+static enum cm_status slots_reserve(struct idx_bulk *b, size_t more)
+{
+    size_t cap = b->capslots ? b->capslots : 1024;
+    uint64_t *s;
+
+    while ((b->nk + more) * 2 > cap)
+        cap *= 2;
+    if (cap == b->capslots)
+        return CM_OK;
+    s = cm_calloc(cap, sizeof *s);
+    if (!s)
+        return CM_NOMEM;
+    for (size_t i = 0; i < b->nk; i++) {
+        const struct bkey *x = &b->k[i];
+        const uint8_t *kb = (const uint8_t *)b->keys.data + x->koff + 2;
+        uint64_t h = key_hash(x->db, kb, x->klen, (struct khead){x->h0, x->h1});
+        size_t j = (size_t)h & (cap - 1);
+        while (s[j])
+            j = (j + 1) & (cap - 1);
+        s[j] = (h >> 32 << 32) | (i + 1);
+    }
+    cm_free(b->slots);
+    b->slots = s;
+    b->capslots = cap;
+    return CM_OK;
+}
+
+/* OUT *off: an array of 4 << cls docids in the pool. */
+static enum cm_status pool_take(struct idx_bulk *b, unsigned cls, uint32_t *off)
+{
+    size_t sz = (size_t)4 << cls;
+    if (b->freel[cls]) {
+        *off = b->freel[cls] - 1;
+        b->freel[cls] = b->pool[*off];
+        return CM_OK;
+    }
+    if (b->npool + sz > b->cappool) {
+        size_t cap = b->cappool ? b->cappool : 1 << 16;
+        uint32_t *p;
+        while (cap < b->npool + sz)
+            cap *= 2;
+        if (cap > (size_t)UINT32_MAX)
+            return CM_TOOBIG;
+        p = cm_realloc(b->pool, cap * sizeof *p);
+        if (!p)
+            return CM_NOMEM;
+        b->pool = p;
+        b->cappool = cap;
+    }
+    *off = (uint32_t)b->npool;
+    b->npool += sz;
+    return CM_OK;
+}
+
+static void pool_give(struct idx_bulk *b, unsigned cls, uint32_t off)
+{
+    b->pool[off] = b->freel[cls];
+    b->freel[cls] = off + 1;
+}
+
+/* Moves the docids of key i's full array into its bitmap. */
+static enum cm_status spill(struct idx_bulk *b, size_t i)
+{
+    struct bkey *x = &b->k[i];
+    if (!b->spill) {
+        b->spill = cm_calloc(b->capk, sizeof *b->spill);
+        if (!b->spill)
+            return CM_NOMEM;
+        b->capspill = b->capk;
+    }
+    if (!b->spill[i]) {
+        b->spill[i] = roaring_bitmap_create();
+        if (!b->spill[i])
+            return CM_NOMEM;
+    }
+    roaring_bitmap_add_many(b->spill[i], x->n, b->pool + x->ids);
+    x->n = 0;
+    return CM_OK;
+}
+
+static enum cm_status docid_add(struct idx_bulk *b, struct bkey *x,
+                                uint32_t docid)
+{
+    enum cm_status st;
+    uint32_t off;
+
+    if (x->last == docid)
+        return CM_OK; /* the scene derived the key twice */
+    if (x->cls == NO_ARRAY) {
+        st = pool_take(b, 0, &off);
+        if (st != CM_OK)
+            return st;
+        b->pool[off] = x->last;
+        x->ids = off;
+        x->cls = 0;
+    } else if (x->n == (uint32_t)4 << x->cls) {
+        if (x->cls == SPILL_CLS) {
+            st = spill(b, (size_t)(x - b->k));
+            if (st != CM_OK)
+                return st;
+        } else {
+            st = pool_take(b, x->cls + 1u, &off);
+            if (st != CM_OK)
+                return st;
+            memcpy(b->pool + off, b->pool + x->ids, (size_t)x->n * 4);
+            pool_give(b, x->cls, x->ids);
+            x->ids = off;
+            x->cls++;
+        }
+    }
+    b->pool[x->ids + x->n++] = docid;
+    x->last = docid;
+    return CM_OK;
+}
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define LE64(v) (v)
+#define LE32(v) (v)
+#else
+#define LE64(v) __builtin_bswap64(v)
+#define LE32(v) __builtin_bswap32(v)
+#endif
+
+/* The head of k[0..n) (n >= 1).  Reads KEY_INLINE bytes at k even when n
+ * is smaller: the caller guarantees they are inside its buffer. */
+static inline struct khead key_head(const uint8_t *k, size_t n)
+{
+    struct khead hd;
+    memcpy(&hd.w0, k, 8);
+    memcpy(&hd.w1, k + 8, 4);
+    hd.w0 = LE64(hd.w0);
+    hd.w1 = LE32(hd.w1);
+    if (n < 8) {
+        hd.w0 &= ((uint64_t)1 << (8 * n)) - 1;
+        hd.w1 = 0;
+    } else if (n < KEY_INLINE) {
+        hd.w1 &= ((uint32_t)1 << (8 * (n - 8))) - 1;
+    }
+    return hd;
+}
+
+static bool key_is(const struct idx_bulk *b, const struct bkey *x, uint8_t db,
+                   const uint8_t *k, size_t n, struct khead hd)
+{
+    return x->h0 == hd.w0 && x->h1 == hd.w1 && x->klen == n && x->db == db &&
+           (n <= KEY_INLINE || memcmp(b->keys.data + x->koff + 2 + KEY_INLINE,
+                                      k + KEY_INLINE, n - KEY_INLINE) == 0);
+}
+
+/* The key (db, k[0..n)) of hash h; when new, it is created with the one
+ * docid (room reserved by slots_reserve).  OUT *out. */
+static enum cm_status key_get(struct idx_bulk *b, uint64_t h, uint8_t db,
+                              const uint8_t *k, size_t n, struct khead hd,
+                              uint32_t docid, struct bkey **out)
+{
+    uint64_t tag = h >> 32 << 32;
+    size_t j;
+    struct bkey *x;
+    enum cm_status st;
+    uint16_t n16 = (uint16_t)n;
+
+    for (j = (size_t)h & (b->capslots - 1); b->slots[j];
+         j = (j + 1) & (b->capslots - 1)) {
+        if ((b->slots[j] & 0xFFFFFFFF00000000ULL) != tag)
+            continue;
+        x = &b->k[(b->slots[j] & 0xFFFFFFFFu) - 1];
+        if (key_is(b, x, db, k, n, hd)) {
+            *out = x;
+            return CM_OK;
+        }
+    }
+    if (n > UINT16_MAX || b->nk >= UINT32_MAX - 1)
+        return CM_TOOBIG;
+    if (b->nk == b->capk) {
+        size_t cap = b->capk ? b->capk * 2 : 4096;
+        struct bkey *nk = cm_realloc(b->k, cap * sizeof *nk);
+        if (!nk)
+            return CM_NOMEM;
+        b->k = nk;
+        b->capk = cap;
+        if (b->spill) {
+            roaring_bitmap_t **sp = cm_realloc(b->spill, cap * sizeof *sp);
+            if (!sp)
+                return CM_NOMEM;
+            memset(sp + b->capspill, 0, (cap - b->capspill) * sizeof *sp);
+            b->spill = sp;
+            b->capspill = cap;
+        }
+    }
+    x = &b->k[b->nk];
+    memset(x, 0, sizeof *x);
+    x->cls = NO_ARRAY;
+    x->n = 1;
+    x->last = docid;
+    x->koff = (uint32_t)b->keys.len;
+    x->klen = n16;
+    x->db = db;
+    x->h0 = hd.w0;
+    x->h1 = hd.w1;
+    st = cm_buf_append(&b->keys, &n16, 2);
+    if (st == CM_OK)
+        st = cm_buf_append(&b->keys, k, n);
+    if (st != CM_OK) {
+        cm_buf_truncate(&b->keys, x->koff);
+        return st;
+    }
+    b->nk++;
+    b->slots[j] = tag | b->nk;
+    *out = x;
+    return CM_OK;
+}
+
+/* Adds docid to every key of e.  In batches of KEY_BATCH keys: all their
+ * hash slots are prefetched, then the entries the slots point to, then
+ * each key is checked and added, so the cache misses of a batch overlap
+ * instead of following one another. */
+#define KEY_BATCH 64
+static enum cm_status keys_add(struct idx_bulk *b, const struct idx_entries *e,
+                               uint32_t docid)
+{
+    uint64_t h[KEY_BATCH];
+    uint32_t cand[KEY_BATCH];
+    struct khead hd[KEY_BATCH];
+    enum cm_status st = CM_OK;
+
+    for (size_t at = 0; at < e->nkeys && st == CM_OK; at += KEY_BATCH) {
+        size_t m = e->nkeys - at < KEY_BATCH ? e->nkeys - at : KEY_BATCH;
+        size_t mask;
+        st = slots_reserve(b, m);
+        if (st != CM_OK)
+            break;
+        mask = b->capslots - 1;
+        for (size_t i = 0; i < m; i++) {
+            const struct idx_key *x = &e->keys[at + i];
+            const uint8_t *kb = idx_entries_key(e, at + i);
+            hd[i] = key_head(kb, x->len);
+            h[i] = key_hash(x->db, kb, x->len, hd[i]);
+            __builtin_prefetch(&b->slots[h[i] & mask]);
+        }
+        for (size_t i = 0; i < m; i++) {
+            uint64_t tag = h[i] >> 32 << 32;
+            size_t j = (size_t)h[i] & mask;
+            while (b->slots[j] && (b->slots[j] & 0xFFFFFFFF00000000ULL) != tag)
+                j = (j + 1) & mask;
+            cand[i] = (uint32_t)b->slots[j]; /* index + 1, or 0 */
+            if (cand[i])
+                __builtin_prefetch(&b->k[cand[i] - 1]);
+        }
+        for (size_t i = 0; i < m && st == CM_OK; i++) {
+            const struct idx_key *kx = &e->keys[at + i];
+            const uint8_t *kb = idx_entries_key(e, at + i);
+            struct bkey *x = cand[i] ? &b->k[cand[i] - 1] : NULL;
+            if (!x || !key_is(b, x, kx->db, kb, kx->len, hd[i]))
+                st = key_get(b, h[i], kx->db, kb, kx->len, hd[i], docid, &x);
+            if (st == CM_OK)
+                st = docid_add(b, x, docid);
+        }
+    }
+    return st;
+}
+
+static enum cm_status dict_add(struct bdict *d, const void *k, size_t n,
+                               uint32_t docid)
+{
+    size_t off = d->arena.len;
+    uint16_t n16 = (uint16_t)n;
+    enum cm_status st;
+
+    if (n > UINT16_MAX)
+        return CM_TOOBIG;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 4096;
+        struct sitem *v = cm_realloc(d->v, cap * sizeof *v);
+        if (!v)
+            return CM_NOMEM;
+        d->v = v;
+        d->cap = cap;
+    }
+    st = n + 2 < d->arena.cap - off ? CM_OK : cm_buf_reserve(&d->arena, n + 2);
+    if (st != CM_OK)
+        return st;
+    memcpy(d->arena.data + off, &n16, 2);
+    memcpy(d->arena.data + off + 2, k, n);
+    d->arena.len += n + 2;
+    d->arena.data[d->arena.len] = '\0';
+    d->v[d->n].off = (uint32_t)off;
+    d->v[d->n].val = docid;
+    d->v[d->n].w = word_at((const uint8_t *)d->arena.data, (uint32_t)off, 0);
+    d->n++;
+    return CM_OK;
+}
+
+static uint64_t *chunk_of(struct idx_bulk *b, uint32_t docid)
+{
+    return b->chunks[docid / IDX_CHUNK];
+}
+
+static enum cm_status chunk_need(struct idx_bulk *b, uint32_t docid)
+{
+    size_t c = docid / IDX_CHUNK;
+    if (c >= b->nchunks) {
+        size_t n = b->nchunks ? b->nchunks : 64;
+        uint64_t **v;
+        while (n <= c)
+            n *= 2;
+        v = cm_realloc(b->chunks, n * sizeof *v);
+        if (!v)
+            return CM_NOMEM;
+        memset(v + b->nchunks, 0, (n - b->nchunks) * sizeof *v);
+        b->chunks = v;
+        b->nchunks = n;
+    }
+    if (!b->chunks[c]) {
+        b->chunks[c] = cm_calloc((size_t)IDX_SF_COUNT * IDX_CHUNK, 8);
+        if (!b->chunks[c])
+            return CM_NOMEM;
+    }
+    return CM_OK;
+}
+
+/* Sizes the tables for the store's scene count, so they do not grow (a
+ * grown array is copied and its new pages touched again; the hash table
+ * is rebuilt).  Estimates from the fake Stash's 100k library: about 4
+ * distinct posting/text keys per scene (most are fingerprints, which are
+ * unique) of ~18 bytes, dictionary keys up to ~50 bytes.  Reserved
+ * memory is only touched as it fills; a library above the estimates
+ * grows as before. */
+static enum cm_status presize(struct idx_bulk *b)
+{
+    uint64_t n = 0;
+    size_t keys;
+    enum cm_status st = kv_scene_count(b->t, &n);
+
+    if (st != CM_OK || n == 0)
+        return st;
+    if (n > (uint64_t)1 << 26)
+        n = (uint64_t)1 << 26; /* the tables grow past that */
+    keys = (size_t)n * 4;
+    b->k = cm_malloc(keys * sizeof *b->k);
+    if (!b->k)
+        return CM_NOMEM;
+    b->capk = keys;
+    st = slots_reserve(b, keys);
+    if (st == CM_OK)
+        st = cm_buf_reserve(&b->keys, keys * 20);
+    for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++) {
+        struct bdict *d = &b->dict[f];
+        if (idx_sfield_kind((enum idx_sort_field)f) != IDX_SK_DICT)
+            continue;
+        d->v = cm_malloc((size_t)n * sizeof *d->v);
+        if (!d->v)
+            return CM_NOMEM;
+        d->cap = (size_t)n;
+        st = cm_buf_reserve(&d->arena, (size_t)n * 50);
+    }
+    return st;
+}
+
+enum cm_status idx_bulk_new(struct kv_txn *t, struct idx_bulk **out)
+{
+    struct idx_bulk *b;
+    enum cm_status st;
+
+    *out = NULL;
+    if (!t)
+        return CM_INVALID;
+    b = cm_calloc(1, sizeof *b);
+    if (!b)
+        return CM_NOMEM;
+    b->t = t;
+    idx_ecache_init(&b->ec, t);
+    idx_entries_init(&b->e);
+    cm_buf_init(&b->keys, UINT32_MAX);
+    for (int f = 0; f < IDX_SF_COUNT; f++)
+        cm_buf_init(&b->dict[f].arena, UINT32_MAX);
+    st = presize(b);
+    if (st != CM_OK) {
+        idx_bulk_free(b);
+        return st;
+    }
+    *out = b;
+    return CM_OK;
+}
+
+void idx_bulk_free(struct idx_bulk *b)
+{
+    if (!b)
+        return;
+    idx_ecache_fini(&b->ec);
+    idx_entries_fini(&b->e);
+    cm_buf_fini(&b->keys);
+    for (size_t i = 0; b->spill && i < b->nk; i++)
+        idx_bm_free(b->spill[i]);
+    cm_free(b->spill);
+    cm_free(b->k);
+    cm_free(b->slots);
+    cm_free(b->pool);
+    for (int f = 0; f < IDX_SF_COUNT; f++) {
+        cm_buf_fini(&b->dict[f].arena);
+        cm_free(b->dict[f].v);
+    }
+    for (size_t c = 0; c < b->nchunks; c++)
+        cm_free(b->chunks[c]);
+    cm_free(b->chunks);
+    cm_free(b);
+}
+
+enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
+                            const struct kv_scene *sc)
+{
+    const struct idx_entries *e;
+    uint64_t *col;
+    enum cm_status st;
+
+    if (!b || !sc)
+        return CM_INVALID;
+    e = &b->e;
+    if (b->any && docid <= b->lastdoc)
+        return CM_INVALID; /* not in increasing docid order */
+    st = idx_derive_unsorted(&b->ec, sc, &b->e);
+    /* key_head reads KEY_INLINE bytes at each key: keep them in bounds */
+    if (st == CM_OK)
+        st = cm_buf_reserve(&b->e.arena, KEY_INLINE);
+    if (st == CM_OK)
+        st = keys_add(b, e, docid);
+    if (st == CM_OK)
+        st = chunk_need(b, docid);
+    if (st != CM_OK)
+        return st;
+    col = chunk_of(b, docid);
+    for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++) {
+        if (idx_sfield_kind((enum idx_sort_field)f) == IDX_SK_NUM)
+            col[(size_t)f * IDX_CHUNK + docid % IDX_CHUNK] = e->num[f];
+        else if (e->dlen[f])
+            st = dict_add(&b->dict[f], e->arena.data + e->doff[f], e->dlen[f],
+                          docid);
+    }
+    b->lastdoc = docid;
+    b->any = true;
+    return st;
+}
+
+/* ---- Writing ---------------------------------------------------------- */
+
+static enum cm_status cursor_open(struct kv_txn *t, enum kv_db db,
+                                  MDB_cursor **cur)
+{
+    int rc = mdb_cursor_open(kv_txn_mdb(t), kv_dbi(kv_txn_store(t), db), cur);
+    return rc ? kv_txn_from_mdb(t, rc, "bulk cursor") : CM_OK;
+}
+
+/* Appends (key, value of vlen bytes) at the end of cur's database.
+ * OUT *val: where to write the value (valid until the next write). */
+static enum cm_status append_reserve(struct kv_txn *t, MDB_cursor *cur,
+                                     const void *key, size_t klen, size_t vlen,
+                                     void **val)
+{
+    MDB_val k = {klen, (void *)key}, v = {vlen, NULL};
+    int rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND | MDB_RESERVE);
+    if (rc)
+        return kv_txn_from_mdb(t, rc, "bulk append");
+    *val = v.mv_data;
+    return CM_OK;
+}
+
+static enum cm_status append_put(struct kv_txn *t, MDB_cursor *cur,
+                                 const void *key, size_t klen, const void *val,
+                                 size_t vlen)
+{
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    int rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND);
+    return rc ? kv_txn_from_mdb(t, rc, "bulk append") : CM_OK;
+}
+
+/* Prefetch distance (items) of the writing loops. */
+#define AHEAD 16
+
+/* The keys of db, sorted, then each one's bitmap. */
+static enum cm_status write_postings(struct idx_bulk *b, enum kv_db db,
+                                     struct sitem *v, struct sitem *tmp)
+{
+    const uint8_t *arena = (const uint8_t *)b->keys.data;
+    MDB_cursor *cur = NULL;
+    size_t n = 0;
+    enum cm_status st;
+
+    for (size_t i = 0; i < b->nk; i++) {
+        if (b->k[i].db != (uint8_t)db)
+            continue;
+        v[n].off = b->k[i].koff;
+        v[n].val = (uint32_t)i;
+        v[n].w = word_at(arena, v[n].off, 0);
+        n++;
+    }
+    if (!n)
+        return CM_OK;
+    ssort(arena, v, tmp, n, 0);
+    st = cursor_open(b->t, db, &cur);
+    for (size_t i = 0; i < n && st == CM_OK; i++) {
+        const struct bkey *x = &b->k[v[i].val];
+        if (i + AHEAD < n) { /* sorted order visits the keys at random */
+            __builtin_prefetch(&b->k[v[i + AHEAD].val]);
+            __builtin_prefetch(arena + v[i + AHEAD].off);
+        }
+        const uint32_t *ids = x->cls == NO_ARRAY ? &x->last : b->pool + x->ids;
+        roaring_bitmap_t *bm = b->spill ? b->spill[v[i].val] : NULL;
+        void *out = NULL;
+        size_t len = bm ? 0 : idx_bm_small_size(ids, x->n);
+        if (len) { /* most keys: a few docids, no bitmap needed */
+            st = append_reserve(b->t, cur, arena + x->koff + 2, x->klen, len,
+                                &out);
+            if (st == CM_OK)
+                idx_bm_small_write(ids, x->n, out);
+            continue;
+        }
+        if (bm) {
+            b->spill[v[i].val] = NULL;
+            roaring_bitmap_add_many(bm, x->n, ids);
+        } else {
+            bm = roaring_bitmap_of_ptr(x->n, ids);
+        }
+        if (!bm) {
+            st = CM_NOMEM;
+            break;
+        }
+        roaring_bitmap_run_optimize(bm);
+        len = roaring_bitmap_portable_size_in_bytes(bm);
+        st = append_reserve(b->t, cur, arena + x->koff + 2,
+                            klen_at(arena, x->koff), len, &out);
+        if (st == CM_OK)
+            roaring_bitmap_portable_serialize(bm, out);
+        roaring_bitmap_free(bm);
+    }
+    mdb_cursor_close(cur);
+    return st;
+}
+
+/* Sorts field f's items, writes one entry per distinct key and fills the
+ * column cells. */
+static enum cm_status write_dict(struct idx_bulk *b, enum idx_sort_field f,
+                                 MDB_cursor *cur, struct sitem *tmp,
+                                 struct cm_buf *kb)
+{
+    struct bdict *d = &b->dict[f];
+    const uint8_t *arena = (const uint8_t *)d->arena.data;
+    uint64_t pos = 0;
+    enum cm_status st = CM_OK;
+
+    ssort(arena, d->v, tmp, d->n, 0);
+    for (size_t i = 0; i < AHEAD && i < d->n; i++)
+        __builtin_prefetch(arena + d->v[i].off);
+    for (size_t a = 0; a < d->n && st == CM_OK;) {
+        size_t klen = klen_at(arena, d->v[a].off), e = a + 1;
+        const uint8_t *key = arena + d->v[a].off + 2;
+        uint8_t val[12];
+        uint32_t ref;
+        while (e < d->n && klen_at(arena, d->v[e].off) == klen &&
+               memcmp(arena + d->v[e].off + 2, key, klen) == 0)
+            e++;
+        if (e - a > UINT32_MAX) {
+            st = CM_TOOBIG;
+            break;
+        }
+        pos += IDX_GAP;
+        ref = (uint32_t)(e - a);
+        memcpy(val, &pos, 8);
+        memcpy(val + 8, &ref, 4);
+        st = idx_dict_key(kb, f, key, klen);
+        if (st == CM_OK)
+            st = append_put(b->t, cur, kb->data, kb->len, val, sizeof val);
+        if (st != CM_OK)
+            break;
+        for (; a < e; a++) {
+            uint32_t docid = d->v[a].val;
+            if (a + AHEAD < d->n) { /* keys and cells in random order */
+                uint32_t ahead = d->v[a + AHEAD].val;
+                __builtin_prefetch(arena + d->v[a + AHEAD].off);
+                __builtin_prefetch(chunk_of(b, ahead) + (size_t)f * IDX_CHUNK +
+                                       ahead % IDX_CHUNK,
+                                   1);
+            }
+            chunk_of(b, docid)[(size_t)f * IDX_CHUNK + docid % IDX_CHUNK] = pos;
+        }
+    }
+    return st;
+}
+
+enum cm_status idx_bulk_write(struct idx_bulk *b)
+{
+    struct sitem *v = NULL, *tmp = NULL;
+    MDB_cursor *cur = NULL;
+    struct cm_buf kb;
+    size_t most = b->nk;
+    enum cm_status st = CM_OK;
+
+    cm_buf_init(&kb, 1024);
+    for (int f = 0; f < IDX_SF_COUNT; f++)
+        if (b->dict[f].n > most)
+            most = b->dict[f].n;
+    if (most) {
+        v = cm_malloc(most * sizeof *v);
+        tmp = cm_malloc(most * sizeof *tmp);
+        if (!v || !tmp) {
+            st = CM_NOMEM;
+            goto out;
+        }
+    }
+    st = write_postings(b, KV_DB_POSTINGS, v, tmp);
+    if (st == CM_OK)
+        st = write_postings(b, KV_DB_TEXT, v, tmp);
+    if (st == CM_OK)
+        st = cursor_open(b->t, KV_DB_SORTS, &cur);
+    for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++)
+        if (idx_sfield_kind((enum idx_sort_field)f) == IDX_SK_DICT)
+            st = write_dict(b, (enum idx_sort_field)f, cur, tmp, &kb);
+    mdb_cursor_close(cur);
+    cur = NULL;
+    if (st == CM_OK)
+        st = cursor_open(b->t, KV_DB_COLUMNS, &cur);
+    for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++) {
+        for (size_t c = 0; c < b->nchunks && st == CM_OK; c++) {
+            uint8_t k[6];
+            if (!b->chunks[c])
+                continue;
+            idx_col_key(k, (enum idx_sort_field)f, (uint32_t)c);
+            st =
+                append_put(b->t, cur, k, sizeof k,
+                           b->chunks[c] + (size_t)f * IDX_CHUNK, IDX_CHUNK * 8);
+        }
+    }
+out:
+    mdb_cursor_close(cur);
+    cm_buf_fini(&kb);
+    cm_free(v);
+    cm_free(tmp);
+    return st;
+}
