@@ -247,8 +247,7 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "peekd serve: %s\n", err);
         goto out;
     }
-    if ((st = check_index(store, cfg.stash_url != NULL, &deferred)) !=
-        CM_OK) {
+    if ((st = check_index(store, cfg.stash_url != NULL, &deferred)) != CM_OK) {
         fprintf(stderr, "peekd serve: index rebuild failed: %s\n",
                 cm_status_str(st));
         goto out;

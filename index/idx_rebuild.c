@@ -659,8 +659,8 @@ enum cm_status idx_verify(struct kv_store *s, struct cm_buf *report)
     mdb_cursor_close(cur);
     if (st == CM_OK && !deferred)
         st = expect_children(&v);
-    for (size_t i = 0; i < sizeof index_dbs / sizeof *index_dbs &&
-                       st == CM_OK && !deferred;
+    for (size_t i = 0;
+         i < sizeof index_dbs / sizeof *index_dbs && st == CM_OK && !deferred;
          i++)
         st = compare_db(&v, index_dbs[i]);
     if (st == CM_OK && !deferred)

@@ -448,8 +448,7 @@ enum cm_status kv_scene_store(struct kv_txn *t, const struct kv_scene *sc,
 }
 
 enum cm_status kv_scene_store_record(struct kv_txn *t,
-                                     const struct kv_scene *sc,
-                                     uint32_t *docid)
+                                     const struct kv_scene *sc, uint32_t *docid)
 {
     return store_scene(t, sc, NULL, docid, NULL, false);
 }

@@ -258,7 +258,7 @@ struct sync_stats {
     uint64_t requests;             /* GraphQL requests */
     uint64_t indexed; /* scenes of a deferred first sync indexed at its end */
     bool resumed;     /* continued an interrupted full sync */
-    bool deletes_skipped;          /* a deletion guard fired */
+    bool deletes_skipped; /* a deletion guard fired */
     enum sync_extra sweep, reconcile;
     int64_t last_sweep;     /* after the run: as sync_status.last_sweep */
     int64_t last_reconcile; /* after the run: as sync_status.last_reconcile */

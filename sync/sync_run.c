@@ -2058,7 +2058,8 @@ static enum cm_status run_passes(struct run *r, enum sync_mode mode)
      * anything else needs them (rewrites use the reverse index). */
     if ((st = read_deferred(r, &deferred)) != CM_OK)
         return st;
-    if (deferred && !(mode == SYNC_FULL && ck.valid && ck.type == SYNC_SCENES)) {
+    if (deferred &&
+        !(mode == SYNC_FULL && ck.valid && ck.type == SYNC_SCENES)) {
         if ((st = build_indexes(r)) != CM_OK)
             return st;
         deferred = false;

@@ -556,9 +556,8 @@ START_TEST(reverse_index_oracle)
         MDB_cursor *cur;
         MDB_val key, val;
         ck_assert_int_eq(kv_write_begin(s, &t), CM_OK);
-        ck_assert_int_eq(mdb_cursor_open(kv_txn_mdb(t),
-                                         kv_dbi(s, KV_DB_REVERSE), &cur),
-                         0);
+        ck_assert_int_eq(
+            mdb_cursor_open(kv_txn_mdb(t), kv_dbi(s, KV_DB_REVERSE), &cur), 0);
         ck_assert_int_eq(mdb_cursor_get(cur, &key, &val, MDB_FIRST), 0);
         ck_assert_int_eq(mdb_cursor_del(cur, 0), 0);
         mdb_cursor_close(cur);
