@@ -47,7 +47,8 @@ enum cm_status cm_buf_putc(struct cm_buf *b, char c) CM_WUR;
 enum cm_status cm_buf_printf(struct cm_buf *b, const char *fmt, ...) CM_WUR
     __attribute__((format(printf, 2, 3)));
 enum cm_status cm_buf_vprintf(struct cm_buf *b, const char *fmt,
-                              va_list ap) CM_WUR;
+                              va_list ap) CM_WUR
+    __attribute__((format(printf, 2, 0)));
 
 /* Appends v in decimal. */
 enum cm_status cm_buf_put_i64(struct cm_buf *b, int64_t v) CM_WUR;

@@ -27,7 +27,7 @@ int cm_log_enabled(enum cm_log_level level);
 void cm_log(enum cm_log_level level, const char *mod, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void cm_vlog(enum cm_log_level level, const char *mod, const char *fmt,
-             va_list ap);
+             va_list ap) __attribute__((format(printf, 3, 0)));
 
 #define cm_debug(mod, ...) cm_log(CM_LOG_DEBUG, mod, __VA_ARGS__)
 #define cm_info(mod, ...)  cm_log(CM_LOG_INFO, mod, __VA_ARGS__)

@@ -334,10 +334,12 @@ bool idx_is_tokbyte(unsigned char c)
 /* Token byte -> its lower-case form, any other byte -> 0 (no token byte
  * is 0): idx_is_tokbyte and the case fold in one load. */
 #define TOKL(c)                                                                \
-    ((c) >= 0x80                                                ? (c)          \
-     : (c) >= 'A' && (c) <= 'Z'                                 ? (c) + 32     \
-     : ((c) >= 'a' && (c) <= 'z') || ((c) >= '0' && (c) <= '9') ? (c)          \
-                                                                : 0)
+    ((unsigned char)((c) >= 0x80                ? (c)                          \
+                     : (c) >= 'A' && (c) <= 'Z' ? (c) + 32                     \
+                     : ((c) >= 'a' && (c) <= 'z') ||                           \
+                             ((c) >= '0' && (c) <= '9')                        \
+                         ? (c)                                                 \
+                         : 0))
 #define TOKL4(c)  TOKL(c), TOKL((c) + 1), TOKL((c) + 2), TOKL((c) + 3)
 #define TOKL16(c) TOKL4(c), TOKL4((c) + 4), TOKL4((c) + 8), TOKL4((c) + 12)
 #define TOKL64(c)                                                              \
