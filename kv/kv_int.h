@@ -32,7 +32,7 @@
 /* Growth stops here (16 TiB, the config's upper bound). */
 #define KV_MAX_MAP_SIZE ((size_t)1 << 44)
 
-struct kv_rev_put;
+struct kv_revent;
 
 struct kv_txn {
     struct kv_store *s;
@@ -45,7 +45,7 @@ struct kv_txn {
     struct kv_txn *next; /* read handles: store's list (reader_mu) */
     struct kv_txn *prev;
     /* write txn: reverse entries kv_scene_store() queued (kv_scenes.c) */
-    struct kv_rev_put *rev_put;
+    struct kv_revent *rev_put;
     size_t rev_n, rev_cap;
 };
 

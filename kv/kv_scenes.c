@@ -261,22 +261,67 @@ static enum cm_status erefs_of(const struct kv_scene *sc, struct erefs *r)
     return CM_OK;
 }
 
-/* A queued reverse entry; sorted by (type, id, docid), the order of its
- * big-endian key. */
-struct kv_rev_put {
+/* A reverse entry, queued by a write txn or collected by a rebuild. */
+struct kv_revent {
     uint64_t id;
     uint32_t docid;
     uint8_t type;
 };
 
-static int rev_put_cmp(const void *a, const void *b)
+/* Byte b of the entry's key type ‖ id BE ‖ docid BE (13 bytes). */
+static uint8_t revent_byte(const struct kv_revent *e, int b)
 {
-    const struct kv_rev_put *x = a, *y = b;
-    if (x->type != y->type)
-        return x->type < y->type ? -1 : 1;
-    if (x->id != y->id)
-        return x->id < y->id ? -1 : 1;
-    return x->docid < y->docid ? -1 : x->docid > y->docid;
+    if (b == 0)
+        return e->type;
+    if (b < 9)
+        return (uint8_t)(e->id >> (8 * (8 - b)));
+    return (uint8_t)(e->docid >> (8 * (12 - b)));
+}
+
+/* Sorts v[0..n) in key order with an LSD radix sort over the 13 key
+ * bytes; bytes with a single value are skipped (ids and docids rarely use
+ * more than three), so a sort is a few passes. */
+static enum cm_status revent_sort(struct kv_revent *v, size_t n)
+{
+    enum { NB = 13 };
+    size_t(*cnt)[256];
+    struct kv_revent *tmp, *src = v, *dst;
+
+    if (n < 2)
+        return CM_OK;
+    cnt = cm_calloc((size_t)NB, sizeof *cnt);
+    tmp = cm_malloc(n * sizeof *tmp);
+    if (!cnt || !tmp) {
+        cm_free(cnt);
+        cm_free(tmp);
+        return CM_NOMEM;
+    }
+    dst = tmp;
+    for (size_t i = 0; i < n; i++)
+        for (int b = 0; b < NB; b++)
+            cnt[b][revent_byte(&v[i], b)]++;
+    for (int b = NB - 1; b >= 0; b--) {
+        size_t off = 0;
+        if (cnt[b][revent_byte(&v[0], b)] == n)
+            continue;
+        for (int c = 0; c < 256; c++) {
+            size_t k = cnt[b][c];
+            cnt[b][c] = off;
+            off += k;
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[cnt[b][revent_byte(&src[i], b)]++] = src[i];
+        {
+            struct kv_revent *x = src;
+            src = dst;
+            dst = x;
+        }
+    }
+    if (src != v)
+        memcpy(v, src, n * sizeof *v);
+    cm_free(tmp);
+    cm_free(cnt);
+    return CM_OK;
 }
 
 enum cm_status kv_rev_flush(struct kv_txn *t)
@@ -287,13 +332,16 @@ enum cm_status kv_rev_flush(struct kv_txn *t)
     size_t n = t->rev_n;
     int rc;
 
+    enum cm_status st;
+
     if (n == 0)
         return CM_OK;
+    if ((st = revent_sort(t->rev_put, n)) != CM_OK)
+        return st;
     t->rev_n = 0;
-    qsort(t->rev_put, n, sizeof *t->rev_put, rev_put_cmp);
     rc = mdb_cursor_open(t->txn, t->s->dbi[KV_DB_REVERSE], &cur);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        const struct kv_rev_put *p = &t->rev_put[i];
+        const struct kv_revent *p = &t->rev_put[i];
         rev_key(k, p->type, p->id, p->docid);
         key.mv_size = sizeof k;
         key.mv_data = k;
@@ -314,7 +362,7 @@ static enum cm_status rev_queue(struct kv_txn *t, uint8_t type, uint64_t id,
     enum cm_status st;
     if (t->rev_n == t->rev_cap) {
         size_t nc = t->rev_cap ? t->rev_cap * 2 : 4096;
-        struct kv_rev_put *p;
+        struct kv_revent *p;
         if (t->rev_cap >= CM_MAX_REV_QUEUE) { /* full: write it out */
             if ((st = kv_rev_flush(t)) != CM_OK)
                 return st;
@@ -325,7 +373,7 @@ static enum cm_status rev_queue(struct kv_txn *t, uint8_t type, uint64_t id,
             t->rev_cap = nc;
         }
     }
-    t->rev_put[t->rev_n++] = (struct kv_rev_put){id, docid, type};
+    t->rev_put[t->rev_n++] = (struct kv_revent){id, docid, type};
     return CM_OK;
 }
 
@@ -581,12 +629,6 @@ enum cm_status kv_entity_del(struct kv_txn *t, uint8_t type, uint64_t id)
 
 /* ---- Rebuilding the reverse index ------------------------------------ */
 
-struct kv_revent {
-    uint64_t id;
-    uint32_t docid;
-    uint8_t type;
-};
-
 enum cm_status kv_revbuild_add(struct kv_revbuild *rb, uint32_t docid,
                                const struct kv_scene *sc)
 {
@@ -596,7 +638,7 @@ enum cm_status kv_revbuild_add(struct kv_revbuild *rb, uint32_t docid,
     if (!rb || !sc)
         return CM_INVALID;
     if (docid <= rb->last)
-        return CM_INVALID; /* the sort relies on increasing docids (> 0) */
+        return CM_INVALID; /* each docid once (> 0), in increasing order */
     st = erefs_of(sc, &r);
     if (st == CM_OK && rb->n + r.n > rb->cap) {
         size_t cap = rb->cap ? rb->cap : 4096;
@@ -616,54 +658,6 @@ enum cm_status kv_revbuild_add(struct kv_revbuild *rb, uint32_t docid,
     rb->last = docid;
     erefs_fini(&r);
     return st;
-}
-
-/* Byte b of the sort key (type, id BE): b = 0 is the type. */
-static uint8_t revent_byte(const struct kv_revent *e, int b)
-{
-    return b == 0 ? e->type : (uint8_t)(e->id >> (8 * (8 - b)));
-}
-
-/* Sorts v[0..n) by (type, id) with a stable LSD radix sort, so entries
- * added in docid order stay in docid order within an entity.  Bytes with
- * a single value are skipped (ids rarely use more than three). */
-static enum cm_status revent_sort(struct kv_revent *v, size_t n)
-{
-    enum { NB = 9 };
-    size_t(*cnt)[256] = cm_calloc((size_t)NB, sizeof *cnt);
-    struct kv_revent *tmp = n ? cm_malloc(n * sizeof *tmp) : NULL;
-    struct kv_revent *src = v, *dst = tmp;
-
-    if (!cnt || (n && !tmp)) {
-        cm_free(cnt);
-        cm_free(tmp);
-        return CM_NOMEM;
-    }
-    for (size_t i = 0; i < n; i++)
-        for (int b = 0; b < NB; b++)
-            cnt[b][revent_byte(&v[i], b)]++;
-    for (int b = NB - 1; b >= 0; b--) {
-        size_t off = 0;
-        if (n == 0 || cnt[b][revent_byte(&v[0], b)] == n)
-            continue;
-        for (int c = 0; c < 256; c++) {
-            size_t k = cnt[b][c];
-            cnt[b][c] = off;
-            off += k;
-        }
-        for (size_t i = 0; i < n; i++)
-            dst[cnt[b][revent_byte(&src[i], b)]++] = src[i];
-        {
-            struct kv_revent *x = src;
-            src = dst;
-            dst = x;
-        }
-    }
-    if (src != v)
-        memcpy(v, src, n * sizeof *v);
-    cm_free(tmp);
-    cm_free(cnt);
-    return CM_OK;
 }
 
 enum cm_status kv_revbuild_write(struct kv_txn *t, struct kv_revbuild *rb)
