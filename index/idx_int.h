@@ -146,6 +146,9 @@ void idx_be64(uint8_t *p, uint64_t v);
 uint64_t idx_rd_be64(const uint8_t *p);
 void idx_be32(uint8_t *p, uint32_t v);
 uint32_t idx_rd_be32(const uint8_t *p);
+/* Little-endian writers (roaring's portable format). */
+void idx_le16(uint8_t *p, uint32_t v); /* the low 16 bits of v */
+void idx_le32(uint8_t *p, uint32_t v);
 
 /* ---- Bitmaps --------------------------------------------------------- */
 

@@ -64,6 +64,18 @@ uint32_t idx_rd_be32(const uint8_t *p)
     return BE32(v);
 }
 
+void idx_le16(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+void idx_le32(uint8_t *p, uint32_t v)
+{
+    idx_le16(p, v);
+    idx_le16(p + 2, v >> 16);
+}
+
 uint64_t idx_enc_i64(int64_t v)
 {
     uint64_t e = (uint64_t)v ^ ((uint64_t)1 << 63);

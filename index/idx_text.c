@@ -138,18 +138,6 @@ static uint64_t rd64(const uint8_t *p)
     return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
 }
 
-static void wr16(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-    wr16(p, v);
-    wr16(p + 2, v >> 16);
-}
-
 /* CRoaring's portable format (RoaringFormatSpec): cookie 12347 | (n-1) <<
  * 16 then a run-container bitmap, or cookie 12346 then n; n (key, card-1)
  * u16 pairs; u32 offsets unless it has runs and n < 4; the containers:
@@ -284,16 +272,16 @@ static enum cm_status bits_to_roaring(const struct bits *b,
         st = CM_NOMEM;
         goto out;
     }
-    wr32(buf, COOKIE_NO_RUNS);
-    wr32(buf + 4, (uint32_t)n);
+    idx_le32(buf, COOKIE_NO_RUNS);
+    idx_le32(buf + 4, (uint32_t)n);
     at = 8 + 8 * n;
     for (size_t c = 0, i = 0; c < nch; c++) {
         size_t w0 = c * 1024, k = b->nw - w0 < 1024 ? b->nw - w0 : 1024;
         if (!card[c])
             continue;
-        wr16(buf + 8 + 4 * i, (uint32_t)c);
-        wr16(buf + 8 + 4 * i + 2, card[c] - 1);
-        wr32(buf + 8 + 4 * n + 4 * i, (uint32_t)at);
+        idx_le16(buf + 8 + 4 * i, (uint32_t)c);
+        idx_le16(buf + 8 + 4 * i + 2, card[c] - 1);
+        idx_le32(buf + 8 + 4 * n + 4 * i, (uint32_t)at);
         i++;
         if (card[c] > ARRAY_MAX) {
             memset(buf + at, 0, 8192);
@@ -306,8 +294,8 @@ static enum cm_status bits_to_roaring(const struct bits *b,
         } else {
             for (size_t j = 0; j < k; j++)
                 for (uint64_t x = b->w[w0 + j]; x; x &= x - 1) {
-                    wr16(buf + at,
-                         (uint32_t)(j * 64 + (size_t)__builtin_ctzll(x)));
+                    idx_le16(buf + at,
+                             (uint32_t)(j * 64 + (size_t)__builtin_ctzll(x)));
                     at += 2;
                 }
         }

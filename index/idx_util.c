@@ -147,18 +147,6 @@ enum cm_status idx_bm_put(struct kv_txn *t, enum kv_db db, const void *key,
  * each value; all little-endian. */
 #define SMALL_COOKIE 12346u
 
-static void put_le16(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    put_le16(p, v);
-    put_le16(p + 2, v >> 16);
-}
-
 size_t idx_bm_small_size(const uint32_t *ids, size_t n)
 {
     size_t runs = 1;
@@ -173,11 +161,11 @@ size_t idx_bm_small_size(const uint32_t *ids, size_t n)
 
 void idx_bm_small_write(const uint32_t *ids, size_t n, uint8_t *out)
 {
-    put_le32(out, SMALL_COOKIE);
-    put_le32(out + 4, 1);
-    put_le16(out + 8, ids[0] >> 16);
-    put_le16(out + 10, (uint32_t)n - 1);
-    put_le32(out + 12, 16);
+    idx_le32(out, SMALL_COOKIE);
+    idx_le32(out + 4, 1);
+    idx_le16(out + 8, ids[0] >> 16);
+    idx_le16(out + 10, (uint32_t)n - 1);
+    idx_le32(out + 12, 16);
     for (size_t i = 0; i < n; i++)
-        put_le16(out + 16 + 2 * i, ids[i]);
+        idx_le16(out + 16 + 2 * i, ids[i]);
 }
