@@ -637,18 +637,26 @@ enum cm_status kv_meta_put_u64(struct kv_txn *t, const char *key, uint64_t v)
     return kv_put(t, KV_DB_META, key, strlen(key), b, sizeof b);
 }
 
+/* OUT *v: meta key's value, or 0 when it is absent. */
+static enum cm_status meta_u64_or_0(struct kv_txn *t, const char *key,
+                                    uint64_t *v)
+{
+    enum cm_status st = kv_meta_get_u64(t, key, v);
+    if (st == CM_NOTFOUND) {
+        *v = 0;
+        return CM_OK;
+    }
+    return st;
+}
+
 enum cm_status kv_index_version_ok(struct kv_txn *t, bool *ok)
 {
-    uint64_t v;
+    uint64_t v = 0;
     enum cm_status st;
     if (!ok)
         return CM_INVALID;
-    *ok = false;
-    st = kv_meta_get_u64(t, KV_META_INDEX_VERSION, &v);
-    if (st == CM_NOTFOUND)
-        return CM_OK;
-    if (st == CM_OK)
-        *ok = v == KV_INDEX_VERSION;
+    st = meta_u64_or_0(t, KV_META_INDEX_VERSION, &v);
+    *ok = st == CM_OK && v == KV_INDEX_VERSION;
     return st;
 }
 
@@ -659,16 +667,12 @@ enum cm_status kv_index_version_set(struct kv_txn *t)
 
 enum cm_status kv_index_deferred(struct kv_txn *t, bool *on)
 {
-    uint64_t v;
+    uint64_t v = 0;
     enum cm_status st;
     if (!on)
         return CM_INVALID;
-    *on = false;
-    st = kv_meta_get_u64(t, KV_META_INDEX_DEFERRED, &v);
-    if (st == CM_NOTFOUND)
-        return CM_OK;
-    if (st == CM_OK)
-        *on = v != 0;
+    st = meta_u64_or_0(t, KV_META_INDEX_DEFERRED, &v);
+    *on = st == CM_OK && v != 0;
     return st;
 }
 
