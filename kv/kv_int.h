@@ -47,6 +47,15 @@ struct kv_txn {
     /* write txn: reverse entries kv_scene_store() queued (kv_scenes.c) */
     struct kv_revent *rev_put;
     size_t rev_n, rev_cap;
+    /* write txn: the last id-map answer of kv_docid_of(), so that the
+     * caller's check and the store that follows look a scene up once */
+    uint64_t idq_id;
+    uint32_t idq_docid;
+    int idq; /* 0: none, 1: idq_id maps to idq_docid, -1: not mapped */
+    /* write txn: the next docid, read from meta once and written back
+     * by kv_pending_flush() (0: not read yet) */
+    uint64_t next_docid;
+    int next_dirty;
 };
 
 struct kv_store {
@@ -79,3 +88,7 @@ size_t kv_map_size(struct kv_store *s);
  * before t commits and before anything in t reads or deletes reverse
  * entries.  MDB errors as kv_txn_from_mdb(). */
 enum cm_status kv_rev_flush(struct kv_txn *t) CM_WUR;
+
+/* Everything write txn t keeps back until it commits: the queued reverse
+ * entries (kv_rev_flush) and the next docid.  Runs before t commits. */
+enum cm_status kv_pending_flush(struct kv_txn *t) CM_WUR;

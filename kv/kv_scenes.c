@@ -81,14 +81,22 @@ enum cm_status kv_docid_of(struct kv_txn *t, uint64_t stash_id, uint32_t *docid)
     if (!docid)
         return CM_INVALID;
     *docid = 0;
+    if (t && t->write && t->idq && t->idq_id == stash_id) {
+        *docid = t->idq_docid;
+        return t->idq > 0 ? CM_OK : CM_NOTFOUND;
+    }
     idmap_key(k, stash_id);
     st = kv_get(t, KV_DB_IDMAP, k, sizeof k, &v, &n);
-    if (st != CM_OK)
-        return st;
-    if (n != 4)
+    if (st == CM_OK && n != 4)
         return CM_CORRUPT;
-    *docid = rd_le32(v);
-    return CM_OK;
+    if (st == CM_OK)
+        *docid = rd_le32(v);
+    if (t && t->write && (st == CM_OK || st == CM_NOTFOUND)) {
+        t->idq_id = stash_id;
+        t->idq_docid = *docid;
+        t->idq = st == CM_OK ? 1 : -1;
+    }
+    return st;
 }
 
 enum cm_status kv_stash_id_of(struct kv_txn *t, uint32_t docid,
@@ -113,30 +121,33 @@ enum cm_status kv_stash_id_of(struct kv_txn *t, uint32_t docid,
     return CM_OK;
 }
 
-/* Allocates the next docid and records the id maps for stash_id. */
+/* Allocates the next docid and records the id maps for stash_id.  The
+ * next docid is read from meta once per write txn and written back when
+ * it commits (kv_pending_flush): a first sync allocates one per scene. */
 static enum cm_status alloc_docid(struct kv_txn *t, uint64_t stash_id,
                                   uint32_t *docid)
 {
-    uint64_t next;
     uint8_t k[IDMAP_KEY], v4[4], v8[8];
     uint32_t d;
-    enum cm_status st = kv_meta_get_u64(t, KV_META_NEXT_DOCID, &next);
+    enum cm_status st;
 
-    if (st == CM_NOTFOUND) {
-        next = 1;
-        st = CM_OK;
+    if (!t->next_docid) {
+        st = kv_meta_get_u64(t, KV_META_NEXT_DOCID, &t->next_docid);
+        if (st == CM_NOTFOUND) {
+            t->next_docid = 1;
+            st = CM_OK;
+        }
+        if (st != CM_OK) {
+            t->next_docid = 0;
+            return st;
+        }
     }
-    if (st != CM_OK)
-        return st;
-    if (next == 0 || next > UINT32_MAX) {
+    if (t->next_docid == 0 || t->next_docid > UINT32_MAX) {
         cm_error("kv", "docid space exhausted (next %llu)",
-                 (unsigned long long)next);
+                 (unsigned long long)t->next_docid);
         return CM_TOOBIG;
     }
-    d = (uint32_t)next;
-    st = kv_meta_put_u64(t, KV_META_NEXT_DOCID, next + 1);
-    if (st != CM_OK)
-        return st;
+    d = (uint32_t)t->next_docid;
     idmap_key(k, stash_id);
     le32(v4, d);
     st = kv_put(t, KV_DB_IDMAP, k, sizeof k, v4, sizeof v4);
@@ -145,8 +156,25 @@ static enum cm_status alloc_docid(struct kv_txn *t, uint64_t stash_id,
     for (int i = 0; i < 8; i++)
         v8[i] = (uint8_t)(stash_id >> (8 * i));
     st = kv_put(t, KV_DB_DOCMAP, &d, sizeof d, v8, sizeof v8);
-    if (st == CM_OK)
-        *docid = d;
+    if (st != CM_OK)
+        return st;
+    t->next_docid++;
+    t->next_dirty = 1;
+    t->idq_id = stash_id;
+    t->idq_docid = d;
+    t->idq = 1;
+    *docid = d;
+    return CM_OK;
+}
+
+enum cm_status kv_pending_flush(struct kv_txn *t)
+{
+    enum cm_status st = kv_rev_flush(t);
+    if (st == CM_OK && t->next_dirty) {
+        st = kv_meta_put_u64(t, KV_META_NEXT_DOCID, t->next_docid);
+        if (st == CM_OK)
+            t->next_dirty = 0;
+    }
     return st;
 }
 
@@ -524,6 +552,7 @@ enum cm_status kv_scene_remove(struct kv_txn *t, uint32_t docid,
         st = kv_del(t, KV_DB_DOCMAP, &docid, sizeof docid);
     if (st == CM_OK) {
         idmap_key(k, sid);
+        t->idq = 0;
         st = kv_del(t, KV_DB_IDMAP, k, sizeof k);
         if (st == CM_NOTFOUND)
             st = CM_OK;

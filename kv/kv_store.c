@@ -470,7 +470,7 @@ static enum cm_status commit_ex(struct kv_txn *t, int *map_full)
         kv_read_end(t);
         return CM_OK;
     }
-    if ((st = kv_rev_flush(t)) != CM_OK) {
+    if ((st = kv_pending_flush(t)) != CM_OK) {
         *map_full = t->map_full;
         mdb_txn_abort(t->txn);
         write_free(t);

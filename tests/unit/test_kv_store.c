@@ -310,6 +310,62 @@ static enum cm_status remove_docid(struct kv_txn *t, void *ctx)
     return kv_scene_remove(t, *(uint32_t *)ctx, NULL);
 }
 
+/* One write txn that looks ids up, stores, removes and stores again: the
+ * txn's cached id-map answer and its cached next docid must follow every
+ * change (kv_docid_of answers from the cache for the id it saw last). */
+static enum cm_status churn_one_txn(struct kv_txn *t, void *ctx)
+{
+    uint32_t *out = ctx, d = 0, d2 = 0;
+    struct kv_scene sc;
+    bool made = false;
+
+    memset(&sc, 0, sizeof sc);
+    sc.id = 77;
+    ck_assert_int_eq(kv_docid_of(t, 77, &d), CM_NOTFOUND);
+    ck_assert_int_eq(kv_docid_of(t, 77, &d), CM_NOTFOUND); /* cached miss */
+    ck_assert_int_eq(kv_scene_store(t, &sc, NULL, &d, &made), CM_OK);
+    ck_assert(made);
+    ck_assert_int_eq(kv_docid_of(t, 77, &d2), CM_OK);
+    ck_assert_uint_eq(d2, d);
+    ck_assert_int_eq(kv_scene_remove(t, d, NULL), CM_OK);
+    ck_assert_int_eq(kv_docid_of(t, 77, &d2), CM_NOTFOUND);
+    ck_assert_int_eq(kv_scene_store(t, &sc, NULL, &d2, &made), CM_OK);
+    ck_assert(made);
+    ck_assert_uint_eq(d2, d + 1); /* never reused, even inside one txn */
+    sc.id = 78;
+    ck_assert_int_eq(kv_scene_store(t, &sc, NULL, &out[1], &made), CM_OK);
+    ck_assert_uint_eq(out[1], d + 2);
+    ck_assert_int_eq(kv_docid_of(t, 77, &d), CM_OK); /* not the cached 78 */
+    ck_assert_uint_eq(d, d2);
+    out[0] = d2;
+    return out[2] ? CM_ABORTED : CM_OK; /* out[2]: abort instead */
+}
+
+START_TEST(docid_cache_in_one_txn)
+{
+    struct kv_store *s = open_at(tu_tmpdir(), 0, 0);
+    uint32_t out[3] = {0, 0, 1}, d;
+    struct kv_txn *t;
+    uint64_t next;
+
+    /* an aborted txn leaves neither id maps nor the counter behind */
+    ck_assert_int_eq(kv_write_run(s, churn_one_txn, out), CM_ABORTED);
+    out[2] = 0;
+    ck_assert_int_eq(kv_write_run(s, churn_one_txn, out), CM_OK);
+    ck_assert_uint_eq(out[0], 2);
+    ck_assert_uint_eq(out[1], 3);
+    ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
+    ck_assert_int_eq(kv_docid_of(t, 77, &d), CM_OK);
+    ck_assert_uint_eq(d, 2);
+    ck_assert_int_eq(kv_docid_of(t, 78, &d), CM_OK);
+    ck_assert_uint_eq(d, 3);
+    ck_assert_int_eq(kv_meta_get_u64(t, "next_docid", &next), CM_OK);
+    ck_assert_uint_eq(next, 4);
+    kv_read_end(t);
+    kv_close(s);
+}
+END_TEST
+
 START_TEST(docid_allocation)
 {
     const char *dir = tu_tmpdir();
@@ -1207,6 +1263,7 @@ static Suite *suite(void)
     tcase_add_test(tc, index_version);
     tcase_add_test(tc, read_only);
     tcase_add_test(tc, docid_allocation);
+    tcase_add_test(tc, docid_cache_in_one_txn);
     tcase_add_test(tc, reverse_index_oracle);
     tcase_add_test(tc, reverse_queue);
     tcase_add_test(tc, map_growth);
