@@ -89,6 +89,13 @@ size_t kv_map_size(struct kv_store *s);
  * entries.  MDB errors as kv_txn_from_mdb(). */
 enum cm_status kv_rev_flush(struct kv_txn *t) CM_WUR;
 
+/* kv_put for a key that is usually past every key of db (a new docid; a
+ * Stash id of a keyset walk): MDB_APPEND skips the descent and fills the
+ * last page instead of splitting it in half; a key that is not past the
+ * last one is put the ordinary way. */
+enum cm_status kv_put_tail(struct kv_txn *t, enum kv_db db, const void *key,
+                           size_t klen, const void *val, size_t vlen) CM_WUR;
+
 /* Everything write txn t keeps back until it commits: the queued reverse
  * entries (kv_rev_flush) and the next docid.  Runs before t commits. */
 enum cm_status kv_pending_flush(struct kv_txn *t) CM_WUR;

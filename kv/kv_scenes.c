@@ -150,12 +150,12 @@ static enum cm_status alloc_docid(struct kv_txn *t, uint64_t stash_id,
     d = (uint32_t)t->next_docid;
     idmap_key(k, stash_id);
     le32(v4, d);
-    st = kv_put(t, KV_DB_IDMAP, k, sizeof k, v4, sizeof v4);
+    st = kv_put_tail(t, KV_DB_IDMAP, k, sizeof k, v4, sizeof v4);
     if (st != CM_OK)
         return st;
     for (int i = 0; i < 8; i++)
         v8[i] = (uint8_t)(stash_id >> (8 * i));
-    st = kv_put(t, KV_DB_DOCMAP, &d, sizeof d, v8, sizeof v8);
+    st = kv_put_tail(t, KV_DB_DOCMAP, &d, sizeof d, v8, sizeof v8);
     if (st != CM_OK)
         return st;
     t->next_docid++;
@@ -501,7 +501,11 @@ static enum cm_status store_scene(struct kv_txn *t, const struct kv_scene *sc,
     }
     if (st != CM_OK)
         goto out;
-    st = kv_put(t, KV_DB_SCENES, &d, sizeof d, t->enc.data, t->enc.len);
+    if (made) /* a new docid: past every record */
+        st = kv_put_tail(t, KV_DB_SCENES, &d, sizeof d, t->enc.data,
+                         t->enc.len);
+    else
+        st = kv_put(t, KV_DB_SCENES, &d, sizeof d, t->enc.data, t->enc.len);
     if (st == CM_OK && reverse)
         st = rev_diff(t, d, &before, &after);
     if (st == CM_OK) {

@@ -568,6 +568,19 @@ enum cm_status kv_put(struct kv_txn *t, enum kv_db db, const void *key,
     return txn_rc(t, mdb_put(t->txn, t->s->dbi[db], &k, &v, 0), "put");
 }
 
+enum cm_status kv_put_tail(struct kv_txn *t, enum kv_db db, const void *key,
+                           size_t klen, const void *val, size_t vlen)
+{
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    int rc;
+    if (!txn_usable(t, db) || !t->write || !key || (!val && vlen))
+        return CM_INVALID;
+    rc = mdb_put(t->txn, t->s->dbi[db], &k, &v, MDB_APPEND);
+    if (rc == MDB_KEYEXIST) /* not past the last key */
+        rc = mdb_put(t->txn, t->s->dbi[db], &k, &v, 0);
+    return txn_rc(t, rc, "put");
+}
+
 enum cm_status kv_del(struct kv_txn *t, enum kv_db db, const void *key,
                       size_t klen)
 {
