@@ -244,7 +244,7 @@ export class FakeStash {
       }
       case 'mergeTags': {
         const dest = this.need('tag', a.destination);
-        const sources = (a.source || []).map(String).filter((id) => id !== dest.id);
+        const sources = [...new Set((a.source || []).map(String))].filter((id) => id !== dest.id); // a repeated id merges once
         sources.forEach((id) => this.need('tag', id));
         const src = new Set(sources);
         const rewrite = (list) => {

@@ -248,8 +248,8 @@ describe('fake stash (Z, api key)', () => {
     await control(f.url, 'renamePerformer', { id: '1', name: 'New Name' });
     await control(f.url, 'renameStudio', { id: '1', name: 'New Studio' });
 
-    // merge tags 1,2 → 3 on scene 2
-    await control(f.url, 'mergeTags', { source: ['1', '2'], destination: '3' });
+    // merge tags 1,2 → 3 on scene 2 (a source named twice merges once)
+    await control(f.url, 'mergeTags', { source: ['1', '2', '1'], destination: '3' });
     const s2 = await get(2);
     assert.deepEqual(s2.tags, [{ id: '3' }]);
     assert.equal(s2.updated_at, e2.updated_at, 'merge does not bump scenes');
