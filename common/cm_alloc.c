@@ -132,6 +132,8 @@ struct cm_json_arena {
     size_t max;          /* bound on held; past it: the heap */
     size_t live;         /* blocks handed out and not freed yet */
     size_t next_cap;     /* capacity of the next chunk */
+    uint64_t taken;      /* blocks ever handed out (cm_json_drop) */
+    uint64_t spilled;    /* allocations that went to the heap instead */
 };
 
 static _Thread_local struct cm_json_arena *tl_json_arena;
@@ -221,6 +223,7 @@ static enum cm_status arena_take(struct cm_json_arena *a, size_t n, void **out)
     p = (char *)c->data + c->off;
     c->off += need;
     a->live++;
+    a->taken++;
     if (JSON_ASAN) {
         struct jhdr *h = (struct jhdr *)p;
         ASAN_UNPOISON_MEMORY_REGION(h, sizeof *h);
@@ -272,6 +275,7 @@ static void *json_malloc(size_t n)
         st = arena_take(a, n ? n : 1, &p);
         if (st != CM_TOOBIG)
             return p;
+        a->spilled++;
         return malloc(n ? n : 1); /* injection was consulted above */
     }
     return cm_malloc(n);
@@ -285,6 +289,36 @@ static void json_free(void *p)
         return;
     }
     cm_free(p);
+}
+
+void cm_json_mark_begin(struct cm_json_mark *m)
+{
+    struct cm_json_arena *a = tl_json_arena;
+    m->a = a && a->live == 0 ? a : NULL;
+    m->taken = a ? a->taken : 0;
+    m->spilled = a ? a->spilled : 0;
+}
+
+void cm_json_mark_end(struct cm_json_mark *m)
+{
+    struct cm_json_arena *a = m->a;
+    if (a && (tl_json_arena != a || a->spilled != m->spilled))
+        m->a = NULL; /* another arena, or part of the tree is heap memory */
+    if (m->a)
+        m->taken = a->taken;
+}
+
+void cm_json_drop(struct cJSON *tree, const struct cm_json_mark *m)
+{
+    struct cm_json_arena *a = m ? m->a : NULL;
+    if (!tree)
+        return;
+    if (a && tl_json_arena == a && a->taken == m->taken && a->live > 0) {
+        a->live = 0; /* every live block is tree's (see cm_alloc.h) */
+        arena_rewind(a);
+        return;
+    }
+    cJSON_Delete(tree);
 }
 
 void cm_json_init(void)

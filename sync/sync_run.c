@@ -1053,6 +1053,7 @@ static enum cm_status unit_fn(struct kv_txn *t, void *ctx)
         return st;
     for (;;) {
         cJSON *data = NULL;
+        struct cm_json_mark jm;
         size_t n = 0;
         uint64_t cnt = 0, last_id = 0;
 
@@ -1061,8 +1062,10 @@ static enum cm_status unit_fn(struct kv_txn *t, void *ctx)
             u->cut = CM_ABORTED;
             break;
         }
+        cm_json_mark_begin(&jm);
         st = fetch_full_page(r, u->t, r->page, u->last, &data, u->items, &n,
                              &cnt, &last_id);
+        cm_json_mark_end(&jm);
         if (st != CM_OK) { /* commit the pages before it, then fail */
             u->cut = st;
             st = CM_OK;
@@ -1074,7 +1077,7 @@ static enum cm_status unit_fn(struct kv_txn *t, void *ctx)
                 prefetch_item(u->items[i + 1], u->items[i + 2]);
             st = put_item(&u->pg, t, w, u->items[i]);
         }
-        cJSON_Delete(data);
+        cm_json_drop(data, &jm); /* the page's tree, without walking it */
         if (st != CM_OK)
             goto fail;
         u->total = T[u->t].id_filter ? u->done + cnt : cnt;

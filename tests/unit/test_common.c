@@ -224,6 +224,72 @@ START_TEST(json_arena_bounded_and_oom)
 }
 END_TEST
 
+/* cm_json_drop rewinds only when the marks prove the tree is all the arena
+ * holds; otherwise it is cJSON_Delete and everything else stays valid. */
+START_TEST(json_arena_drop)
+{
+    struct cm_json_arena *a;
+    struct cm_json_mark m;
+    char *doc = json_doc(64 * 1024);
+    cJSON *j, *k, *x, *heap;
+    char *back;
+
+    cm_json_init();
+    /* No arena: cJSON_Delete (LSan checks the heap tree is freed). */
+    cm_json_mark_begin(&m);
+    heap = parse_same(doc);
+    cm_json_mark_end(&m);
+    cm_json_drop(heap, &m);
+    ck_assert_int_eq(cm_json_arena_new(64 * CM_MiB, &a), CM_OK);
+    cm_json_arena_use(a);
+    /* Warm: one chunk, so a rewound arena hands out the same memory. */
+    j = parse_same(doc);
+    cJSON_Delete(j);
+    /* The tree plus a temporary freed before the end mark: a rewind. */
+    cm_json_mark_begin(&m);
+    j = parse_same(doc);
+    k = parse_same("{\"tmp\":[1,2,3]}");
+    cJSON_Delete(k);
+    cm_json_mark_end(&m);
+    cm_json_drop(j, &m);
+    k = parse_same(doc);
+    ck_assert_ptr_eq(k, j); /* rewound: the first block again */
+    cJSON_Delete(k);
+    /* Something allocated after the end mark: no rewind, it stays valid. */
+    cm_json_mark_begin(&m);
+    j = parse_same(doc);
+    cm_json_mark_end(&m);
+    x = parse_same("{\"keep\":\"me\"}");
+    cm_json_drop(j, &m);
+    back = cJSON_PrintUnformatted(x);
+    ck_assert_str_eq(back, "{\"keep\":\"me\"}");
+    cJSON_free(back);
+    cJSON_Delete(x);
+    /* The arena was not empty at the begin mark: no rewind either. */
+    x = parse_same("[\"older\"]");
+    cm_json_mark_begin(&m);
+    j = parse_same(doc);
+    cm_json_mark_end(&m);
+    cm_json_drop(j, &m);
+    back = cJSON_PrintUnformatted(x);
+    ck_assert_str_eq(back, "[\"older\"]");
+    cJSON_free(back);
+    cJSON_Delete(x);
+    ck_assert_ptr_eq(cm_json_arena_use(NULL), a); /* asserts nothing live */
+    cm_json_arena_free(a);
+    /* Part of the tree spilled to the heap: cJSON_Delete (else LSan). */
+    ck_assert_int_eq(cm_json_arena_new(16 * 1024, &a), CM_OK);
+    cm_json_arena_use(a);
+    cm_json_mark_begin(&m);
+    j = parse_same(doc);
+    cm_json_mark_end(&m);
+    cm_json_drop(j, &m);
+    cm_json_arena_use(NULL);
+    cm_json_arena_free(a);
+    cm_free(doc);
+}
+END_TEST
+
 static enum cm_status set(struct cm_config *c, const char *k, const char *v,
                           char *err)
 {
@@ -488,6 +554,7 @@ int main(void)
     tcase_add_test(tc, alloc_injection);
     tcase_add_test(tc, json_arena_rewinds);
     tcase_add_test(tc, json_arena_bounded_and_oom);
+    tcase_add_test(tc, json_arena_drop);
     tcase_add_test(tc, config_defaults_and_values);
     tcase_add_test(tc, config_rejects);
     tcase_add_test(tc, config_env_and_flags);
