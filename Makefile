@@ -35,12 +35,15 @@ LDOPT_asan  := -fsanitize=address,undefined
 LDOPT_fuzz  := -fsanitize=address,undefined
 LDOPT_tsan  := -fsanitize=thread
 
+# libdeflate ships a .pc file; fall back to -ldeflate without pkg-config.
+DEFLATE_CFLAGS := $(shell pkg-config --cflags libdeflate 2>/dev/null)
+DEFLATE_LIBS   := $(shell pkg-config --libs libdeflate 2>/dev/null || echo -ldeflate)
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -I$(B)/gen -MMD -MP \
-               $(OPT_$(VARIANT)) $(WARN)
+               $(DEFLATE_CFLAGS) $(OPT_$(VARIANT)) $(WARN)
 ALL_CFLAGS  := $(BASE_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 ALL_LDFLAGS := $(LDOPT_$(VARIANT)) $(LDFLAGS)
 SYSLIBS     := -lmicrohttpd -lcurl -lcjson -llmdb -lroaring -lxxhash \
-               -lpthread -lm $(LDLIBS)
+               $(DEFLATE_LIBS) -lpthread -lm $(LDLIBS)
 CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 
 # Modules, lowest layer last.  A test or binary links the modules it needs.
@@ -104,6 +107,8 @@ test_mod = $(word 2,$(subst _, ,$(1)))
 
 # Extra libraries for one test binary (differential tests against SQLite).
 EXTRA_LIBS_test_index_filter := -lsqlite3
+# zlib as the independent gzip oracle of the libdeflate decoder.
+EXTRA_LIBS_test_sync_gzip := -lz
 
 .SECONDEXPANSION:
 $(B)/tests/%: $(B)/tests/unit/%.o $(TESTLIB_OBJS) $$(call libs_for,$$(call test_mod,$$*))
