@@ -15,7 +15,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential pkg-config \
       liblmdb-dev libmicrohttpd-dev libcjson-dev libcurl4-openssl-dev \
-      libroaring-dev libxxhash-dev \
+      libroaring-dev libxxhash-dev libdeflate-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # .dockerignore keeps the context to the Makefile, the module folders and
@@ -30,6 +30,7 @@ FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       liblmdb0 libmicrohttpd12 libcjson1 libcurl4 libroaring0 libxxhash0 \
+      libdeflate0 \
       ffmpeg ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 peekd \

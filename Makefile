@@ -39,8 +39,10 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -I. -I$(B)/gen -MMD -MP \
                $(OPT_$(VARIANT)) $(WARN)
 ALL_CFLAGS  := $(BASE_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 ALL_LDFLAGS := $(LDOPT_$(VARIANT)) $(LDFLAGS)
+# Literal -l flags, like the others (tests/js/ops_docker.test.mjs maps each
+# to its runtime package): libdeflate's .pc says just -ldeflate, no cflags.
 SYSLIBS     := -lmicrohttpd -lcurl -lcjson -llmdb -lroaring -lxxhash \
-               -lpthread -lm $(LDLIBS)
+               -ldeflate -lpthread -lm $(LDLIBS)
 CHECK_LIBS  := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck)
 
 # Modules, lowest layer last.  A test or binary links the modules it needs.
@@ -104,6 +106,9 @@ test_mod = $(word 2,$(subst _, ,$(1)))
 
 # Extra libraries for one test binary (differential tests against SQLite).
 EXTRA_LIBS_test_index_filter := -lsqlite3
+# zlib as the independent gzip oracle of the libdeflate decoder.
+EXTRA_LIBS_test_sync_gzip := -lz
+EXTRA_LIBS_fuzz_gunzip    := -lz
 
 .SECONDEXPANSION:
 $(B)/tests/%: $(B)/tests/unit/%.o $(TESTLIB_OBJS) $$(call libs_for,$$(call test_mod,$$*))
@@ -115,7 +120,7 @@ FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_REPLAY_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz-replay/%,$(FUZZ_SRCS))
 $(B)/fuzz-replay/%: $(B)/tests/fuzz/%.o $(B)/tests/fuzz/replay_main.o $(call libs_for,peekd)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SYSLIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(SYSLIBS) $(EXTRA_LIBS_$*)
 
 build-tests: $(B)/peekd $(UNIT_BINS) $(FUZZ_REPLAY_BINS) $(B)/bench/bench_peek
 .PHONY: build-tests

@@ -5,6 +5,8 @@
  *   struct sync_arena   bump allocator owning what a mapped record needs
  *                       beyond the cJSON tree (arrays, stripped URLs,
  *                       copied entity names); freed all at once
+ *   struct sync_gunzip  a reusable whole-buffer gzip decoder (libdeflate)
+ *                       for response bodies
  *   struct sync_client  one libcurl easy handle (keep-alive) talking
  *                       GraphQL to Stash with retries and bounded bodies
  *   struct sync_status  progress of the current/last sync, per type,
@@ -31,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/cm_buf.h"
 #include "common/cm_config.h"
 #include "common/cm_status.h"
 #include "kv/kv.h"
@@ -138,6 +141,27 @@ enum cm_status sync_fill_refs(struct kv_txn *t, struct kv_scene *sc,
  * (borrowed from u when nothing was removed, else copied into a). */
 enum cm_status sync_strip_apikey(const char *u, size_t n, struct sync_arena *a,
                                  struct kv_str *out) CM_WUR;
+
+/* ---- gzip bodies (sync_gzip.c) -------------------------------------- */
+
+/* A reusable gzip decoder (one libdeflate decompressor).  One thread at a
+ * time. */
+struct sync_gunzip;
+
+/* OUT *out: caller owns, free with sync_gunzip_free().  CM_NOMEM. */
+enum cm_status sync_gunzip_new(struct sync_gunzip **out) CM_WUR;
+/* NULL-safe. */
+void sync_gunzip_free(struct sync_gunzip *g);
+
+/* Decodes the gzip body in[0..len) (untrusted; one or more members,
+ * decoded back to back as gzip(1) and zlib do) into INOUT out, which is
+ * reset first; its limit out->max bounds the decoded size.  Every member's
+ * CRC-32 and ISIZE are checked.  Statuses: CM_CORRUPT (not valid gzip:
+ * bad header, bad deflate data, CRC or length mismatch, truncated member,
+ * trailing bytes that are not a member, empty body), CM_TOOBIG (decoded
+ * size past out->max), CM_NOMEM.  On error out is empty. */
+enum cm_status sync_gunzip(struct sync_gunzip *g, const void *in, size_t len,
+                           struct cm_buf *out) CM_WUR;
 
 /* ---- GraphQL client (sync_client.c) --------------------------------- */
 

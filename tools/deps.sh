@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential pkg-config clang clang-format liblmdb-dev lmdb-utils
 libmicrohttpd-dev libcjson-dev libcurl4-openssl-dev libroaring-dev
-libxxhash-dev check libsubunit-dev ffmpeg nodejs sqlite3 libsqlite3-dev
+libxxhash-dev libdeflate-dev zlib1g-dev check libsubunit-dev ffmpeg nodejs sqlite3 libsqlite3-dev
 chromium wrk time curl"
 
 missing=""

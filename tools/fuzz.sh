@@ -17,7 +17,7 @@ for src in tests/fuzz/fuzz_*.c; do
     clang -std=c11 -D_GNU_SOURCE -I. -I"$B/gen" -g -O1 \
         -fsanitize=fuzzer,address,undefined -o "$B/fuzzers/$n" "$src" \
         $existing -lmicrohttpd -lcurl -lcjson -llmdb -lroaring -lxxhash \
-        -lpthread -lm
+        -ldeflate -lz -lpthread -lm
     mkdir -p "tests/fuzz/corpus/$name" "$B/corpus/$name"
     echo "fuzz: $n for ${secs}s"
     "$B/fuzzers/$n" -max_total_time="$secs" -artifact_prefix=tests/fuzz/ \

@@ -316,10 +316,11 @@ export class FakeStash {
         return { now: this.clock, formatted: formatTs(this.clock, this.tz) };
       }
       case 'fault': {
-        const kinds = ['status', 'slow', 'truncate', 'malformed', 'reset', 'errors'];
+        const kinds = ['status', 'slow', 'truncate', 'malformed', 'reset', 'errors', 'badgzip', 'encoding'];
         if (!kinds.includes(a.kind)) throw new ControlError(400, `fault: kind must be one of ${kinds.join(', ')}`);
         if (a.kind === 'status' && ![500, 502, 503].includes(a.code)) throw new ControlError(400, 'fault status: code must be 500, 502 or 503');
         if (a.kind === 'slow' && !(a.ms >= 0)) throw new ControlError(400, 'fault slow: ms required');
+        if (a.kind === 'encoding' && typeof a.encoding !== 'string') throw new ControlError(400, 'fault encoding: encoding (a string) required');
         this.faults.push({ ...a, count: a.count === undefined ? 1 : Number(a.count) });
         return { faults: this.faults };
       }
@@ -802,7 +803,7 @@ export function createServer(fs_) {
           const field = first?.alias?.value || first?.name?.value || 'findScenes';
           return sendJson(req, res, 200, { errors: [{ message: fault.message || 'Internal system error. Error fault injected', path: [field] }], data: null });
         }
-        case 'truncate': case 'reset': break; // handled after executing
+        case 'truncate': case 'reset': case 'badgzip': case 'encoding': break; // handled after executing
       }
     }
     if (entry.errors) return sendJson(req, res, 422, { errors: entry.errors.map((e) => e.toJSON()) });
@@ -814,9 +815,28 @@ export function createServer(fs_) {
     if (result.errors && !('data' in result && result.data !== undefined)) { status = 422; obj = { errors: result.errors.map((e) => e.toJSON()) }; }
     else if (result.errors) obj = { errors: result.errors.map((e) => ({ message: e.message, path: e.path })), data: result.data };
     else obj = { data: result.data };
+    if (fault && fault.kind === 'encoding') {
+      // the normal answer labelled Content-Encoding: <encoding>, gzipped
+      // when the label says gzip (any case), else as is
+      const json = Buffer.from(JSON.stringify(obj));
+      const body = /gzip/i.test(fault.encoding) ? zlib.gzipSync(json, { level: 4 }) : json;
+      return send(res, status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Encoding': fault.encoding }, body);
+    }
+    if (fault && fault.kind === 'badgzip') {
+      // a whole HTTP message whose gzip body stops halfway (the trailer and
+      // the end of the deflate stream are missing): only a gzip decoder
+      // can tell, whatever the client's Accept-Encoding
+      const gz = zlib.gzipSync(Buffer.from(JSON.stringify(obj)), { level: 4 });
+      return send(res, 200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Encoding': 'gzip' }, gz.subarray(0, gz.length >> 1));
+    }
     if (fault && (fault.kind === 'truncate' || fault.kind === 'reset')) {
-      const body = Buffer.from(JSON.stringify(obj));
-      res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Length': body.length });
+      // gzip when asked, as a real Stash would: the cut lands in the gzip
+      // stream, and the Content-Length is not met either way
+      const gzip = /\bgzip\b/.test(req.headers['accept-encoding'] || '');
+      const json = Buffer.from(JSON.stringify(obj));
+      const body = gzip ? zlib.gzipSync(json, { level: 4 }) : json;
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Length': body.length,
+        ...(gzip ? { 'Content-Encoding': 'gzip' } : {}) });
       const part = fault.kind === 'truncate' ? body.subarray(0, body.length >> 1) : body.subarray(0, Math.min(16, body.length >> 2));
       res.write(part, () => {
         if (fault.kind === 'reset' && typeof res.socket?.resetAndDestroy === 'function') res.socket.resetAndDestroy();

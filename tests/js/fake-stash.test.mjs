@@ -297,7 +297,7 @@ describe('fake stash (Z, api key)', () => {
     assert.equal(bad2.status, 400);
   });
 
-  test('faults: status, slow, truncate, malformed, reset, errors, clearFaults', async () => {
+  test('faults: status, slow, truncate, malformed, reset, errors, badgzip, clearFaults', async () => {
     const q = () => gql(f.url, IDS, { filter: { sort: 'id', per_page: 50 } }, { headers: H });
     await control(f.url, 'fault', { kind: 'status', code: 503, count: 2 });
     assert.equal((await q()).status, 503);
@@ -312,6 +312,21 @@ describe('fake stash (Z, api key)', () => {
     await control(f.url, 'fault', { kind: 'truncate', count: 1 });
     const raw = await rawPost(f.url, H, JSON.stringify({ query: IDS, variables: { filter: { sort: 'id', per_page: 50 } } }));
     assert.ok(raw.received < raw.contentLength, `truncated: ${raw.received} of ${raw.contentLength}`);
+    assert.doesNotMatch(raw.head, /content-encoding/i);
+    // asked for gzip: the cut lands in the gzip stream
+    await control(f.url, 'fault', { kind: 'truncate', count: 1 });
+    const rawGz = await rawPost(f.url, { ...H, 'Accept-Encoding': 'gzip' }, JSON.stringify({ query: IDS, variables: { filter: { sort: 'id', per_page: 50 } } }));
+    assert.match(rawGz.head, /content-encoding: gzip/i);
+    assert.ok(rawGz.received < rawGz.contentLength, `truncated: ${rawGz.received} of ${rawGz.contentLength}`);
+    assert.deepEqual([...rawGz.body.subarray(0, 2)], [0x1f, 0x8b]);
+
+    // a whole HTTP message carrying half a gzip stream
+    await control(f.url, 'fault', { kind: 'badgzip', count: 1 });
+    const bg = await rawPost(f.url, H, JSON.stringify({ query: IDS, variables: { filter: { sort: 'id', per_page: 50 } } }));
+    assert.match(bg.head, /content-encoding: gzip/i);
+    assert.equal(bg.received, bg.contentLength, 'the HTTP message is whole');
+    assert.ok(bg.received > 20);
+    assert.throws(() => zlib.gunzipSync(bg.body), /unexpected end of file/);
 
     await control(f.url, 'fault', { kind: 'malformed', count: 1 });
     const m = await q();
@@ -434,7 +449,7 @@ function rawPost(url, headers, body) {
       if (i < 0) return reject(new Error('no headers'));
       const head = buf.subarray(0, i).toString();
       const m = /content-length: (\d+)/i.exec(head);
-      resolve({ head, contentLength: m ? Number(m[1]) : -1, received: buf.length - i - 4 });
+      resolve({ head, contentLength: m ? Number(m[1]) : -1, received: buf.length - i - 4, body: buf.subarray(i + 4) });
     });
   });
 }

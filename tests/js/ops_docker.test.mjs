@@ -200,7 +200,7 @@ test('the runtime packages exist in Debian 12 and provide every library peekd li
   assert.match(fs.readFileSync('/etc/debian_version', 'utf8'), /^12\./, 'this check runs on Debian 12');
   const runtime = aptPackages(runStage);
   const build = aptPackages(buildStage);
-  for (const want of ['liblmdb0', 'libmicrohttpd12', 'libcjson1', 'libcurl4', 'libroaring0', 'libxxhash0', 'ffmpeg', 'ca-certificates']) {
+  for (const want of ['liblmdb0', 'libmicrohttpd12', 'libcjson1', 'libcurl4', 'libroaring0', 'libxxhash0', 'libdeflate0', 'ffmpeg', 'ca-certificates']) {
     assert.ok(runtime.includes(want), `runtime installs ${want}`);
   }
   const all = [...new Set([...runtime, ...build])];

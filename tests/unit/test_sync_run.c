@@ -910,6 +910,8 @@ static const struct {
     {"{\"op\":\"fault\",\"kind\":\"reset\",\"count\":50}",
      "request to Stash failed"},
     {"{\"op\":\"fault\",\"kind\":\"errors\",\"count\":50}", "fault injected"},
+    {"{\"op\":\"fault\",\"kind\":\"badgzip\",\"count\":50}",
+     "/graphql was not valid gzip"},
 };
 
 START_TEST(faults_fail_cleanly)
@@ -1607,6 +1609,102 @@ START_TEST(client_auth_and_validation)
 }
 END_TEST
 
+/* One query with a fault in front (count times): OUT st, err; returns the
+ * number of requests the client made. */
+static uint64_t faulted_query(const struct fake *f, const char *fault,
+                              int retries, enum cm_status *st, char *err,
+                              size_t errlen)
+{
+    struct sync_client *c;
+    struct sync_client_opts o = {0};
+    cJSON *data = NULL;
+    uint64_t n;
+    o.url = f->url;
+    o.retries = retries;
+    o.backoff_ms = 1;
+    o.timeout_s = 5;
+    control(f, "{\"op\":\"clearFaults\"}");
+    if (fault)
+        control(f, fault);
+    ck_assert_int_eq(sync_client_new(&o, &c), CM_OK);
+    *st = sync_client_query(c, "Version", NULL, &data, err, errlen);
+    ck_assert(*st == CM_OK ? data != NULL : data == NULL);
+    if (data)
+        ck_assert_ptr_nonnull(cJSON_GetObjectItem(data, "version"));
+    cJSON_Delete(data);
+    n = sync_client_requests(c);
+    sync_client_free(c);
+    return n;
+}
+
+/* Bodies come gzip-encoded and are decoded by sync_gunzip: a gzip stream
+ * cut by the connection or inside a whole message is retried like any
+ * transient failure; an encoding we did not ask for is a clear error, not
+ * retried; the labels gzip/x-gzip/identity are read case-insensitively. */
+START_TEST(client_gzip_bodies)
+{
+    static const struct {
+        const char *fault;
+        int retries;
+        enum cm_status st;
+        uint64_t requests;
+        const char *msg;
+    } cases[] = {
+        {NULL, 2, CM_OK, 1, NULL},
+        {"{\"op\":\"fault\",\"kind\":\"badgzip\",\"count\":1}", 2, CM_OK, 2,
+         NULL},
+        {"{\"op\":\"fault\",\"kind\":\"badgzip\",\"count\":9}", 2, CM_UPSTREAM,
+         3, "/graphql was not valid gzip (Content-Encoding: gzip"},
+        {"{\"op\":\"fault\",\"kind\":\"truncate\",\"count\":1}", 2, CM_OK, 2,
+         NULL},
+        {"{\"op\":\"fault\",\"kind\":\"truncate\",\"count\":9}", 1, CM_UPSTREAM,
+         2, "request to Stash failed"},
+        {"{\"op\":\"fault\",\"kind\":\"reset\",\"count\":1}", 2, CM_OK, 2,
+         NULL},
+        {"{\"op\":\"fault\",\"kind\":\"encoding\",\"encoding\":\"br\","
+         "\"count\":9}",
+         2, CM_UPSTREAM, 1, "has Content-Encoding \"br\" (peekd asks for gzip"},
+        {"{\"op\":\"fault\",\"kind\":\"encoding\",\"encoding\":\"gzip, "
+         "gzip\",\"count\":9}",
+         2, CM_UPSTREAM, 1, "Content-Encoding \"gzip, gzip\""},
+        {"{\"op\":\"fault\",\"kind\":\"encoding\",\"encoding\":\"X-GZip\","
+         "\"count\":9}",
+         2, CM_OK, 1, NULL},
+        {"{\"op\":\"fault\",\"kind\":\"encoding\",\"encoding\":\" GZIP "
+         "\",\"count\":9}",
+         2, CM_OK, 1, NULL},
+        {"{\"op\":\"fault\",\"kind\":\"encoding\",\"encoding\":"
+         "\"identity\",\"count\":9}",
+         2, CM_OK, 1, NULL},
+    };
+    struct fake f;
+    char err[512];
+    enum cm_status st;
+
+    fake_start(&f, 10, "Z");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t n;
+        err[0] = '\0';
+        n = faulted_query(&f, cases[i].fault, cases[i].retries, &st, err,
+                          sizeof err);
+        ck_assert_msg(st == cases[i].st, "case %zu: %s: %s", i,
+                      cm_status_str(st), err);
+        ck_assert_msg(n == cases[i].requests, "case %zu: %llu requests", i,
+                      (unsigned long long)n);
+        if (!cases[i].msg)
+            continue;
+        ck_assert_msg(strstr(err, cases[i].msg), "case %zu: got \"%s\"", i,
+                      err);
+        if (strstr(err, "response from ")) { /* names the URL */
+            char want[256];
+            snprintf(want, sizeof want, "response from %s/graphql ", f.url);
+            ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s", err);
+        }
+    }
+    fake_stop(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sync_run");
@@ -1616,6 +1714,7 @@ int main(void)
     cm_log_setup(CM_LOG_WARN, CM_LOG_TEXT, 2);
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, client_auth_and_validation);
+    tcase_add_test(tc, client_gzip_bodies);
     tcase_add_test(tc, full_sync_equals_generated_library);
     tcase_add_loop_test(tc, incremental_converges_to_full, 0, 2);
     tcase_add_test(tc, sweep_and_reconcile_schedule);
