@@ -132,8 +132,8 @@ enum cm_status kv_grow(struct kv_store *s) CM_WUR;
 
 /* Page-cache read-ahead on the store's map.  on: MADV_RANDOM, so a page
  * fault reads only its own page instead of the block device's read-ahead
- * window around it (8 MiB here: an incremental sync on a cold 3.5 GB store
- * read 2.6 GB for 1,000 scenes); off: MADV_NORMAL again (scans: the
+ * window around it (8 MiB here: an incremental sync on a cold 3.7 GB store
+ * read 2.7 GB for 1,000 scenes); off: MADV_NORMAL again (scans: the
  * deferred index build, the sweep, reconciliation, backups).  Kept across
  * map growth.  Only advice: a failing madvise is logged, not returned. */
 void kv_random_access(struct kv_store *s, bool on);

@@ -2010,7 +2010,7 @@ static enum cm_status build_indexes(struct run *r)
  * to the end of its updated_at walks a page fault reads only its page: on
  * a store not in the page cache, the default read-around (the device's
  * read-ahead window, 8 MiB on the bench VM) made a pass over 1,000 changed
- * scenes read 2.6 GB of a 3.5 GB store.  Scans (a full walk, the deferred
+ * scenes read 2.7 GB of a 3.7 GB store.  Scans (a full walk, the deferred
  * index build, the sweep, reconciliation) keep the normal read-ahead. */
 static enum cm_status run_passes_in(struct run *r, enum sync_mode mode);
 
