@@ -130,6 +130,14 @@ enum cm_status kv_commit(struct kv_txn *t) CM_WUR;
 void kv_abort(struct kv_txn *t);
 enum cm_status kv_grow(struct kv_store *s) CM_WUR;
 
+/* Page-cache read-ahead on the store's map.  on: MADV_RANDOM, so a page
+ * fault reads only its own page instead of the block device's read-ahead
+ * window around it (8 MiB here: an incremental sync on a cold 3.7 GB store
+ * read 2.7 GB for 1,000 scenes); off: MADV_NORMAL again (scans: the
+ * deferred index build, the sweep, reconciliation, backups).  Kept across
+ * map growth.  Only advice: a failing madvise is logged, not returned. */
+void kv_random_access(struct kv_store *s, bool on);
+
 /* Runs fn(t, ctx) in a write transaction and commits; on CM_TOOBIG from a
  * full map grows the map and runs fn again from the start (fn must be
  * repeatable).  Any other error from fn aborts and is returned. */

@@ -72,6 +72,7 @@ struct kv_store {
     pthread_mutex_t reader_mu; /* guards the readers list */
     int reader_mu_ok;
     struct kv_txn *readers; /* every per-thread read handle */
+    int random_access;      /* kv_random_access(): re-advised after growth */
 };
 
 /* Takes / releases this thread's shared hold on s->grow_lock (nested

@@ -24,8 +24,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "common/cm_alloc.h"
@@ -238,6 +240,67 @@ size_t kv_map_size(struct kv_store *s)
     return info.me_mapsize;
 }
 
+/* The address and length of the map of data.mdb: LMDB does not export it
+ * (mdb_env_info's me_mapaddr is only set for MDB_FIXEDMAP), so it is the
+ * mapping of the environment's file (by device and inode) in
+ * /proc/self/maps.  false: not found. */
+static bool find_map(struct kv_store *s, void **addr, size_t *len)
+{
+    struct stat sb;
+    mdb_filehandle_t fd;
+    char line[512];
+    FILE *f;
+    bool found = false;
+
+    if (mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &sb) != 0)
+        return false;
+    if (!(f = fopen("/proc/self/maps", "re")))
+        return false;
+    while (!found && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi, ino;
+        unsigned long long off;
+        unsigned maj, mnr;
+        if (sscanf(line, "%lx-%lx %*s %llx %x:%x %lu", &lo, &hi, &off, &maj,
+                   &mnr, &ino) == 6 &&
+            ino == (unsigned long)sb.st_ino && off == 0 &&
+            makedev(maj, mnr) == sb.st_dev && hi > lo) {
+            *addr = (void *)lo;
+            *len = hi - lo;
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+/* madvise(MADV_RANDOM or MADV_NORMAL) on the whole map; the caller
+ * keeps the map from being replaced (grow_lock, shared or exclusive). */
+static void advise_map(struct kv_store *s, bool random)
+{
+    void *addr;
+    size_t len;
+    if (!find_map(s, &addr, &len)) {
+        cm_warn("kv",
+                "the map of %s/data.mdb is not in /proc/self/maps: "
+                "read-ahead left as it is",
+                s->dir);
+        return;
+    }
+    if (madvise(addr, len, random ? MADV_RANDOM : MADV_NORMAL) != 0)
+        cm_warn("kv", "madvise(%s) on the map failed: %s",
+                random ? "MADV_RANDOM" : "MADV_NORMAL", strerror(errno));
+}
+
+void kv_random_access(struct kv_store *s, bool on)
+{
+    if (!s)
+        return;
+    kv_hold(s);
+    __atomic_store_n(&s->random_access, on ? 1 : 0, __ATOMIC_RELAXED);
+    advise_map(s, on);
+    kv_unhold(s);
+}
+
 /* Another process grew the map past ours: adopt its size. */
 static enum cm_status adopt_map_size(struct kv_store *s)
 {
@@ -246,6 +309,8 @@ static enum cm_status adopt_map_size(struct kv_store *s)
         return CM_BUSY; /* a txn of this thread is still open */
     pthread_rwlock_wrlock(&s->grow_lock);
     rc = mdb_env_set_mapsize(s->env, 0);
+    if (rc == 0 && __atomic_load_n(&s->random_access, __ATOMIC_RELAXED))
+        advise_map(s, true); /* a new mapping starts with MADV_NORMAL */
     pthread_rwlock_unlock(&s->grow_lock);
     if (rc == 0)
         cm_info("kv", "map grown by another process; now %zu MiB",
@@ -277,6 +342,8 @@ static enum cm_status grow_from(struct kv_store *s, size_t seen)
         }
         want = cur > KV_MAX_MAP_SIZE / 2 ? KV_MAX_MAP_SIZE : cur * 2;
         rc = mdb_env_set_mapsize(s->env, want);
+        if (rc == 0 && __atomic_load_n(&s->random_access, __ATOMIC_RELAXED))
+            advise_map(s, true); /* a new mapping starts with MADV_NORMAL */
         if (rc == 0)
             cm_info("kv", "map grown from %zu to %zu MiB", cur >> 20,
                     want >> 20);

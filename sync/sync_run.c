@@ -2008,7 +2008,25 @@ static enum cm_status build_indexes(struct run *r)
     return CM_OK;
 }
 
+/* Read-ahead (kv_random_access): an incremental pass reads a few pages per
+ * changed object, scattered over the store, so from its first meta read
+ * to the end of its updated_at walks a page fault reads only its page: on
+ * a store not in the page cache, the default read-around (the device's
+ * read-ahead window, 8 MiB on the bench VM) made a pass over 1,000 changed
+ * scenes read 2.7 GB of a 3.7 GB store.  Scans (a full walk, the deferred
+ * index build, the sweep, reconciliation) keep the normal read-ahead. */
+static enum cm_status run_passes_in(struct run *r, enum sync_mode mode);
+
 static enum cm_status run_passes(struct run *r, enum sync_mode mode)
+{
+    enum cm_status st;
+    kv_random_access(r->s, mode != SYNC_FULL);
+    st = run_passes_in(r, mode);
+    kv_random_access(r->s, false);
+    return st;
+}
+
+static enum cm_status run_passes_in(struct run *r, enum sync_mode mode)
 {
     struct ckpt ck;
     char wms[SYNC_NTYPES][64];
@@ -2033,12 +2051,15 @@ static enum cm_status run_passes(struct run *r, enum sync_mode mode)
             all_wm = false;
     }
     if (ck.valid) {
+        kv_random_access(r->s, false);
         cm_info("sync", "resuming an interrupted full sync at %s",
                 sync_type_name(ck.type));
         mode = SYNC_FULL;
     } else if (!all_wm) {
         mode = SYNC_FULL;
     }
+    if (mode == SYNC_FULL)
+        kv_random_access(r->s, false);
     r->mode = mode;
     if (r->st) {
         pthread_mutex_lock(&r->st->mu);
@@ -2063,9 +2084,12 @@ static enum cm_status run_passes(struct run *r, enum sync_mode mode)
         return st;
     if (deferred &&
         !(mode == SYNC_FULL && ck.valid && ck.type == SYNC_SCENES)) {
+        kv_random_access(r->s, false); /* it reads every record */
         if ((st = build_indexes(r)) != CM_OK)
             return st;
         deferred = false;
+        if (mode != SYNC_FULL)
+            kv_random_access(r->s, true);
     }
     /* rewrites left by a killed run */
     {
@@ -2092,8 +2116,11 @@ static enum cm_status run_passes(struct run *r, enum sync_mode mode)
         }
         set_type_done(r, (enum sync_type)t, st);
         if (st != CM_OK)
-            return st;
+            break;
     }
+    kv_random_access(r->s, false); /* the sweep and reconciliation scan */
+    if (st != CM_OK)
+        return st;
     if (sweep == SYNC_EXTRA_DONE) {
         int64_t t0 = (int64_t)time(NULL);
         if ((st = activity_sweep(r, t0)) != CM_OK)

@@ -1252,6 +1252,59 @@ START_TEST(oom_open_and_store)
 }
 END_TEST
 
+/* The VmFlags of the mapping of dir/data.mdb in /proc/self/smaps: 1 when
+ * they include "rr" (MADV_RANDOM), 0 when not, -1: no such mapping. */
+static int map_random(const char *dir)
+{
+    char want[4200], line[1024];
+    FILE *f = fopen("/proc/self/smaps", "r");
+    int in = 0, r = -1, maps = 0;
+    snprintf(want, sizeof want, "%s/data.mdb", dir);
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof line, f)) {
+        size_t n = strlen(line);
+        if (n && line[n - 1] == '\n')
+            line[--n] = '\0';
+        size_t hex = strspn(line, "0123456789abcdef");
+        if (hex > 0 && line[hex] == '-') { /* a mapping's first line */
+            in =
+                n >= strlen(want) && strcmp(line + n - strlen(want), want) == 0;
+            maps += in;
+        } else if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            r = strstr(line, " rr") != NULL;
+        }
+    }
+    fclose(f);
+    ck_assert_int_le(maps, 1); /* LMDB maps the file once */
+    return r;
+}
+
+/* kv_random_access: MADV_RANDOM on the whole map and back, kept across a
+ * grow (a new mapping), and not applied by a grow while off. */
+START_TEST(random_access_advice)
+{
+    const char *dir = tu_tmpdir();
+    struct kv_store *s = open_at(dir, CM_MiB, 0);
+    MDB_envinfo i0, i1;
+
+    ck_assert_int_eq(mdb_env_info(kv_env(s), &i0), 0);
+
+    ck_assert_int_eq(map_random(dir), 0);
+    kv_random_access(s, true);
+    ck_assert_int_eq(map_random(dir), 1);
+    ck_assert_int_eq(kv_grow(s), CM_OK);
+    ck_assert_int_eq(mdb_env_info(kv_env(s), &i1), 0);
+    ck_assert_uint_eq(i1.me_mapsize, 2 * i0.me_mapsize);
+    ck_assert_int_eq(map_random(dir), 1);
+    kv_random_access(s, false);
+    ck_assert_int_eq(map_random(dir), 0);
+    ck_assert_int_eq(kv_grow(s), CM_OK);
+    ck_assert_int_eq(map_random(dir), 0);
+    kv_random_access(NULL, true); /* no store: nothing */
+    kv_close(s);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("kv_store");
@@ -1267,6 +1320,7 @@ static Suite *suite(void)
     tcase_add_test(tc, reverse_index_oracle);
     tcase_add_test(tc, reverse_queue);
     tcase_add_test(tc, map_growth);
+    tcase_add_test(tc, random_access_advice);
     tcase_add_test(tc, write_run_error_aborts);
     tcase_add_test(tc, nested_read_in_write);
     tcase_add_test(tc, stale_reader_cleared);
