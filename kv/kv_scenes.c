@@ -290,7 +290,7 @@ static enum cm_status revent_sort(struct kv_revent *v, size_t n)
     if (n < 2)
         return CM_OK;
     cnt = cm_calloc((size_t)NB, sizeof *cnt);
-    tmp = cm_malloc(n * sizeof *tmp);
+    tmp = cm_malloc_big(n * sizeof *tmp);
     if (!cnt || !tmp) {
         cm_free(cnt);
         cm_free(tmp);
@@ -645,7 +645,7 @@ enum cm_status kv_revbuild_add(struct kv_revbuild *rb, uint32_t docid,
         struct kv_revent *v;
         while (cap < rb->n + r.n)
             cap *= 2;
-        v = cm_realloc(rb->v, cap * sizeof *v);
+        v = cm_realloc_big(rb->v, cap * sizeof *v);
         if (!v) {
             st = CM_NOMEM;
         } else {
