@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "common/cm_limits.h"
 
@@ -88,6 +89,46 @@ void *cm_realloc(void *p, size_t n)
 void cm_free(void *p)
 {
     free(p);
+}
+
+/* Advises the whole 2 MiB pages inside p[0..n) for huge pages.  glibc
+ * serves blocks this big with mmap (realloc with mremap, which keeps the
+ * advice) or from the heap; either way the range is anonymous memory,
+ * and so is ASan's.  A failure only means no huge pages. */
+static void advise_huge(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t e = ((uintptr_t)p + n) & ~(huge - 1);
+    if (p && n >= CM_BIG_MIN && e > a)
+        (void)madvise((void *)a, e - a, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
+void *cm_malloc_big(size_t n)
+{
+    void *p = cm_malloc(n);
+    advise_huge(p, n);
+    return p;
+}
+
+void *cm_calloc_big(size_t nmemb, size_t size)
+{
+    void *p = cm_calloc(nmemb, size);
+    if (nmemb && size <= SIZE_MAX / nmemb)
+        advise_huge(p, nmemb * size);
+    return p;
+}
+
+void *cm_realloc_big(void *p, size_t n)
+{
+    void *q = cm_realloc(p, n);
+    advise_huge(q, n);
+    return q;
 }
 
 char *cm_strndup(const char *s, size_t n)

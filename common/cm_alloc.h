@@ -28,6 +28,21 @@ void *cm_calloc(size_t nmemb, size_t size);
 void *cm_realloc(void *p, size_t n);
 void cm_free(void *p);
 
+/* Big tables (the bulk index build's key table, hash slots, pools, sort
+ * scratch...): like cm_malloc/cm_calloc/cm_realloc (the same failure
+ * injection, freed with cm_free), and from CM_BIG_MIN bytes on every
+ * whole 2 MiB-aligned range inside the block is advised for transparent
+ * huge pages (madvise MADV_HUGEPAGE; the kernel's THP mode is usually
+ * "madvise", so nothing else gets them).  A table read at random then
+ * takes a TLB miss per 2 MiB instead of per 4 KiB: the 1M-scene reindex
+ * spends ~15 % less CPU.  Below CM_BIG_MIN, or when madvise fails (no
+ * THP), they are plain allocations.  Use them only for blocks that are
+ * mostly filled: a huge page is backed as a whole. */
+#define CM_BIG_MIN ((size_t)4 << 20)
+void *cm_malloc_big(size_t n);
+void *cm_calloc_big(size_t nmemb, size_t size);
+void *cm_realloc_big(void *p, size_t n);
+
 /* Copies of s (NUL-terminated) or of s[0..n) plus a NUL.  Caller owns, free
  * with cm_free(). */
 char *cm_strdup(const char *s);

@@ -15,6 +15,13 @@ void cm_buf_init(struct cm_buf *b, size_t max)
     b->len = 0;
     b->cap = 0;
     b->max = max;
+    b->big = 0;
+}
+
+void cm_buf_init_big(struct cm_buf *b, size_t max)
+{
+    cm_buf_init(b, max);
+    b->big = 1;
 }
 
 void cm_buf_fini(struct cm_buf *b)
@@ -63,7 +70,7 @@ enum cm_status cm_buf_reserve(struct cm_buf *b, size_t n)
     }
     if (cap > b->max + 1)
         cap = b->max + 1;
-    p = cm_realloc(b->data, cap);
+    p = b->big ? cm_realloc_big(b->data, cap) : cm_realloc(b->data, cap);
     if (!p)
         return CM_NOMEM;
     b->data = p;

@@ -20,10 +20,15 @@ struct cm_buf {
     size_t len; /* bytes used, excluding the NUL */
     size_t cap; /* bytes allocated */
     size_t max; /* largest len allowed */
+    int big;    /* grown with cm_realloc_big (cm_buf_init_big) */
 };
 
 /* Initialises b (caller storage) with limit max.  Allocates nothing. */
 void cm_buf_init(struct cm_buf *b, size_t max);
+
+/* The same for a big buffer (an arena of millions of keys): its memory
+ * comes from cm_realloc_big (huge pages from CM_BIG_MIN bytes on). */
+void cm_buf_init_big(struct cm_buf *b, size_t max);
 
 /* Frees b's memory; b may be reused after cm_buf_init().  NULL-safe. */
 void cm_buf_fini(struct cm_buf *b);

@@ -290,7 +290,7 @@ static enum cm_status slots_reserve(struct idx_bulk *b, size_t more)
         cap *= 2;
     if (cap == b->capslots)
         return CM_OK;
-    s = cm_calloc(cap, sizeof *s);
+    s = cm_calloc_big(cap, sizeof *s);
     if (!s)
         return CM_NOMEM;
     for (size_t i = 0; i < b->nk; i++) {
@@ -324,7 +324,7 @@ static enum cm_status pool_take(struct idx_bulk *b, unsigned cls, uint32_t *off)
             cap *= 2;
         if (cap > (size_t)UINT32_MAX)
             return CM_TOOBIG;
-        p = cm_realloc(b->pool, cap * sizeof *p);
+        p = cm_realloc_big(b->pool, cap * sizeof *p);
         if (!p)
             return CM_NOMEM;
         b->pool = p;
@@ -346,7 +346,7 @@ static enum cm_status spill(struct idx_bulk *b, size_t i)
 {
     struct bkey *x = &b->k[i];
     if (!b->spill) {
-        b->spill = cm_calloc(b->capk, sizeof *b->spill);
+        b->spill = cm_calloc_big(b->capk, sizeof *b->spill);
         if (!b->spill)
             return CM_NOMEM;
         b->capspill = b->capk;
@@ -456,13 +456,13 @@ static enum cm_status key_get(struct idx_bulk *b, uint64_t h, uint8_t db,
         return CM_TOOBIG;
     if (b->nk == b->capk) {
         size_t cap = b->capk ? b->capk * 2 : 4096;
-        struct bkey *nk = cm_realloc(b->k, cap * sizeof *nk);
+        struct bkey *nk = cm_realloc_big(b->k, cap * sizeof *nk);
         if (!nk)
             return CM_NOMEM;
         b->k = nk;
         b->capk = cap;
         if (b->spill) {
-            roaring_bitmap_t **sp = cm_realloc(b->spill, cap * sizeof *sp);
+            roaring_bitmap_t **sp = cm_realloc_big(b->spill, cap * sizeof *sp);
             if (!sp)
                 return CM_NOMEM;
             memset(sp + b->capspill, 0, (cap - b->capspill) * sizeof *sp);
@@ -553,7 +553,7 @@ static enum cm_status dict_add(struct bdict *d, const void *k, size_t n,
         return CM_TOOBIG;
     if (d->n == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 4096;
-        struct sitem *v = cm_realloc(d->v, cap * sizeof *v);
+        struct sitem *v = cm_realloc_big(d->v, cap * sizeof *v);
         if (!v)
             return CM_NOMEM;
         d->v = v;
@@ -619,7 +619,7 @@ static enum cm_status presize(struct idx_bulk *b)
     if (n > (uint64_t)1 << 26)
         n = (uint64_t)1 << 26; /* the tables grow past that */
     keys = (size_t)n * 4;
-    b->k = cm_malloc(keys * sizeof *b->k);
+    b->k = cm_malloc_big(keys * sizeof *b->k);
     if (!b->k)
         return CM_NOMEM;
     b->capk = keys;
@@ -630,7 +630,7 @@ static enum cm_status presize(struct idx_bulk *b)
         struct bdict *d = &b->dict[f];
         if (idx_sfield_kind((enum idx_sort_field)f) != IDX_SK_DICT)
             continue;
-        d->v = cm_malloc((size_t)n * sizeof *d->v);
+        d->v = cm_malloc_big((size_t)n * sizeof *d->v);
         if (!d->v)
             return CM_NOMEM;
         d->cap = (size_t)n;
@@ -653,9 +653,9 @@ enum cm_status idx_bulk_new(struct kv_txn *t, struct idx_bulk **out)
     b->t = t;
     idx_ecache_init(&b->ec, t);
     idx_entries_init(&b->e);
-    cm_buf_init(&b->keys, UINT32_MAX);
+    cm_buf_init_big(&b->keys, UINT32_MAX);
     for (int f = 0; f < IDX_SF_COUNT; f++)
-        cm_buf_init(&b->dict[f].arena, UINT32_MAX);
+        cm_buf_init_big(&b->dict[f].arena, UINT32_MAX);
     st = presize(b);
     if (st != CM_OK) {
         idx_bulk_free(b);
@@ -881,8 +881,8 @@ enum cm_status idx_bulk_write(struct idx_bulk *b)
         if (b->dict[f].n > most)
             most = b->dict[f].n;
     if (most) {
-        v = cm_malloc(most * sizeof *v);
-        tmp = cm_malloc(most * sizeof *tmp);
+        v = cm_malloc_big(most * sizeof *v);
+        tmp = cm_malloc_big(most * sizeof *tmp);
         if (!v || !tmp) {
             st = CM_NOMEM;
             goto out;

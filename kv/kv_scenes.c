@@ -318,7 +318,7 @@ static enum cm_status revent_sort(struct kv_revent *v, size_t n)
     if (n < 2)
         return CM_OK;
     cnt = cm_calloc((size_t)NB, sizeof *cnt);
-    tmp = cm_malloc(n * sizeof *tmp);
+    tmp = cm_malloc_big(n * sizeof *tmp);
     if (!cnt || !tmp) {
         cm_free(cnt);
         cm_free(tmp);
@@ -678,7 +678,7 @@ enum cm_status kv_revbuild_add(struct kv_revbuild *rb, uint32_t docid,
         struct kv_revent *v;
         while (cap < rb->n + r.n)
             cap *= 2;
-        v = cm_realloc(rb->v, cap * sizeof *v);
+        v = cm_realloc_big(rb->v, cap * sizeof *v);
         if (!v) {
             st = CM_NOMEM;
         } else {
@@ -695,6 +695,7 @@ enum cm_status kv_revbuild_add(struct kv_revbuild *rb, uint32_t docid,
 
 enum cm_status kv_revbuild_write(struct kv_txn *t, struct kv_revbuild *rb)
 {
+    MDB_cursor *cur = NULL;
     MDB_dbi dbi;
     enum cm_status st;
     int rc;
@@ -709,15 +710,20 @@ enum cm_status kv_revbuild_write(struct kv_txn *t, struct kv_revbuild *rb)
         return kv_txn_from_mdb(t, rc, "reverse drop");
     if ((st = revent_sort(rb->v, rb->n)) != CM_OK)
         return st;
-    for (size_t i = 0; i < rb->n; i++) {
+    /* One cursor for all the appends: it stays at the end of the tree,
+     * where mdb_put would search it again from the root for every entry
+     * (a dirty-list and spill-list search per level in this big txn). */
+    rc = mdb_cursor_open(t->txn, dbi, &cur);
+    if (rc)
+        return kv_txn_from_mdb(t, rc, "reverse cursor");
+    for (size_t i = 0; i < rb->n && !rc; i++) {
         uint8_t k[REV_KEY];
         MDB_val key = {sizeof k, k}, val = {0, (void *)""};
         rev_key(k, rb->v[i].type, rb->v[i].id, rb->v[i].docid);
-        rc = mdb_put(t->txn, dbi, &key, &val, MDB_APPEND);
-        if (rc)
-            return kv_txn_from_mdb(t, rc, "reverse put");
+        rc = mdb_cursor_put(cur, &key, &val, MDB_APPEND);
     }
-    return CM_OK;
+    mdb_cursor_close(cur);
+    return rc ? kv_txn_from_mdb(t, rc, "reverse put") : CM_OK;
 }
 
 void kv_revbuild_fini(struct kv_revbuild *rb)

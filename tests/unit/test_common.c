@@ -1,14 +1,17 @@
 /*
  * test_common.c - common/: status strings, bounded buffers, JSON escaping,
- * allocation failure injection, the JSON arena, configuration parsing,
- * natural order.
+ * allocation failure injection, the big-table allocators, the JSON arena,
+ * configuration parsing, natural order.
  */
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/cm_alloc.h"
 #include "common/cm_buf.h"
@@ -113,6 +116,99 @@ START_TEST(alloc_injection)
     cm_alloc_fail_at(0, 0);
     ck_assert_int_eq(cm_buf_puts(&b, "x"), CM_OK);
     cm_buf_fini(&b);
+}
+END_TEST
+
+/* Whether the mapping holding address a has flag fl in its VmFlags
+ * (/proc/self/smaps). */
+static bool vma_has_flag(uintptr_t a, const char *fl)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[512];
+    bool in = false, has = false;
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') &&
+            strchr(line, ' ') > strchr(line, '-')) {
+            in = a >= lo && a < hi;
+            continue;
+        }
+        if (in && strncmp(line, "VmFlags:", 8) == 0) {
+            char pat[8];
+            snprintf(pat, sizeof pat, " %s", fl);
+            has = strstr(line + 8, pat) != NULL;
+            break;
+        }
+    }
+    fclose(f);
+    return has;
+}
+
+/* The big-table allocators: the same failure injection as cm_malloc;
+ * contents kept across growth; the 2 MiB pages inside a big block
+ * advised for huge pages (VmFlags "hg"), where the kernel has THP. */
+START_TEST(alloc_big)
+{
+    const size_t mb = (size_t)1 << 20;
+    uintptr_t inner;
+    unsigned char *p, *q;
+    size_t bad = 0;
+
+    cm_alloc_fail_at(1, 0);
+    ck_assert_ptr_null(cm_malloc_big(8 * mb));
+    ck_assert_int_eq(cm_alloc_injected(), 1);
+    cm_alloc_fail_at(1, 0);
+    ck_assert_ptr_null(cm_calloc_big(8, mb));
+    ck_assert_int_eq(cm_alloc_injected(), 1);
+
+    p = cm_calloc_big(8, mb);
+    ck_assert_ptr_nonnull(p);
+    for (size_t i = 0; i < 8 * mb; i++)
+        bad += p[i] != 0;
+    ck_assert_uint_eq(bad, 0);
+    for (size_t i = 0; i < 8 * mb; i++)
+        p[i] = (unsigned char)(i * 7 + i / 4096);
+    cm_alloc_fail_at(1, 0);
+    ck_assert_ptr_null(cm_realloc_big(p, 24 * mb)); /* p still valid */
+    cm_alloc_fail_at(0, 0);
+    q = cm_realloc_big(p, 24 * mb);
+    ck_assert_ptr_nonnull(q);
+    for (size_t i = 0; i < 8 * mb; i++)
+        bad += q[i] != (unsigned char)(i * 7 + i / 4096);
+    ck_assert_uint_eq(bad, 0);
+    memset(q + 8 * mb, 0xA5, 16 * mb);
+    inner = ((uintptr_t)q + 22 * mb) & ~(uintptr_t)(2 * mb - 1);
+    if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0) {
+        ck_assert(vma_has_flag(((uintptr_t)q + 4 * mb) & ~(2 * mb - 1), "hg"));
+        ck_assert(vma_has_flag(inner, "hg")); /* the grown part too */
+    }
+    cm_free(q);
+
+    /* Small blocks are plain allocations, freed the same way. */
+    p = cm_malloc_big(100);
+    ck_assert_ptr_nonnull(p);
+    p = cm_realloc_big(p, 1000);
+    ck_assert_ptr_nonnull(p);
+    cm_free(p);
+
+    /* A big buffer grows through them, within its bound. */
+    {
+        struct cm_buf b;
+        cm_buf_init_big(&b, 16 * mb);
+        ck_assert_int_eq(cm_buf_reserve(&b, 9 * mb), CM_OK);
+        memset(b.data, 'x', 9 * mb);
+        b.len = 9 * mb;
+        b.data[b.len] = '\0';
+        ck_assert_int_eq(cm_buf_reserve(&b, 8 * mb), CM_TOOBIG);
+        cm_alloc_fail_at(1, 1);
+        ck_assert_int_eq(cm_buf_reserve(&b, 7 * mb), CM_NOMEM);
+        cm_alloc_fail_at(0, 0);
+        ck_assert_uint_eq(b.len, 9 * mb);
+        ck_assert_int_eq(cm_buf_reserve(&b, 7 * mb), CM_OK);
+        ck_assert_uint_eq((unsigned char)b.data[9 * mb - 1], 'x');
+        cm_buf_fini(&b);
+    }
 }
 END_TEST
 
@@ -552,6 +648,7 @@ int main(void)
     tcase_add_test(tc, buf_bounds);
     tcase_add_test(tc, buf_json_escape);
     tcase_add_test(tc, alloc_injection);
+    tcase_add_test(tc, alloc_big);
     tcase_add_test(tc, json_arena_rewinds);
     tcase_add_test(tc, json_arena_bounded_and_oom);
     tcase_add_test(tc, json_arena_drop);
