@@ -502,8 +502,8 @@ static enum cm_status store_scene(struct kv_txn *t, const struct kv_scene *sc,
     if (st != CM_OK)
         goto out;
     if (made) /* a new docid: past every record */
-        st = kv_put_tail(t, KV_DB_SCENES, &d, sizeof d, t->enc.data,
-                         t->enc.len);
+        st =
+            kv_put_tail(t, KV_DB_SCENES, &d, sizeof d, t->enc.data, t->enc.len);
     else
         st = kv_put(t, KV_DB_SCENES, &d, sizeof d, t->enc.data, t->enc.len);
     if (st == CM_OK && reverse)
