@@ -340,7 +340,8 @@ static enum coding coding_of(CURL *curl, char *name, size_t n)
 }
 
 /* Points OUT *body, *len at the body of the last response, gzip-decoded
- * when it says Content-Encoding: gzip.  A body that is not valid gzip is
+ * when it says Content-Encoding: gzip.  (For a status other than 200 a
+ * body that cannot be decoded is dropped and the status decides.)  A body that is not valid gzip is
  * CM_UPSTREAM with *retry set, as libcurl's CURLE_BAD_CONTENT_ENCODING was
  * (a body mangled or cut in transit may arrive whole next time; libcurl
  * 7.88 missed a stream cut inside a whole message, which then failed as a
@@ -476,6 +477,11 @@ enum cm_status sync_client_query(struct sync_client *c, const char *op,
             st = decode_body(c, &body, &blen, &retry, err, errlen);
             if (st == CM_OK)
                 st = sync_parse_response(http, body, blen, data, &retry, err,
+                                         errlen);
+            else if (http != 200 && st != CM_NOMEM)
+                /* the status decides (401, a retried 5xx, a 4xx), as it
+                 * did when libcurl decoded: the body is only its detail */
+                st = sync_parse_response(http, NULL, 0, data, &retry, err,
                                          errlen);
         } else if (c->too_big) {
             errf(err, errlen, "response larger than %zu bytes",

@@ -321,6 +321,7 @@ export class FakeStash {
         if (a.kind === 'status' && ![500, 502, 503].includes(a.code)) throw new ControlError(400, 'fault status: code must be 500, 502 or 503');
         if (a.kind === 'slow' && !(a.ms >= 0)) throw new ControlError(400, 'fault slow: ms required');
         if (a.kind === 'encoding' && typeof a.encoding !== 'string') throw new ControlError(400, 'fault encoding: encoding (a string) required');
+        if (a.kind === 'encoding' && a.code !== undefined && ![500, 502, 503].includes(a.code)) throw new ControlError(400, 'fault encoding: code must be 500, 502 or 503');
         this.faults.push({ ...a, count: a.count === undefined ? 1 : Number(a.count) });
         return { faults: this.faults };
       }
@@ -820,7 +821,7 @@ export function createServer(fs_) {
       // when the label says gzip (any case), else as is
       const json = Buffer.from(JSON.stringify(obj));
       const body = /gzip/i.test(fault.encoding) ? zlib.gzipSync(json, { level: 4 }) : json;
-      return send(res, status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Encoding': fault.encoding }, body);
+      return send(res, fault.code || status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', 'Content-Encoding': fault.encoding }, body);
     }
     if (fault && fault.kind === 'badgzip') {
       // a whole HTTP message whose gzip body stops halfway (the trailer and

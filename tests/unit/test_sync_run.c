@@ -1676,6 +1676,13 @@ START_TEST(client_gzip_bodies)
         {"{\"op\":\"fault\",\"kind\":\"encoding\",\"encoding\":"
          "\"identity\",\"count\":9}",
          2, CM_OK, 1, NULL},
+        /* a 5xx stays a retried 5xx whatever its body's encoding */
+        {"{\"op\":\"fault\",\"kind\":\"encoding\",\"encoding\":\"br\","
+         "\"code\":503,\"count\":1}",
+         2, CM_OK, 2, NULL},
+        {"{\"op\":\"fault\",\"kind\":\"encoding\",\"encoding\":\"br\","
+         "\"code\":502,\"count\":9}",
+         2, CM_UPSTREAM, 3, "Stash returned HTTP 502"},
     };
     struct fake f;
     char err[512];
