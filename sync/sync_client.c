@@ -341,12 +341,12 @@ static enum coding coding_of(CURL *curl, char *name, size_t n)
 
 /* Points OUT *body, *len at the body of the last response, gzip-decoded
  * when it says Content-Encoding: gzip.  (For a status other than 200 a
- * body that cannot be decoded is dropped and the status decides.)  A body that is not valid gzip is
- * CM_UPSTREAM with *retry set, as libcurl's CURLE_BAD_CONTENT_ENCODING was
- * (a body mangled or cut in transit may arrive whole next time; libcurl
- * 7.88 missed a stream cut inside a whole message, which then failed as a
- * malformed response, not retried); an
- * encoding we did not ask for is CM_UPSTREAM, not retried; CM_TOOBIG past
+ * body that cannot be decoded is dropped and the status decides.)  A body that
+ * is not valid gzip is CM_UPSTREAM with *retry set, as libcurl's
+ * CURLE_BAD_CONTENT_ENCODING was (a body mangled or cut in transit may arrive
+ * whole next time; libcurl 7.88 missed a stream cut inside a whole message,
+ * which then failed as a malformed response, not retried); an encoding we did
+ * not ask for is CM_UPSTREAM, not retried; CM_TOOBIG past
  * CM_MAX_GRAPHQL_RESPONSE decoded; CM_NOMEM. */
 static enum cm_status decode_body(struct sync_client *c, const char **body,
                                   size_t *len, bool *retry, char *err,
