@@ -13,6 +13,8 @@
  * they are freed).  Lifetime rule: it rewinds by itself when the last
  * cJSON allocation made from it is freed, so nothing can outlive a
  * rewind; a thread may stop using it only when all of them are freed.
+ * The one other rewind is cm_json_drop(), only when its marks prove the
+ * dropped tree is everything the arena holds (below).
  */
 #pragma once
 
