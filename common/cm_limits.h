@@ -38,7 +38,6 @@
 #define CM_MAX_SYNC_PAGE        5000           /* items per page */
 #define CM_MAX_REF_CACHE        65536         /* entities in sync's ref cache */
 #define CM_MAX_REF_CACHE_BYTES  (64 * CM_MiB) /* its copied strings */
-#define CM_MAX_JSON_ARENA       (256 * CM_MiB) /* sync's cJSON arena */
 
 /* Config. */
 #define CM_MAX_CONFIG_VALUE 4096 /* one flag or env value */

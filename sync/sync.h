@@ -3,7 +3,7 @@
  *
  * Main objects:
  *   struct sync_arena   bump allocator owning what a mapped record needs
- *                       beyond the cJSON tree (arrays, stripped URLs,
+ *                       beyond the response document (arrays, stripped URLs,
  *                       copied entity names); freed all at once
  *   struct sync_gunzip  a reusable whole-buffer gzip decoder (libdeflate)
  *                       for response bodies
@@ -37,6 +37,7 @@
 #include "common/cm_config.h"
 #include "common/cm_status.h"
 #include "kv/kv.h"
+#include "sync/sync_json.h"
 
 /* ---- Arena ---------------------------------------------------------- */
 
@@ -93,18 +94,18 @@ enum cm_status sync_parse_date(const char *s, size_t len,
  * YYYY-MM-DDTHH:MM:SS[.frac](Z|±hh:mm).  Returns true when valid. */
 bool sync_valid_time(const char *s, size_t len);
 
-/* Maps a scene object of SyncScenes.  Strings are borrowed from obj or
- * copied into a; arrays live in a (document lifetime: until obj is deleted
- * and a reset).  The refs carry ids only (names null, rating/index -1);
+/* Maps a scene object of SyncScenes.  Strings are borrowed from obj's
+ * document or copied into a; arrays live in a (valid until the document is
+ * freed and a reset).  The refs carry ids only (names null, rating/index -1);
  * call sync_fill_refs() next.  OUT err: "scene 12: files[0].size:
  * expected number".  CM_INVALID, CM_NOMEM. */
-enum cm_status sync_map_scene(const cJSON *obj, struct sync_arena *a,
+enum cm_status sync_map_scene(struct sjv obj, struct sync_arena *a,
                               struct kv_scene *out, char *err,
                               size_t errlen) CM_WUR;
 
 /* Maps an entity object of Sync<Type>s (type: enum kv_etype).  Same rules
  * as sync_map_scene(). */
-enum cm_status sync_map_entity(const cJSON *obj, uint8_t type,
+enum cm_status sync_map_entity(struct sjv obj, uint8_t type,
                                struct sync_arena *a, struct kv_entity *out,
                                char *err, size_t errlen) CM_WUR;
 
@@ -184,24 +185,26 @@ enum cm_status sync_client_new(const struct sync_client_opts *o,
 void sync_client_free(struct sync_client *c);
 
 /* Runs the embedded document `op` (a sync_queries[] name = operationName)
- * with variables (borrowed; NULL = none).  OUT *data: the response's
- * `data` object, detached: caller owns, free with cJSON_Delete().
+ * with variables (borrowed; NULL = none).  OUT *doc: the parsed response,
+ * caller owns, free with sync_json_free(); *data: its `data` object.
  * Statuses: CM_UPSTREAM (401 "Stash rejected the API key", 422 with
  * Stash's messages, 200 with errors[] (first message), HTTP errors,
  * "malformed response", transport errors after retries), CM_TOOBIG (body
  * past CM_MAX_GRAPHQL_RESPONSE), CM_ABORTED (stop flag), CM_NOTFOUND
  * (unknown op), CM_NOMEM.  OUT err: a message without secrets. */
 enum cm_status sync_client_query(struct sync_client *c, const char *op,
-                                 const cJSON *variables, cJSON **data,
-                                 char *err, size_t errlen) CM_WUR;
+                                 const cJSON *variables, struct sync_json **doc,
+                                 struct sjv *data, char *err,
+                                 size_t errlen) CM_WUR;
 
 /* Parses one GraphQL HTTP response (untrusted bytes, no NUL needed).
  * Exposed for the fuzz target and tests.  Same statuses and OUT as
  * sync_client_query(); OUT *retry: true when the status is worth a retry
  * (5xx). */
 enum cm_status sync_parse_response(long http_status, const char *body,
-                                   size_t len, cJSON **data, bool *retry,
-                                   char *err, size_t errlen) CM_WUR;
+                                   size_t len, struct sync_json **doc,
+                                   struct sjv *data, bool *retry, char *err,
+                                   size_t errlen) CM_WUR;
 
 /* Number of HTTP requests made (attempts included). */
 uint64_t sync_client_requests(const struct sync_client *c);
@@ -302,9 +305,7 @@ struct sync_stats {
  * sync into a store without scenes defers the indexes (kv_index_deferred):
  * its scene pages write records only, and one transaction at the end of
  * the scene walk builds every index, so readers' queries see the library
- * from before the sync until then, and all of it after.  cJSON allocates
- * from a JSON arena on the calling thread during the run
- * (cm_json_arena_use); an arena the caller uses must have no live block. */
+ * from before the sync until then, and all of it after. */
 enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
                         enum sync_mode mode, struct sync_status *st,
                         struct sync_stats *stats, char *err,

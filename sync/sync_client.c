@@ -168,18 +168,17 @@ void sync_client_free(struct sync_client *c)
 }
 
 /* Appends up to three of Stash's error messages to m. */
-static void join_messages(const cJSON *errors, char *m, size_t n)
+static void join_messages(struct sjv errors, char *m, size_t n)
 {
-    const cJSON *e;
     size_t used = strlen(m);
     int k = 0;
-    cJSON_ArrayForEach (e, errors) {
-        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
+    SJ_FOREACH(e, errors)
+    {
+        const char *msg = sj_str(sj_get(e, "message"), NULL);
         int w;
-        if (!cJSON_IsString(msg) || !msg->valuestring || used >= n)
+        if (!msg || used >= n)
             continue;
-        w = snprintf(m + used, n - used, "%s%s", k ? "; " : "",
-                     msg->valuestring);
+        w = snprintf(m + used, n - used, "%s%s", k ? "; " : "", msg);
         if (w < 0)
             break;
         used += (size_t)w < n - used ? (size_t)w : n - used - 1;
@@ -203,16 +202,16 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
 }
 
 enum cm_status sync_parse_response(long http, const char *body, size_t len,
-                                   cJSON **data, bool *retry, char *err,
-                                   size_t errlen)
+                                   struct sync_json **doc, struct sjv *data,
+                                   bool *retry, char *err, size_t errlen)
 {
-    cJSON *root = NULL, *d;
-    const cJSON *errors;
-    const char *end = NULL;
-    char msg[512] = "";
+    struct sync_json *j = NULL;
+    struct sjv root, errors, d;
+    char msg[512] = "", why[128] = "";
     enum cm_status st = CM_UPSTREAM;
 
-    *data = NULL;
+    *doc = NULL;
+    *data = (struct sjv){NULL, 0};
     *retry = false;
     if (http == 401) {
         errf(err, errlen, "Stash rejected the API key (HTTP 401)");
@@ -228,20 +227,18 @@ enum cm_status sync_parse_response(long http, const char *body, size_t len,
              (size_t)CM_MAX_GRAPHQL_RESPONSE);
         return CM_TOOBIG;
     }
-    if (body && len)
-        root = cJSON_ParseWithLengthOpts(body, len, &end, 0);
-    if (root && end) {
-        while (end < body + len &&
-               (*end == ' ' || *end == '\n' || *end == '\r' || *end == '\t'))
-            end++;
-        if (end != body + len) {
-            cJSON_Delete(root);
-            root = NULL;
+    if (body && len) {
+        st = sync_json_parse(body, len, &j, why, sizeof why);
+        if (st == CM_NOMEM) {
+            errf(err, errlen, "out of memory");
+            return st;
         }
+        st = CM_UPSTREAM;
     }
+    root = sj_root(j);
     if (http != 200) {
-        errors = root ? cJSON_GetObjectItemCaseSensitive(root, "errors") : NULL;
-        if (cJSON_IsArray(errors)) {
+        errors = sj_get(root, "errors");
+        if (sj_type(errors) == SJ_ARRAY) {
             join_messages(errors, msg, sizeof msg);
             errf(err, errlen, "Stash rejected the query (HTTP %ld): %s", http,
                  msg);
@@ -250,37 +247,37 @@ enum cm_status sync_parse_response(long http, const char *body, size_t len,
         }
         goto out;
     }
-    if (!cJSON_IsObject(root)) {
-        if (!root && cJSON_GetErrorPtr() == NULL && len == 0)
+    if (sj_type(root) != SJ_OBJECT) {
+        if (!body || len == 0)
             errf(err, errlen, "malformed response (empty body)");
+        else if (why[0])
+            errf(err, errlen, "malformed response (%s)", why);
         else
-            errf(err, errlen, "malformed response");
+            errf(err, errlen, "malformed response (not an object)");
         goto out;
     }
-    errors = cJSON_GetObjectItemCaseSensitive(root, "errors");
-    if (errors && !cJSON_IsNull(errors)) {
-        if (!cJSON_IsArray(errors)) {
+    errors = sj_get(root, "errors");
+    if (!sj_missing(errors) && !sj_is_null(errors)) {
+        if (sj_type(errors) != SJ_ARRAY) {
             errf(err, errlen, "malformed response (errors)");
             goto out;
         }
-        if (cJSON_GetArraySize(errors) > 0) {
-            const cJSON *e0 = cJSON_GetArrayItem(errors, 0);
-            const cJSON *m0 = cJSON_GetObjectItemCaseSensitive(e0, "message");
-            errf(err, errlen, "Stash: %s",
-                 cJSON_IsString(m0) && m0->valuestring ? m0->valuestring
-                                                       : "(no message)");
+        if (sj_size(errors) > 0) {
+            const char *m0 = sj_str(sj_get(sj_first(errors), "message"), NULL);
+            errf(err, errlen, "Stash: %s", m0 ? m0 : "(no message)");
             goto out;
         }
     }
-    d = cJSON_GetObjectItemCaseSensitive(root, "data");
-    if (!cJSON_IsObject(d)) {
+    d = sj_get(root, "data");
+    if (sj_type(d) != SJ_OBJECT) {
         errf(err, errlen, "malformed response (no data)");
         goto out;
     }
-    *data = cJSON_DetachItemViaPointer(root, d);
-    st = CM_OK;
+    *doc = j;
+    *data = d;
+    return CM_OK;
 out:
-    cJSON_Delete(root);
+    sync_json_free(j);
     return st;
 }
 
@@ -429,8 +426,8 @@ static void shrink(struct cm_buf *b)
 }
 
 enum cm_status sync_client_query(struct sync_client *c, const char *op,
-                                 const cJSON *variables, cJSON **data,
-                                 char *err, size_t errlen)
+                                 const cJSON *variables, struct sync_json **doc,
+                                 struct sjv *data, char *err, size_t errlen)
 {
     const char *text = sync_query_text(op);
     cJSON *req = NULL, *vars = NULL;
@@ -438,7 +435,8 @@ enum cm_status sync_client_query(struct sync_client *c, const char *op,
     enum cm_status st = CM_NOMEM;
     long delay = c->backoff_ms;
 
-    *data = NULL;
+    *doc = NULL;
+    *data = (struct sjv){NULL, 0};
     if (!text) {
         errf(err, errlen, "unknown GraphQL document %s", op);
         return CM_NOTFOUND;
@@ -476,12 +474,12 @@ enum cm_status sync_client_query(struct sync_client *c, const char *op,
             curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &http);
             st = decode_body(c, &body, &blen, &retry, err, errlen);
             if (st == CM_OK)
-                st = sync_parse_response(http, body, blen, data, &retry, err,
-                                         errlen);
+                st = sync_parse_response(http, body, blen, doc, data, &retry,
+                                         err, errlen);
             else if (http != 200 && st != CM_NOMEM)
                 /* the status decides (401, a retried 5xx, a 4xx), as it
                  * did when libcurl decoded: the body is only its detail */
-                st = sync_parse_response(http, NULL, 0, data, &retry, err,
+                st = sync_parse_response(http, NULL, 0, doc, data, &retry, err,
                                          errlen);
         } else if (c->too_big) {
             errf(err, errlen, "response larger than %zu bytes",

@@ -80,25 +80,6 @@ static enum cm_status nomem(struct mctx *m)
     return CM_NOMEM;
 }
 
-static const char *jtype(const cJSON *v)
-{
-    if (!v)
-        return "missing";
-    if (cJSON_IsNull(v))
-        return "null";
-    if (cJSON_IsBool(v))
-        return "boolean";
-    if (cJSON_IsNumber(v))
-        return "number";
-    if (cJSON_IsString(v))
-        return "string";
-    if (cJSON_IsArray(v))
-        return "array";
-    if (cJSON_IsObject(v))
-        return "object";
-    return "invalid";
-}
-
 /* ---- objects ------------------------------------------------------ */
 
 #define MAX_FIELDS 32
@@ -106,17 +87,27 @@ static const char *jtype(const cJSON *v)
 /* The members of one JSON object that our document requests, found in one
  * pass over its members.  names[] lists them in the document's order,
  * which is the order Stash answers in, so a member is usually matched by
- * its first comparison (a cJSON_GetObjectItemCaseSensitive() per field
+ * its first comparison (a lookup per field
  * walked the member list once per field instead).  Of duplicate keys the
  * first wins, as with that lookup. */
 struct obj {
-    const char *const *names;   /* the requested members, in order */
-    const struct fpath *path;   /* the object's own path; NULL: the root */
-    const cJSON *v[MAX_FIELDS]; /* v[i]: member names[i], NULL: missing */
+    const char *const *names; /* the requested members, in order */
+    const struct fpath *path; /* the object's own path; NULL: the root */
+    struct sjv v[MAX_FIELDS]; /* v[i]: member names[i], or missing */
 };
 
+/* strcmp() == 0 for the short keys of Stash's objects, without a call. */
+static inline bool key_eq(const char *a, const char *b)
+{
+    while (*a && *a == *b) {
+        a++;
+        b++;
+    }
+    return *a == *b;
+}
+
 /* Fills ob from o (all missing when o is not an object). */
-static void obj_scan(struct obj *ob, const cJSON *o, const char *const *names,
+static void obj_scan(struct obj *ob, struct sjv o, const char *const *names,
                      size_t n, const struct fpath *path)
 {
     size_t next = 0, i;
@@ -124,16 +115,18 @@ static void obj_scan(struct obj *ob, const cJSON *o, const char *const *names,
     ob->names = names;
     ob->path = path;
     memset(ob->v, 0, n * sizeof ob->v[0]);
-    if (!cJSON_IsObject(o))
+    if (sj_type(o) != SJ_OBJECT)
         return;
-    for (const cJSON *it = o->child; it && it->string; it = it->next) {
+    SJ_FOREACH(it, o)
+    {
+        const char *key = sj_key(it, NULL);
         i = next;
-        if (i >= n || strcmp(it->string, names[i]) != 0)
-            for (i = 0; i < n && strcmp(it->string, names[i]) != 0; i++)
+        if (i >= n || !key_eq(key, names[i]))
+            for (i = 0; i < n && !key_eq(key, names[i]); i++)
                 ;
         if (i == n)
             continue;
-        if (!ob->v[i])
+        if (sj_missing(ob->v[i]))
             ob->v[i] = it;
         next = i + 1;
     }
@@ -146,23 +139,22 @@ static void obj_scan(struct obj *ob, const cJSON *o, const char *const *names,
 
 /* ---- scalar fields ------------------------------------------------ */
 
-static enum cm_status str_val(struct mctx *m, const cJSON *v,
+static enum cm_status str_val(struct mctx *m, struct sjv v,
                               const struct fpath *path, bool nullable,
                               struct kv_str *out)
 {
     size_t n;
     out->p = NULL;
     out->len = 0;
-    if (nullable && cJSON_IsNull(v))
+    if (nullable && sj_is_null(v))
         return CM_OK;
-    if (!cJSON_IsString(v) || !v->valuestring)
+    if (sj_type(v) != SJ_STRING)
         return fail(m, path, "expected string%s, got %s",
-                    nullable ? " or null" : "", jtype(v));
-    n = strlen(v->valuestring);
+                    nullable ? " or null" : "", sj_type_name(v));
+    out->p = sj_str(v, &n);
     if (n > CM_MAX_STRING)
         return fail(m, path, "string longer than %zu bytes",
                     (size_t)CM_MAX_STRING);
-    out->p = v->valuestring;
     out->len = (uint32_t)n;
     return CM_OK;
 }
@@ -198,15 +190,15 @@ static enum cm_status get_time(struct mctx *m, const struct obj *ob, int f,
 static enum cm_status get_bool(struct mctx *m, const struct obj *ob, int f,
                                bool *out)
 {
-    const cJSON *v = ob->v[f];
-    if (!cJSON_IsBool(v))
-        return fail(m, FP(ob, f), "expected boolean, got %s", jtype(v));
-    *out = cJSON_IsTrue(v);
+    struct sjv v = ob->v[f];
+    if (sj_type(v) != SJ_BOOL)
+        return fail(m, FP(ob, f), "expected boolean, got %s", sj_type_name(v));
+    *out = sj_true(v);
     return CM_OK;
 }
 
 /* An integral JSON number in [lo, hi]; null gives *isnull (when allowed). */
-static enum cm_status int_val(struct mctx *m, const cJSON *v,
+static enum cm_status int_val(struct mctx *m, struct sjv v,
                               const struct fpath *path, bool nullable,
                               double lo, double hi, int64_t *out, bool *isnull)
 {
@@ -214,15 +206,15 @@ static enum cm_status int_val(struct mctx *m, const cJSON *v,
     *out = 0;
     if (isnull)
         *isnull = false;
-    if (nullable && cJSON_IsNull(v)) {
+    if (nullable && sj_is_null(v)) {
         if (isnull)
             *isnull = true;
         return CM_OK;
     }
-    if (!cJSON_IsNumber(v))
+    if (sj_type(v) != SJ_NUMBER)
         return fail(m, path, "expected number%s, got %s",
-                    nullable ? " or null" : "", jtype(v));
-    d = v->valuedouble;
+                    nullable ? " or null" : "", sj_type_name(v));
+    d = sj_num(v);
     if (!isfinite(d) || d != floor(d))
         return fail(m, path, "expected an integer");
     if (d < lo || d > hi)
@@ -242,26 +234,29 @@ static enum cm_status get_int(struct mctx *m, const struct obj *ob, int f,
 static enum cm_status get_float(struct mctx *m, const struct obj *ob, int f,
                                 bool nullable, double *out)
 {
-    const cJSON *v = ob->v[f];
+    struct sjv v = ob->v[f];
+    double d;
     *out = -1;
-    if (nullable && cJSON_IsNull(v))
+    if (nullable && sj_is_null(v))
         return CM_OK;
-    if (!cJSON_IsNumber(v))
+    if (sj_type(v) != SJ_NUMBER)
         return fail(m, FP(ob, f), "expected number%s, got %s",
-                    nullable ? " or null" : "", jtype(v));
-    if (!isfinite(v->valuedouble) || v->valuedouble < 0)
+                    nullable ? " or null" : "", sj_type_name(v));
+    d = sj_num(v);
+    if (!isfinite(d) || d < 0)
         return fail(m, FP(ob, f), "expected a non-negative number");
-    *out = v->valuedouble;
+    *out = d;
     return CM_OK;
 }
 
-static enum cm_status id_val(struct mctx *m, const cJSON *v,
+static enum cm_status id_val(struct mctx *m, struct sjv v,
                              const struct fpath *path, uint64_t *out)
 {
-    if (!cJSON_IsString(v) || !v->valuestring)
-        return fail(m, path, "expected id string, got %s", jtype(v));
-    if (sync_parse_id(v->valuestring, out) != CM_OK)
-        return fail(m, path, "invalid id \"%.24s\"", v->valuestring);
+    const char *s = sj_str(v, NULL);
+    if (!s)
+        return fail(m, path, "expected id string, got %s", sj_type_name(v));
+    if (sync_parse_id(s, out) != CM_OK)
+        return fail(m, path, "invalid id \"%.24s\"", s);
     return CM_OK;
 }
 
@@ -274,17 +269,17 @@ static enum cm_status get_id(struct mctx *m, const struct obj *ob, int f,
 static const char *const REF_F[] = {"id"};
 
 /* {id: "N"} or (nullable) null -> 0. */
-static enum cm_status ref_val(struct mctx *m, const cJSON *v,
+static enum cm_status ref_val(struct mctx *m, struct sjv v,
                               const struct fpath *path, bool nullable,
                               uint64_t *out)
 {
     struct obj ob;
     *out = 0;
-    if (nullable && cJSON_IsNull(v))
+    if (nullable && sj_is_null(v))
         return CM_OK;
-    if (!cJSON_IsObject(v))
+    if (sj_type(v) != SJ_OBJECT)
         return fail(m, path, "expected object%s, got %s",
-                    nullable ? " or null" : "", jtype(v));
+                    nullable ? " or null" : "", sj_type_name(v));
     obj_scan(&ob, v, REF_F, NFIELDS(REF_F), path);
     return get_id(m, &ob, 0, out);
 }
@@ -310,22 +305,22 @@ static enum cm_status get_date(struct mctx *m, const struct obj *ob, int f,
 
 /* An array field: OUT *arr and its length (0 for a nullable null). */
 static enum cm_status get_arr(struct mctx *m, const struct obj *ob, int f,
-                              bool nullable, const cJSON **arr, uint32_t *n)
+                              bool nullable, struct sjv *arr, uint32_t *n)
 {
-    const cJSON *v = ob->v[f];
-    int sz;
-    *arr = NULL;
+    struct sjv v = ob->v[f];
+    uint32_t sz;
+    *arr = (struct sjv){NULL, 0};
     *n = 0;
-    if (nullable && cJSON_IsNull(v))
+    if (nullable && sj_is_null(v))
         return CM_OK;
-    if (!cJSON_IsArray(v))
+    if (sj_type(v) != SJ_ARRAY)
         return fail(m, FP(ob, f), "expected array%s, got %s",
-                    nullable ? " or null" : "", jtype(v));
-    sz = cJSON_GetArraySize(v);
-    if (sz < 0 || sz > CM_MAX_ARRAY)
+                    nullable ? " or null" : "", sj_type_name(v));
+    sz = sj_size(v);
+    if (sz > CM_MAX_ARRAY)
         return fail(m, FP(ob, f), "more than %d elements", CM_MAX_ARRAY);
     *arr = v;
-    *n = (uint32_t)sz;
+    *n = sz;
     return CM_OK;
 }
 
@@ -340,7 +335,7 @@ static void *arr_alloc(struct mctx *m, uint32_t n, size_t elem)
 static enum cm_status get_strs(struct mctx *m, const struct obj *ob, int f,
                                bool nullable, struct kv_str **out, uint32_t *n)
 {
-    const cJSON *arr, *it;
+    struct sjv arr;
     struct fpath p = {ob->path, ob->names[f], 0}, e = {&p, NULL, 0};
     enum cm_status st = get_arr(m, ob, f, nullable, &arr, n);
     *out = NULL;
@@ -348,7 +343,8 @@ static enum cm_status get_strs(struct mctx *m, const struct obj *ob, int f,
         return st;
     if (!(*out = arr_alloc(m, *n, sizeof **out)))
         return nomem(m);
-    cJSON_ArrayForEach (it, arr) {
+    SJ_FOREACH(it, arr)
+    {
         if ((st = str_val(m, it, &e, false, &(*out)[e.idx])) != CM_OK)
             return st;
         e.idx++;
@@ -360,7 +356,7 @@ static enum cm_status get_strs(struct mctx *m, const struct obj *ob, int f,
 static enum cm_status get_ref_ids(struct mctx *m, const struct obj *ob, int f,
                                   const char *sub, uint64_t **out, uint32_t *n)
 {
-    const cJSON *arr, *it;
+    struct sjv arr;
     const char *const sub_f[] = {sub};
     struct fpath p = {ob->path, ob->names[f], 0}, e = {&p, NULL, 0};
     struct obj io;
@@ -370,10 +366,11 @@ static enum cm_status get_ref_ids(struct mctx *m, const struct obj *ob, int f,
         return st;
     if (!(*out = arr_alloc(m, *n, sizeof **out)))
         return nomem(m);
-    cJSON_ArrayForEach (it, arr) {
+    SJ_FOREACH(it, arr)
+    {
         if (sub) { /* containing_groups: [{group: {id}}] */
-            if (!cJSON_IsObject(it))
-                return fail(m, &e, "expected object, got %s", jtype(it));
+            if (sj_type(it) != SJ_OBJECT)
+                return fail(m, &e, "expected object, got %s", sj_type_name(it));
             obj_scan(&io, it, sub_f, 1, &e);
             st = get_ref(m, &io, 0, false, &(*out)[e.idx]);
         } else {
@@ -411,16 +408,17 @@ static enum cm_status refs_from_ids(struct mctx *m, const struct obj *ob, int f,
 
 /* The object's own id (member 0 of every object document), also recorded
  * for messages. */
-static enum cm_status own_id(struct mctx *m, const cJSON *o,
-                             const struct obj *ob, uint64_t *out)
+static enum cm_status own_id(struct mctx *m, struct sjv o, const struct obj *ob,
+                             uint64_t *out)
 {
-    const cJSON *v = ob->v[0];
-    if (!cJSON_IsObject(o)) {
+    const char *s = sj_str(ob->v[0], NULL);
+    if (sj_type(o) != SJ_OBJECT) {
         m->id = "?";
-        return fail(m, FIELD("(object)"), "expected object, got %s", jtype(o));
+        return fail(m, FIELD("(object)"), "expected object, got %s",
+                    sj_type_name(o));
     }
-    if (cJSON_IsString(v) && v->valuestring)
-        m->id = v->valuestring;
+    if (s)
+        m->id = s;
     return get_id(m, ob, 0, out);
 }
 
@@ -691,20 +689,20 @@ static const char *const MARKER_F[MK_N] = {
 static const char *const PATHS_F[] = {
     "screenshot", "preview", "webp", "vtt", "sprite", "funscript", "caption"};
 
-static enum cm_status map_file(struct mctx *m, const cJSON *f,
+static enum cm_status map_file(struct mctx *m, struct sjv f,
                                const struct fpath *path, struct kv_file *out)
 {
     struct fpath pfps = {path, FILE_F[F_FINGERPRINTS], 0};
     struct fpath pfp = {&pfps, NULL, 0};
     struct obj fo, fpo;
-    const cJSON *fps, *it;
+    struct sjv fps;
     uint32_t nfp;
     int64_t v;
     enum cm_status st;
 
     memset(out, 0, sizeof *out);
-    if (!cJSON_IsObject(f))
-        return fail(m, path, "expected object, got %s", jtype(f));
+    if (sj_type(f) != SJ_OBJECT)
+        return fail(m, path, "expected object, got %s", sj_type_name(f));
     obj_scan(&fo, f, FILE_F, F_N, path);
     if ((st = get_id(m, &fo, F_ID, &out->id)) != CM_OK ||
         (st = get_str(m, &fo, F_PATH, false, &out->path)) != CM_OK ||
@@ -735,10 +733,11 @@ static enum cm_status map_file(struct mctx *m, const cJSON *f,
         (st = get_time(m, &fo, F_MOD_TIME, false, &out->mod_time)) != CM_OK ||
         (st = get_arr(m, &fo, F_FINGERPRINTS, false, &fps, &nfp)) != CM_OK)
         return st;
-    cJSON_ArrayForEach (it, fps) {
+    SJ_FOREACH(it, fps)
+    {
         struct kv_str type, value;
-        if (!cJSON_IsObject(it))
-            return fail(m, &pfp, "expected object, got %s", jtype(it));
+        if (sj_type(it) != SJ_OBJECT)
+            return fail(m, &pfp, "expected object, got %s", sj_type_name(it));
         obj_scan(&fpo, it, FINGERPRINT_F, NFIELDS(FINGERPRINT_F), &pfp);
         if ((st = get_str(m, &fpo, 0, false, &type)) != CM_OK ||
             (st = get_str(m, &fpo, 1, false, &value)) != CM_OK)
@@ -756,13 +755,13 @@ static enum cm_status map_file(struct mctx *m, const cJSON *f,
 
 /* Element i of a [{...}] field: checks it is an object and scans it with
  * names[0..n) into OUT *eo (path: *ep, which is set to the element). */
-static enum cm_status elem_scan(struct mctx *m, const cJSON *it, uint32_t i,
+static enum cm_status elem_scan(struct mctx *m, struct sjv it, uint32_t i,
                                 const char *const *names, size_t n,
                                 struct fpath *ep, struct obj *eo)
 {
     ep->idx = i;
-    if (!cJSON_IsObject(it))
-        return fail(m, ep, "expected object, got %s", jtype(it));
+    if (sj_type(it) != SJ_OBJECT)
+        return fail(m, ep, "expected object, got %s", sj_type_name(it));
     obj_scan(eo, it, names, n, ep);
     return CM_OK;
 }
@@ -770,7 +769,7 @@ static enum cm_status elem_scan(struct mctx *m, const cJSON *it, uint32_t i,
 static enum cm_status map_scene_arrays(struct mctx *m, const struct obj *ob,
                                        struct kv_scene *sc)
 {
-    const cJSON *arr, *it;
+    struct sjv arr;
     struct fpath pa = {ob->path, NULL, 0}, path = {&pa, NULL, 0};
     struct obj eo;
     uint32_t i;
@@ -786,7 +785,8 @@ static enum cm_status map_scene_arrays(struct mctx *m, const struct obj *ob,
         return nomem(m);
     i = 0;
     pa.key = SCENE_F[S_CAPTIONS];
-    cJSON_ArrayForEach (it, arr) {
+    SJ_FOREACH(it, arr)
+    {
         if ((st = elem_scan(m, it, i, CAPTION_F, NFIELDS(CAPTION_F), &path,
                             &eo)) != CM_OK ||
             (st = get_str(m, &eo, 0, false, &sc->captions[i].language_code)) !=
@@ -804,7 +804,8 @@ static enum cm_status map_scene_arrays(struct mctx *m, const struct obj *ob,
         return nomem(m);
     i = 0;
     pa.key = SCENE_F[S_FILES];
-    cJSON_ArrayForEach (it, arr) {
+    SJ_FOREACH(it, arr)
+    {
         path.idx = i;
         if ((st = map_file(m, it, &path, &sc->files[i])) != CM_OK)
             return st;
@@ -819,7 +820,8 @@ static enum cm_status map_scene_arrays(struct mctx *m, const struct obj *ob,
         return nomem(m);
     i = 0;
     pa.key = SCENE_F[S_STASH_IDS];
-    cJSON_ArrayForEach (it, arr) {
+    SJ_FOREACH(it, arr)
+    {
         if ((st = elem_scan(m, it, i, STASH_ID_F, NFIELDS(STASH_ID_F), &path,
                             &eo)) != CM_OK ||
             (st = get_str(m, &eo, 0, false, &sc->stash_ids[i].endpoint)) !=
@@ -837,7 +839,8 @@ static enum cm_status map_scene_arrays(struct mctx *m, const struct obj *ob,
         return nomem(m);
     i = 0;
     pa.key = SCENE_F[S_MARKERS];
-    cJSON_ArrayForEach (it, arr) {
+    SJ_FOREACH(it, arr)
+    {
         struct kv_marker *mk = &sc->markers[i];
         uint64_t *tids;
         uint32_t nt;
@@ -862,7 +865,8 @@ static enum cm_status map_scene_arrays(struct mctx *m, const struct obj *ob,
         return nomem(m);
     i = 0;
     pa.key = SCENE_F[S_GROUPS];
-    cJSON_ArrayForEach (it, arr) {
+    SJ_FOREACH(it, arr)
+    {
         uint64_t gid;
         if ((st = elem_scan(m, it, i, SCENE_GROUP_F, NFIELDS(SCENE_GROUP_F),
                             &path, &eo)) != CM_OK ||
@@ -888,15 +892,15 @@ static enum cm_status map_scene_arrays(struct mctx *m, const struct obj *ob,
 static enum cm_status map_paths(struct mctx *m, const struct obj *ob,
                                 struct kv_scene *sc)
 {
-    const cJSON *p = ob->v[S_PATHS];
+    struct sjv p = ob->v[S_PATHS];
     const struct fpath pp = {ob->path, SCENE_F[S_PATHS], 0};
     struct kv_str *const out[] = {
         &sc->p_screenshot, &sc->p_preview,   &sc->p_webp,   &sc->p_vtt,
         &sc->p_sprite,     &sc->p_funscript, &sc->p_caption};
     struct obj po;
     enum cm_status st;
-    if (!cJSON_IsObject(p))
-        return fail(m, &pp, "expected object, got %s", jtype(p));
+    if (sj_type(p) != SJ_OBJECT)
+        return fail(m, &pp, "expected object, got %s", sj_type_name(p));
     obj_scan(&po, p, PATHS_F, NFIELDS(PATHS_F), &pp);
     for (size_t i = 0; i < NFIELDS(PATHS_F); i++)
         if ((st = get_url(m, &po, (int)i, true, out[i])) != CM_OK)
@@ -904,7 +908,7 @@ static enum cm_status map_paths(struct mctx *m, const struct obj *ob,
     return CM_OK;
 }
 
-enum cm_status sync_map_scene(const cJSON *o, struct sync_arena *a,
+enum cm_status sync_map_scene(struct sjv o, struct sync_arena *a,
                               struct kv_scene *sc, char *err, size_t errlen)
 {
     struct mctx m = {a, "scene", "?", err, errlen};
@@ -1218,7 +1222,7 @@ static enum cm_status map_group(struct mctx *m, const struct obj *ob,
 static enum cm_status map_gallery(struct mctx *m, const struct obj *ob,
                                   struct kv_entity *e)
 {
-    const cJSON *paths = ob->v[GA_PATHS];
+    struct sjv paths = ob->v[GA_PATHS];
     struct fpath pp = {ob->path, GALLERY_F[GA_PATHS], 0};
     struct obj po;
     int64_t v;
@@ -1230,15 +1234,14 @@ static enum cm_status map_gallery(struct mctx *m, const struct obj *ob,
             CM_OK)
         return st;
     e->image_count = (int32_t)v;
-    if (!cJSON_IsObject(paths))
-        return fail(m, &pp, "expected object, got %s", jtype(paths));
+    if (sj_type(paths) != SJ_OBJECT)
+        return fail(m, &pp, "expected object, got %s", sj_type_name(paths));
     obj_scan(&po, paths, GALLERY_PATHS_F, NFIELDS(GALLERY_PATHS_F), &pp);
     return get_url(m, &po, 0, false, &e->image);
 }
 
-enum cm_status sync_map_entity(const cJSON *o, uint8_t type,
-                               struct sync_arena *a, struct kv_entity *e,
-                               char *err, size_t errlen)
+enum cm_status sync_map_entity(struct sjv o, uint8_t type, struct sync_arena *a,
+                               struct kv_entity *e, char *err, size_t errlen)
 {
     struct mctx m = {a, "entity", "?", err, errlen};
     const char *const *names;

@@ -290,49 +290,50 @@ static bool vars_ids(cJSON *v, const uint64_t *ids, size_t n)
     return true;
 }
 
-/* Runs doc; OUT *data (caller owns), *list (borrowed from data), *count. */
+/* Runs doc; OUT *resp (caller owns, sync_json_free), *list (the page's
+ * array, borrowed from resp), *count. */
 static enum cm_status query(struct run *r, const char *doc, enum sync_type t,
-                            cJSON *vars, cJSON **data, const cJSON **list,
-                            uint64_t *count)
+                            cJSON *vars, struct sync_json **resp,
+                            struct sjv *list, uint64_t *count)
 {
     char e[512];
-    const cJSON *res, *cnt, *arr;
+    struct sjv data, res, cnt, arr;
     enum cm_status st;
 
-    *data = NULL;
-    *list = NULL;
+    *resp = NULL;
+    *list = (struct sjv){NULL, 0};
     if (count)
         *count = 0;
     if (!vars) {
         errf(r, "out of memory");
         return CM_NOMEM;
     }
-    st = sync_client_query(r->c, doc, vars, data, e, sizeof e);
+    st = sync_client_query(r->c, doc, vars, resp, &data, e, sizeof e);
     cJSON_Delete(vars);
     if (st != CM_OK) {
         errf(r, "%s: %s", doc, e);
         return st;
     }
-    res = (*data)->child;
-    cnt = res ? cJSON_GetObjectItemCaseSensitive(res, "count") : NULL;
-    arr = res ? cJSON_GetObjectItemCaseSensitive(res, T[t].list) : NULL;
-    if (!cJSON_IsObject(res) || !cJSON_IsNumber(cnt) || cnt->valuedouble < 0 ||
-        !cJSON_IsArray(arr)) {
+    res = sj_first(data); /* data's one member: findScenes, findTags, ... */
+    cnt = sj_get(res, "count");
+    arr = sj_get(res, T[t].list);
+    if (sj_type(res) != SJ_OBJECT || sj_type(cnt) != SJ_NUMBER ||
+        sj_num(cnt) < 0 || sj_type(arr) != SJ_ARRAY) {
         errf(r, "%s: malformed response (no count or %s)", doc, T[t].list);
-        cJSON_Delete(*data);
-        *data = NULL;
+        sync_json_free(*resp);
+        *resp = NULL;
         return CM_UPSTREAM;
     }
     *list = arr;
     if (count)
-        *count = (uint64_t)cnt->valuedouble;
+        *count = (uint64_t)sj_num(cnt);
     return CM_OK;
 }
 
-static enum cm_status item_id(struct run *r, const cJSON *it, uint64_t *id)
+static enum cm_status item_id(struct run *r, struct sjv it, uint64_t *id)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(it, "id");
-    if (!cJSON_IsString(v) || sync_parse_id(v->valuestring, id) != CM_OK) {
+    const char *v = sj_str(sj_get(it, "id"), NULL);
+    if (!v || sync_parse_id(v, id) != CM_OK) {
         errf(r, "Stash returned an object without a valid id");
         return CM_INVALID;
     }
@@ -344,7 +345,7 @@ static enum cm_status item_id(struct run *r, const cJSON *it, uint64_t *id)
 struct page {
     struct run *r;
     enum sync_type type;
-    const cJSON **items; /* objects to upsert */
+    const struct sjv *items; /* objects to upsert */
     size_t n_items;
     bool activity;       /* items are SyncSceneActivity rows */
     const uint64_t *del; /* stash ids to delete (of type del_type) */
@@ -510,7 +511,7 @@ out:
 }
 
 static enum cm_status put_entity(struct page *pg, struct kv_txn *t,
-                                 struct idx_writer *w, const cJSON *it)
+                                 struct idx_writer *w, struct sjv it)
 {
     struct run *r = pg->r;
     struct kv_entity e, old;
@@ -544,7 +545,7 @@ static enum cm_status put_entity(struct page *pg, struct kv_txn *t,
 }
 
 static enum cm_status put_scene(struct page *pg, struct kv_txn *t,
-                                struct idx_writer *w, const cJSON *it)
+                                struct idx_writer *w, struct sjv it)
 {
     struct run *r = pg->r;
     struct kv_scene sc, old;
@@ -583,14 +584,16 @@ static enum cm_status put_scene(struct page *pg, struct kv_txn *t,
 /* Activity row: {id, play_count, o_counter, resume_time, play_duration,
  * last_played_at}. */
 static enum cm_status put_activity(struct page *pg, struct kv_txn *t,
-                                   struct idx_writer *w, const cJSON *it)
+                                   struct idx_writer *w, struct sjv it)
 {
     struct run *r = pg->r;
-    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(it, "play_count");
-    const cJSON *oc = cJSON_GetObjectItemCaseSensitive(it, "o_counter");
-    const cJSON *rt = cJSON_GetObjectItemCaseSensitive(it, "resume_time");
-    const cJSON *pd = cJSON_GetObjectItemCaseSensitive(it, "play_duration");
-    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(it, "last_played_at");
+    struct sjv pc = sj_get(it, "play_count");
+    struct sjv oc = sj_get(it, "o_counter");
+    struct sjv rt = sj_get(it, "resume_time");
+    struct sjv pd = sj_get(it, "play_duration");
+    struct sjv lp = sj_get(it, "last_played_at");
+    const char *lps;
+    size_t lpn;
     struct kv_scene sc, *cl = NULL;
     int32_t npc, noc;
     double nrt, npd;
@@ -604,22 +607,21 @@ static enum cm_status put_activity(struct page *pg, struct kv_txn *t,
         return st;
 #define INTF(j, out)                                                           \
     do {                                                                       \
-        if (cJSON_IsNull(j))                                                   \
+        if (sj_is_null(j))                                                     \
             out = 0;                                                           \
-        else if (cJSON_IsNumber(j) && j->valuedouble >= 0 &&                   \
-                 j->valuedouble <= INT32_MAX &&                                \
-                 j->valuedouble == floor(j->valuedouble))                      \
-            out = (int32_t)j->valuedouble;                                     \
+        else if (sj_type(j) == SJ_NUMBER && sj_num(j) >= 0 &&                  \
+                 sj_num(j) <= INT32_MAX && sj_num(j) == floor(sj_num(j)))      \
+            out = (int32_t)sj_num(j);                                          \
         else                                                                   \
             goto bad;                                                          \
     } while (0)
 #define FLTF(j, out)                                                           \
     do {                                                                       \
-        if (cJSON_IsNull(j))                                                   \
+        if (sj_is_null(j))                                                     \
             out = -1;                                                          \
-        else if (cJSON_IsNumber(j) && isfinite(j->valuedouble) &&              \
-                 j->valuedouble >= 0)                                          \
-            out = j->valuedouble;                                              \
+        else if (sj_type(j) == SJ_NUMBER && isfinite(sj_num(j)) &&             \
+                 sj_num(j) >= 0)                                               \
+            out = sj_num(j);                                                   \
         else                                                                   \
             goto bad;                                                          \
     } while (0)
@@ -629,11 +631,10 @@ static enum cm_status put_activity(struct page *pg, struct kv_txn *t,
     FLTF(pd, npd);
 #undef INTF
 #undef FLTF
-    if (cJSON_IsString(lp) &&
-        sync_valid_time(lp->valuestring, strlen(lp->valuestring))) {
-        nlp.p = lp->valuestring;
-        nlp.len = (uint32_t)strlen(lp->valuestring);
-    } else if (!cJSON_IsNull(lp)) {
+    if ((lps = sj_str(lp, &lpn)) && sync_valid_time(lps, lpn)) {
+        nlp.p = lps;
+        nlp.len = (uint32_t)lpn;
+    } else if (!sj_is_null(lp)) {
         goto bad;
     }
     st = kv_docid_of(t, id, &docid);
@@ -699,7 +700,7 @@ static enum cm_status put_meta(struct kv_txn *t, const struct page *pg)
 
 /* Upserts one object of pg's kind. */
 static enum cm_status put_item(struct page *pg, struct kv_txn *t,
-                               struct idx_writer *w, const cJSON *it)
+                               struct idx_writer *w, struct sjv it)
 {
     if (pg->activity)
         return put_activity(pg, t, w, it);
@@ -907,52 +908,50 @@ static void wall_minus(const char *wall, long secs, char out[20])
 }
 
 /* updated_at of an item, validated. */
-static const char *item_updated(const cJSON *it)
+static const char *item_updated(struct sjv it)
 {
-    const cJSON *u = cJSON_GetObjectItemCaseSensitive(it, "updated_at");
-    if (!cJSON_IsString(u) ||
-        !sync_valid_time(u->valuestring, strlen(u->valuestring)))
-        return NULL;
-    return u->valuestring;
+    size_t n;
+    const char *u = sj_str(sj_get(it, "updated_at"), &n);
+    return u && sync_valid_time(u, n) ? u : NULL;
 }
 
 /* Stash's current max updated_at of type t ("" when empty). */
 static enum cm_status probe_max(struct run *r, enum sync_type t, char *out,
                                 size_t n)
 {
-    cJSON *data;
-    const cJSON *list;
+    struct sync_json *resp;
+    struct sjv list;
     const char *u;
     enum cm_status st = query(
-        r, T[t].doc, t, vars_new(1, 1, "updated_at", true), &data, &list, NULL);
+        r, T[t].doc, t, vars_new(1, 1, "updated_at", true), &resp, &list, NULL);
     out[0] = '\0';
     if (st != CM_OK)
         return st;
-    if (cJSON_GetArraySize(list) > 0) {
-        if (!(u = item_updated(list->child)) || strlen(u) >= n) {
+    if (sj_size(list) > 0) {
+        if (!(u = item_updated(sj_first(list))) || strlen(u) >= n) {
             errf(r, "%s: an object has no valid updated_at", sync_type_name(t));
             st = CM_INVALID;
         } else {
             memcpy(out, u, strlen(u) + 1);
         }
     }
-    cJSON_Delete(data);
+    sync_json_free(resp);
     return st;
 }
 
 /* ---- full walk of one type ----------------------------------------- */
 
 /* Fetches the full-walk page of t after cursor `last` (keyset: the last
- * id; page-numbered types: objects done) into items[0..*n).  OUT *data
+ * id; page-numbered types: objects done) into items[0..*n).  OUT *resp
  * (caller owns; NULL on error), *cnt (Stash's count), *last_id (the last
  * object's id).  Checks the page: at most pp objects, ids ascending. */
 static enum cm_status fetch_full_page(struct run *r, enum sync_type t, int pp,
-                                      uint64_t last, cJSON **data,
-                                      const cJSON **items, size_t *n,
+                                      uint64_t last, struct sync_json **resp,
+                                      struct sjv *items, size_t *n,
                                       uint64_t *cnt, uint64_t *last_id)
 {
     cJSON *vars;
-    const cJSON *list, *it;
+    struct sjv list, it;
     uint64_t id = 0;
     enum cm_status st;
 
@@ -967,9 +966,9 @@ static enum cm_status fetch_full_page(struct run *r, enum sync_type t, int pp,
     } else {
         vars = vars_new((int)(last / (uint64_t)pp) + 1, pp, "id", false);
     }
-    if ((st = query(r, T[t].doc, t, vars, data, &list, cnt)) != CM_OK)
+    if ((st = query(r, T[t].doc, t, vars, resp, &list, cnt)) != CM_OK)
         return st;
-    cJSON_ArrayForEach (it, list) {
+    for (it = sj_first(list); !sj_missing(it); it = sj_next(it)) {
         uint64_t prev = id;
         if (*n == (size_t)pp || (st = item_id(r, it, &id)) != CM_OK)
             break;
@@ -980,34 +979,17 @@ static enum cm_status fetch_full_page(struct run *r, enum sync_type t, int pp,
         }
         items[(*n)++] = it;
     }
-    if (st == CM_OK && *n == (size_t)pp && it) {
+    if (st == CM_OK && *n == (size_t)pp && !sj_missing(it)) {
         errf(r, "%s: Stash returned more than per_page objects",
              sync_type_name(t));
         st = CM_UPSTREAM;
     }
     if (st != CM_OK) {
-        cJSON_Delete(*data);
-        *data = NULL;
+        sync_json_free(*resp);
+        *resp = NULL;
     }
     *last_id = id;
     return st;
-}
-
-/* Asks the CPU to load the memory of object it (up to next, the object
- * after it) into the cache.  The JSON arena lays a page's tree out in
- * parse order, so an object's nodes and strings are the bytes between it
- * and the next one; a page's tree (~9 MB for 1000 scenes) has left the
- * L2 cache by the time it is mapped, and walking an object's member list
- * is one dependent cache miss per member (obj_scan was 10% of a
- * records-only full sync).  Anything else (heap memory, a huge object) is
- * skipped; a prefetch never faults. */
-static void prefetch_item(const cJSON *it, const cJSON *next)
-{
-    uintptr_t p = (uintptr_t)it, e = (uintptr_t)next;
-    if (e <= p || e - p > 64 * 1024)
-        return;
-    for (; p < e; p += 64)
-        __builtin_prefetch((const void *)p);
 }
 
 /* One commit unit of a full walk: whole pages, fetched and applied one
@@ -1022,7 +1004,7 @@ struct unit {
     enum sync_type t;
     bool checkpoint;       /* write "ckpt" (and the watermark at the end) */
     const char *wm;        /* the type's starting watermark */
-    const cJSON **items;   /* r->page slots */
+    struct sjv *items;     /* r->page slots */
     uint64_t last0, done0; /* cursor at the unit's start */
     /* results of the last attempt */
     uint64_t last, done, total;
@@ -1052,8 +1034,7 @@ static enum cm_status unit_fn(struct kv_txn *t, void *ctx)
     if ((st = idx_writer_begin(t, &w)) != CM_OK)
         return st;
     for (;;) {
-        cJSON *data = NULL;
-        struct cm_json_mark jm;
+        struct sync_json *resp = NULL;
         size_t n = 0;
         uint64_t cnt = 0, last_id = 0;
 
@@ -1062,22 +1043,17 @@ static enum cm_status unit_fn(struct kv_txn *t, void *ctx)
             u->cut = CM_ABORTED;
             break;
         }
-        cm_json_mark_begin(&jm);
-        st = fetch_full_page(r, u->t, r->page, u->last, &data, u->items, &n,
+        st = fetch_full_page(r, u->t, r->page, u->last, &resp, u->items, &n,
                              &cnt, &last_id);
-        cm_json_mark_end(&jm);
         if (st != CM_OK) { /* commit the pages before it, then fail */
             u->cut = st;
             st = CM_OK;
             break;
         }
         sync_arena_reset(&r->arena);
-        for (size_t i = 0; i < n && st == CM_OK; i++) {
-            if (i + 2 < n) /* mapped while object i is */
-                prefetch_item(u->items[i + 1], u->items[i + 2]);
+        for (size_t i = 0; i < n && st == CM_OK; i++)
             st = put_item(&u->pg, t, w, u->items[i]);
-        }
-        cm_json_drop(data, &jm); /* the page's tree, without walking it */
+        sync_json_free(resp);
         if (st != CM_OK)
             goto fail;
         u->total = T[u->t].id_filter ? u->done + cnt : cnt;
@@ -1182,13 +1158,13 @@ static enum cm_status walk_incremental(struct run *r, enum sync_type t,
                                        const char *wm_in)
 {
     char wm[64], thr[20], wall[20];
-    const cJSON **items = NULL;
+    struct sjv *items = NULL;
     struct hset seen = {0};
     uint64_t done = 0, total;
     enum cm_status st;
     int pp = r->page, page = 1;
-    cJSON *data = NULL;
-    const cJSON *list;
+    struct sync_json *resp = NULL;
+    struct sjv list;
 
     r->t_type = now_s();
     {
@@ -1205,10 +1181,10 @@ static enum cm_status walk_incremental(struct run *r, enum sync_type t,
             cJSON_Delete(v);
             v = NULL;
         }
-        if ((st = query(r, T[t].doc, t, v, &data, &list, &total)) != CM_OK)
+        if ((st = query(r, T[t].doc, t, v, &resp, &list, &total)) != CM_OK)
             return st;
-        cJSON_Delete(data);
-        data = NULL;
+        sync_json_free(resp);
+        resp = NULL;
     }
     if (total == 0) {
         progress(r, t, "fetch", 0, 0);
@@ -1221,7 +1197,6 @@ static enum cm_status walk_incremental(struct run *r, enum sync_type t,
     }
     for (;;) {
         cJSON *v;
-        const cJSON *it;
         struct page pg = {.type = t, .del_type = t};
         size_t n = 0, got = 0;
         char lastwall[20] = "";
@@ -1237,9 +1212,10 @@ static enum cm_status walk_incremental(struct run *r, enum sync_type t,
             cJSON_Delete(v);
             v = NULL;
         }
-        if ((st = query(r, T[t].doc, t, v, &data, &list, NULL)) != CM_OK)
+        if ((st = query(r, T[t].doc, t, v, &resp, &list, NULL)) != CM_OK)
             break;
-        cJSON_ArrayForEach (it, list) {
+        SJ_FOREACH(it, list)
+        {
             const char *u = item_updated(it);
             uint64_t id;
             bool fresh;
@@ -1274,8 +1250,8 @@ static enum cm_status walk_incremental(struct run *r, enum sync_type t,
             r->stats->fetched[t] += n;
         done += n;
         progress(r, t, "fetch", done, total > done ? total : done);
-        cJSON_Delete(data);
-        data = NULL;
+        sync_json_free(resp);
+        resp = NULL;
         if (got < (size_t)pp)
             break;
         /* keyset on wall time; offset only within one second */
@@ -1286,7 +1262,7 @@ static enum cm_status walk_incremental(struct run *r, enum sync_type t,
             page++;
         }
     }
-    cJSON_Delete(data);
+    sync_json_free(resp);
     cm_free(items);
     hset_fini(&seen);
     progress_end(r, t);
@@ -1301,7 +1277,7 @@ static enum cm_status walk_incremental(struct run *r, enum sync_type t,
  * store's activity is at least that fresh). */
 static enum cm_status activity_sweep(struct run *r, int64_t t0)
 {
-    const cJSON **items = NULL;
+    struct sjv *items = NULL;
     uint64_t last = 0, done = 0, total = 0;
     enum cm_status st = CM_OK;
 
@@ -1311,8 +1287,9 @@ static enum cm_status activity_sweep(struct run *r, int64_t t0)
         return CM_NOMEM;
     }
     for (;;) {
-        cJSON *v, *data = NULL;
-        const cJSON *list, *it;
+        cJSON *v;
+        struct sync_json *resp = NULL;
+        struct sjv list;
         struct page pg = {
             .type = SYNC_SCENES, .activity = true, .del_type = SYNC_SCENES};
         size_t n = 0;
@@ -1329,11 +1306,12 @@ static enum cm_status activity_sweep(struct run *r, int64_t t0)
             cJSON_Delete(v);
             v = NULL;
         }
-        if ((st = query(r, "SyncSceneActivity", SYNC_SCENES, v, &data, &list,
+        if ((st = query(r, "SyncSceneActivity", SYNC_SCENES, v, &resp, &list,
                         &cnt)) != CM_OK)
             break;
         total = done + cnt;
-        cJSON_ArrayForEach (it, list) {
+        SJ_FOREACH(it, list)
+        {
             if (n == ID_PAGE || (st = item_id(r, it, &id)) != CM_OK)
                 break;
             items[n++] = it;
@@ -1349,7 +1327,7 @@ static enum cm_status activity_sweep(struct run *r, int64_t t0)
             pg.n_items = n;
             st = commit_page(r, &pg);
         }
-        cJSON_Delete(data);
+        sync_json_free(resp);
         if (st != CM_OK)
             break;
         done += n;
@@ -1412,8 +1390,9 @@ static enum cm_status stash_ids(struct run *r, enum sync_type t,
     int page = 1;
     enum cm_status st;
     for (;;) {
-        cJSON *v, *data = NULL;
-        const cJSON *list, *it;
+        cJSON *v;
+        struct sync_json *resp = NULL;
+        struct sjv list;
         size_t n = 0;
         uint64_t id = 0;
         if (stop_requested(r)) {
@@ -1430,15 +1409,16 @@ static enum cm_status stash_ids(struct run *r, enum sync_type t,
         } else {
             v = vars_new(page, ID_PAGE, "id", false);
         }
-        if ((st = query(r, T[t].ids_doc, t, v, &data, &list, NULL)) != CM_OK)
+        if ((st = query(r, T[t].ids_doc, t, v, &resp, &list, NULL)) != CM_OK)
             return st;
-        cJSON_ArrayForEach (it, list) {
+        SJ_FOREACH(it, list)
+        {
             if ((st = item_id(r, it, &id)) != CM_OK ||
                 (st = vec_push(out, id)) != CM_OK)
                 break;
             n++;
         }
-        cJSON_Delete(data);
+        sync_json_free(resp);
         if (st != CM_OK)
             return st;
         last = id;
@@ -1457,11 +1437,11 @@ static enum cm_status stash_ids(struct run *r, enum sync_type t,
 static enum cm_status
 fetch_ranges(struct run *r, enum sync_type t, const char *doc,
              const uint64_t *ids, size_t n, struct vec *present,
-             enum cm_status (*fn)(struct run *, enum sync_type, const cJSON **,
+             enum cm_status (*fn)(struct run *, enum sync_type, struct sjv *,
                                   size_t, void *),
              void *ctx)
 {
-    const cJSON **items = cm_malloc(sizeof *items * CONFIRM_SPAN);
+    struct sjv *items = cm_malloc(sizeof *items * CONFIRM_SPAN);
     enum cm_status st = CM_OK;
     size_t i = 0;
 
@@ -1470,8 +1450,9 @@ fetch_ranges(struct run *r, enum sync_type t, const char *doc,
     while (i < n && st == CM_OK) {
         uint64_t lo = ids[i], hi = lo;
         size_t j = i, k = 0;
-        cJSON *v, *data = NULL;
-        const cJSON *list, *it;
+        cJSON *v;
+        struct sync_json *resp = NULL;
+        struct sjv list;
 
         while (j < n && ids[j] - lo < CONFIRM_SPAN)
             hi = ids[j++];
@@ -1481,9 +1462,10 @@ fetch_ranges(struct run *r, enum sync_type t, const char *doc,
             cJSON_Delete(v);
             v = NULL;
         }
-        if ((st = query(r, doc, t, v, &data, &list, NULL)) != CM_OK)
+        if ((st = query(r, doc, t, v, &resp, &list, NULL)) != CM_OK)
             break;
-        cJSON_ArrayForEach (it, list) {
+        SJ_FOREACH(it, list)
+        {
             uint64_t id;
             if ((st = item_id(r, it, &id)) != CM_OK)
                 break;
@@ -1496,7 +1478,7 @@ fetch_ranges(struct run *r, enum sync_type t, const char *doc,
         }
         if (st == CM_OK && fn && k)
             st = fn(r, t, items, k, ctx);
-        cJSON_Delete(data);
+        sync_json_free(resp);
         i = j;
     }
     cm_free(items);
@@ -1506,7 +1488,7 @@ fetch_ranges(struct run *r, enum sync_type t, const char *doc,
 }
 
 static enum cm_status upsert_fn(struct run *r, enum sync_type t,
-                                const cJSON **items, size_t n, void *ctx)
+                                struct sjv *items, size_t n, void *ctx)
 {
     struct page pg = {.type = t, .del_type = t, .items = items, .n_items = n};
     (void)ctx;
@@ -1522,15 +1504,16 @@ static enum cm_status fetch_entities(struct run *r, enum sync_type t,
     enum cm_status st = CM_OK;
     for (size_t i = 0; i < n && st == CM_OK; i += 500) {
         size_t k = n - i < 500 ? n - i : 500, m = 0;
-        cJSON *v = cJSON_CreateObject(), *data = NULL;
-        const cJSON *list, *it;
-        const cJSON **items = cm_malloc(sizeof *items * k);
+        cJSON *v = cJSON_CreateObject();
+        struct sync_json *resp = NULL;
+        struct sjv list;
+        struct sjv *items = cm_malloc(sizeof *items * k);
         if (!items || !v || !vars_ids(v, ids + i, k)) {
             cJSON_Delete(v);
             cm_free(items);
             return CM_NOMEM;
         }
-        st = query(r, T[t].doc, t, v, &data, &list, NULL);
+        st = query(r, T[t].doc, t, v, &resp, &list, NULL);
         if (st == CM_UPSTREAM) { /* deleted meanwhile: next sync */
             cm_warn("sync", "%s: could not fetch missing objects: %s",
                     sync_type_name(t), r->err ? r->err : "");
@@ -1541,12 +1524,12 @@ static enum cm_status fetch_entities(struct run *r, enum sync_type t,
             continue;
         }
         if (st == CM_OK) {
-            cJSON_ArrayForEach (it, list)
-                if (m < k)
-                    items[m++] = it;
+            SJ_FOREACH(it, list)
+            if (m < k)
+                items[m++] = it;
             st = upsert_fn(r, t, items, m, NULL);
         }
-        cJSON_Delete(data);
+        sync_json_free(resp);
         cm_free(items);
     }
     return st;
@@ -1557,8 +1540,9 @@ static enum cm_status fetch_entities(struct run *r, enum sync_type t,
 static enum cm_status confirm_entity(struct run *r, enum sync_type t,
                                      uint64_t id, bool *gone)
 {
-    cJSON *v = cJSON_CreateObject(), *data = NULL;
-    const cJSON *list;
+    cJSON *v = cJSON_CreateObject();
+    struct sync_json *resp = NULL;
+    struct sjv data, list;
     char e[512];
     enum cm_status st;
 
@@ -1567,13 +1551,12 @@ static enum cm_status confirm_entity(struct run *r, enum sync_type t,
         cJSON_Delete(v);
         return CM_NOMEM;
     }
-    st = sync_client_query(r->c, T[t].doc, v, &data, e, sizeof e);
+    st = sync_client_query(r->c, T[t].doc, v, &resp, &data, e, sizeof e);
     cJSON_Delete(v);
     if (st == CM_OK) {
-        const cJSON *res = data->child;
-        list = res ? cJSON_GetObjectItemCaseSensitive(res, T[t].list) : NULL;
-        *gone = !cJSON_IsArray(list) || cJSON_GetArraySize(list) == 0;
-        cJSON_Delete(data);
+        list = sj_get(sj_first(data), T[t].list);
+        *gone = sj_type(list) != SJ_ARRAY || sj_size(list) == 0;
+        sync_json_free(resp);
         return CM_OK;
     }
     if (st == CM_UPSTREAM && strstr(e, "not found")) {
@@ -1695,22 +1678,24 @@ static enum cm_status refetch_scenes(struct run *r, struct vec *ids,
      * fails because one vanished meanwhile falls back to id ranges */
     for (size_t i = 0; st == CM_OK && i < ids->n; i += 500) {
         size_t k = ids->n - i < 500 ? ids->n - i : 500, m = 0;
-        cJSON *v = cJSON_CreateObject(), *data = NULL;
-        const cJSON *list, *it;
-        const cJSON **items = cm_malloc(sizeof *items * k);
+        cJSON *v = cJSON_CreateObject();
+        struct sync_json *resp = NULL;
+        struct sjv list;
+        struct sjv *items = cm_malloc(sizeof *items * k);
         if (!items || !v || !vars_ids(v, ids->v + i, k)) {
             cJSON_Delete(v);
             cm_free(items);
             st = CM_NOMEM;
             break;
         }
-        st = query(r, "SyncScenes", SYNC_SCENES, v, &data, &list, NULL);
+        st = query(r, "SyncScenes", SYNC_SCENES, v, &resp, &list, NULL);
         if (st == CM_UPSTREAM && r->err && strstr(r->err, "not found")) {
             r->err[0] = '\0';
             st = fetch_ranges(r, SYNC_SCENES, "SyncScenes", ids->v + i, k,
                               &present, upsert_fn, NULL);
         } else if (st == CM_OK) {
-            cJSON_ArrayForEach (it, list) {
+            SJ_FOREACH(it, list)
+            {
                 uint64_t id;
                 if (m == k || (st = item_id(r, it, &id)) != CM_OK ||
                     (st = vec_push(&present, id)) != CM_OK)
@@ -1720,7 +1705,7 @@ static enum cm_status refetch_scenes(struct run *r, struct vec *ids,
             if (st == CM_OK)
                 st = upsert_fn(r, SYNC_SCENES, items, m, NULL);
         }
-        cJSON_Delete(data);
+        sync_json_free(resp);
         cm_free(items);
     }
     vec_sort(&present);
@@ -2149,7 +2134,6 @@ enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
     struct sync_stats local_stats;
     struct sync_client_opts o;
     struct run r;
-    struct cm_json_arena *jarena = NULL;
     double t0 = now_s();
     enum cm_status st;
 
@@ -2197,16 +2181,10 @@ enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
     st = sync_client_new(&o, &r.c);
     if (st != CM_OK)
         errf(&r, "cannot create the HTTP client: %s", cm_status_str(st));
-    else if ((st = sync_ref_cache_new(&r.refs)) != CM_OK ||
-             (st = cm_json_arena_new(CM_MAX_JSON_ARENA, &jarena)) != CM_OK)
+    else if ((st = sync_ref_cache_new(&r.refs)) != CM_OK)
         errf(&r, "out of memory");
-    else {
-        /* Every response tree of the run is parsed into the arena: it is
-         * freed before the next page is fetched, so the arena rewinds. */
-        struct cm_json_arena *prev = cm_json_arena_use(jarena);
+    else
         st = run_passes(&r, mode);
-        cm_json_arena_use(prev);
-    }
     if (st != CM_OK && err && errlen && !err[0])
         errf(&r, "%s", cm_status_str(st));
     if (r.c)
@@ -2232,7 +2210,6 @@ enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
     }
     sync_client_free(r.c);
     sync_ref_cache_free(r.refs);
-    cm_json_arena_free(jarena);
     sync_arena_fini(&r.arena);
     return st;
 }

@@ -1,11 +1,9 @@
 /*
  * test_common.c - common/: status strings, bounded buffers, JSON escaping,
- * allocation failure injection, the big-table allocators, the JSON arena,
- * configuration parsing, natural order.
+ * allocation failure injection, the big-table allocators, configuration
+ * parsing, natural order.
  */
 #include <check.h>
-#include <cjson/cJSON.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -209,180 +207,6 @@ START_TEST(alloc_big)
         ck_assert_uint_eq((unsigned char)b.data[9 * mb - 1], 'x');
         cm_buf_fini(&b);
     }
-}
-END_TEST
-
-/* A JSON document of about n bytes: an array of small objects. */
-static char *json_doc(size_t n)
-{
-    struct cm_buf b;
-    cm_buf_init(&b, n + 256);
-    ck_assert_int_eq(cm_buf_puts(&b, "["), CM_OK);
-    for (int i = 0; b.len < n; i++)
-        ck_assert_int_eq(cm_buf_printf(&b,
-                                       "%s{\"id\":\"%d\",\"title\":\"scene "
-                                       "%d\",\"size\":%d.5,\"tags\":[%d]}",
-                                       i ? "," : "", i, i, i, i),
-                         CM_OK);
-    ck_assert_int_eq(cm_buf_puts(&b, "]"), CM_OK);
-    return cm_buf_take(&b, NULL);
-}
-
-/* Parses doc and checks that it prints back unchanged. */
-static cJSON *parse_same(const char *doc)
-{
-    cJSON *j = cJSON_Parse(doc);
-    char *back;
-    ck_assert_ptr_nonnull(j);
-    back = cJSON_PrintUnformatted(j);
-    ck_assert_ptr_nonnull(back);
-    ck_assert_str_eq(back, doc);
-    cJSON_free(back);
-    return j;
-}
-
-static void *parse_on_thread(void *doc)
-{
-    return parse_same(doc);
-}
-
-START_TEST(json_arena_rewinds)
-{
-    struct cm_json_arena *a;
-    char *doc = json_doc(64 * 1024);
-    cJSON *heap = parse_same(doc), *j, *k, *j2;
-    void *other;
-    pthread_t th;
-
-    cm_json_init();
-    ck_assert_int_eq(cm_json_arena_new(64 * CM_MiB, &a), CM_OK);
-    ck_assert_ptr_null(cm_json_arena_use(a));
-    /* Another thread keeps the heap while this one uses the arena. */
-    ck_assert_int_eq(pthread_create(&th, NULL, parse_on_thread, doc), 0);
-    j = parse_same(doc);
-    ck_assert_int_eq(pthread_join(th, &other), 0);
-    k = parse_same(doc);
-    cJSON_Delete(heap);  /* made before the arena was used: the heap's */
-    cJSON_Delete(other); /* made by the other thread: the heap's */
-    cJSON_Delete(j);
-    j2 = parse_same(doc); /* k is alive: no rewind, fresh memory */
-    ck_assert_ptr_ne(j2, j);
-    cJSON_Delete(k);
-    cJSON_Delete(j2);
-    /* Everything was freed: the arena rewound, and once it holds one chunk
-     * a parse reuses the same memory. */
-    j = parse_same(doc);
-    cJSON_Delete(j);
-    j2 = parse_same(doc);
-    ck_assert_ptr_eq(j2, j);
-    cJSON_Delete(j2);
-    ck_assert_ptr_eq(cm_json_arena_use(NULL), a);
-    /* Not in use any more: the heap again, and the arena can go first. */
-    j = parse_same(doc);
-    cm_json_arena_free(a);
-    cJSON_Delete(j);
-    cm_free(doc);
-}
-END_TEST
-
-START_TEST(json_arena_bounded_and_oom)
-{
-    struct cm_json_arena *a;
-    char *doc = json_doc(256 * 1024);
-    cJSON *j;
-    long n;
-
-    cm_json_init();
-    /* Past max the arena hands out heap memory: the tree is still whole
-     * (and ASan/LSan see the heap part freed). */
-    ck_assert_int_eq(cm_json_arena_new(16 * 1024, &a), CM_OK);
-    cm_json_arena_use(a);
-    j = parse_same(doc);
-    cJSON_Delete(j);
-    cm_json_arena_use(NULL);
-    cm_json_arena_free(a);
-    /* Every allocation from the arena can fail by injection; a failed
-     * parse frees what it made (use(NULL) asserts nothing is live). */
-    ck_assert_int_eq(cm_json_arena_new(CM_MiB, &a), CM_OK);
-    for (n = 1;; n++) {
-        cm_json_arena_use(a);
-        cm_alloc_fail_at(n, 0);
-        j = cJSON_Parse("{\"a\":[1,\"two\",{\"b\":null}],\"c\":\"d\"}");
-        cm_alloc_fail_at(0, 0);
-        cJSON_Delete(j);
-        cm_json_arena_use(NULL);
-        if (j)
-            break;
-    }
-    ck_assert_int_gt(n, 5);
-    cm_json_arena_free(a);
-    cm_free(doc);
-}
-END_TEST
-
-/* cm_json_drop rewinds only when the marks prove the tree is all the arena
- * holds; otherwise it is cJSON_Delete and everything else stays valid. */
-START_TEST(json_arena_drop)
-{
-    struct cm_json_arena *a;
-    struct cm_json_mark m;
-    char *doc = json_doc(64 * 1024);
-    cJSON *j, *k, *x, *heap;
-    char *back;
-
-    cm_json_init();
-    /* No arena: cJSON_Delete (LSan checks the heap tree is freed). */
-    cm_json_mark_begin(&m);
-    heap = parse_same(doc);
-    cm_json_mark_end(&m);
-    cm_json_drop(heap, &m);
-    ck_assert_int_eq(cm_json_arena_new(64 * CM_MiB, &a), CM_OK);
-    cm_json_arena_use(a);
-    /* Warm: one chunk, so a rewound arena hands out the same memory. */
-    j = parse_same(doc);
-    cJSON_Delete(j);
-    /* The tree plus a temporary freed before the end mark: a rewind. */
-    cm_json_mark_begin(&m);
-    j = parse_same(doc);
-    k = parse_same("{\"tmp\":[1,2,3]}");
-    cJSON_Delete(k);
-    cm_json_mark_end(&m);
-    cm_json_drop(j, &m);
-    k = parse_same(doc);
-    ck_assert_ptr_eq(k, j); /* rewound: the first block again */
-    cJSON_Delete(k);
-    /* Something allocated after the end mark: no rewind, it stays valid. */
-    cm_json_mark_begin(&m);
-    j = parse_same(doc);
-    cm_json_mark_end(&m);
-    x = parse_same("{\"keep\":\"me\"}");
-    cm_json_drop(j, &m);
-    back = cJSON_PrintUnformatted(x);
-    ck_assert_str_eq(back, "{\"keep\":\"me\"}");
-    cJSON_free(back);
-    cJSON_Delete(x);
-    /* The arena was not empty at the begin mark: no rewind either. */
-    x = parse_same("[\"older\"]");
-    cm_json_mark_begin(&m);
-    j = parse_same(doc);
-    cm_json_mark_end(&m);
-    cm_json_drop(j, &m);
-    back = cJSON_PrintUnformatted(x);
-    ck_assert_str_eq(back, "[\"older\"]");
-    cJSON_free(back);
-    cJSON_Delete(x);
-    ck_assert_ptr_eq(cm_json_arena_use(NULL), a); /* asserts nothing live */
-    cm_json_arena_free(a);
-    /* Part of the tree spilled to the heap: cJSON_Delete (else LSan). */
-    ck_assert_int_eq(cm_json_arena_new(16 * 1024, &a), CM_OK);
-    cm_json_arena_use(a);
-    cm_json_mark_begin(&m);
-    j = parse_same(doc);
-    cm_json_mark_end(&m);
-    cm_json_drop(j, &m);
-    cm_json_arena_use(NULL);
-    cm_json_arena_free(a);
-    cm_free(doc);
 }
 END_TEST
 
@@ -649,9 +473,6 @@ int main(void)
     tcase_add_test(tc, buf_json_escape);
     tcase_add_test(tc, alloc_injection);
     tcase_add_test(tc, alloc_big);
-    tcase_add_test(tc, json_arena_rewinds);
-    tcase_add_test(tc, json_arena_bounded_and_oom);
-    tcase_add_test(tc, json_arena_drop);
     tcase_add_test(tc, config_defaults_and_values);
     tcase_add_test(tc, config_rejects);
     tcase_add_test(tc, config_env_and_flags);

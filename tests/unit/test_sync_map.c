@@ -60,6 +60,31 @@ static bool kstr_is(struct kv_str s, const char *c)
     return s.p && s.len == strlen(c) && memcmp(s.p, c, s.len) == 0;
 }
 
+/* Documents our parser read, freed together by docs_free(). */
+static struct sync_json *docs[64];
+static int ndocs;
+
+/* o (built or mutated with cJSON, the independent oracle) as our parser
+ * reads it: printed and parsed again. */
+static struct sjv as_doc(const cJSON *o)
+{
+    char *txt = cJSON_PrintUnformatted(o);
+    char err[128] = "";
+    ck_assert_ptr_nonnull(txt);
+    ck_assert_int_lt(ndocs, 64);
+    ck_assert_msg(sync_json_parse(txt, strlen(txt), &docs[ndocs], err,
+                                  sizeof err) == CM_OK,
+                  "%s", err);
+    cJSON_free(txt);
+    return sj_root(docs[ndocs++]);
+}
+
+static void docs_free(void)
+{
+    while (ndocs > 0)
+        sync_json_free(docs[--ndocs]);
+}
+
 static const char *jstr(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -133,8 +158,8 @@ static void roundtrip_file(const char *dir, const char *name, size_t *count)
         cm_buf_init(&b, CM_MAX_RECORD);
         if (et) {
             struct kv_entity e, d;
-            ck_assert_msg(sync_map_entity(o, et, &a, &e, err, sizeof err) ==
-                              CM_OK,
+            ck_assert_msg(sync_map_entity(as_doc(o), et, &a, &e, err,
+                                          sizeof err) == CM_OK,
                           "%s: %s", name, err);
             ck_assert(kstr_is(e.updated_at, jstr(o, "updated_at")));
             ck_assert_int_eq(kv_entity_encode(&e, &b), CM_OK);
@@ -143,7 +168,8 @@ static void roundtrip_file(const char *dir, const char *name, size_t *count)
             kv_entity_fini(&d);
         } else {
             struct kv_scene s, d;
-            ck_assert_msg(sync_map_scene(o, &a, &s, err, sizeof err) == CM_OK,
+            ck_assert_msg(sync_map_scene(as_doc(o), &a, &s, err, sizeof err) ==
+                              CM_OK,
                           "scene: %s", err);
             check_scene(o, &s);
             ck_assert_int_eq(kv_scene_encode(&s, &b), CM_OK);
@@ -153,6 +179,7 @@ static void roundtrip_file(const char *dir, const char *name, size_t *count)
         }
         cm_buf_fini(&b);
         cJSON_Delete(o);
+        docs_free();
         sync_arena_reset(&a);
         (*count)++;
     }
@@ -207,7 +234,7 @@ START_TEST(base_scene_maps_and_strips_apikey)
     struct kv_scene s;
     char err[256] = "";
     sync_arena_init(&a, CM_MiB);
-    ck_assert_int_eq(sync_map_scene(o, &a, &s, err, sizeof err), CM_OK);
+    ck_assert_int_eq(sync_map_scene(as_doc(o), &a, &s, err, sizeof err), CM_OK);
     ck_assert(kstr_is(s.p_screenshot, "http://s/scene/123/screenshot?t=1"));
     ck_assert(kstr_is(s.p_preview, "http://s/p"));
     ck_assert(kstr_is(s.p_vtt, "http://s/v?a=1&b=2#frag"));
@@ -220,6 +247,7 @@ START_TEST(base_scene_maps_and_strips_apikey)
     ck_assert_double_eq(s.markers[0].end_seconds, -1);
     ck_assert_int_eq(s.interactive_speed, -1);
     cJSON_Delete(o);
+    docs_free();
     sync_arena_fini(&a);
 }
 END_TEST
@@ -355,11 +383,13 @@ START_TEST(hostile_scene_fields)
     char err[256] = "";
     sync_arena_init(&a, CM_MiB);
     mutate(o, m->path, m->json);
-    ck_assert_int_eq(sync_map_scene(o, &a, &s, err, sizeof err), CM_INVALID);
+    ck_assert_int_eq(sync_map_scene(as_doc(o), &a, &s, err, sizeof err),
+                     CM_INVALID);
     ck_assert_msg(strstr(err, m->expect) != NULL, "%s: got \"%s\"", m->path,
                   err);
     ck_assert_msg(strncmp(err, "scene ", 6) == 0, "%s", err);
     cJSON_Delete(o);
+    docs_free();
     sync_arena_fini(&a);
 }
 END_TEST
@@ -376,15 +406,19 @@ START_TEST(huge_string_and_not_an_object)
     big[CM_MAX_STRING + 1] = '\0';
     cJSON_ReplaceItemInObject(o, "details", cJSON_CreateString(big));
     sync_arena_init(&a, CM_MiB);
-    ck_assert_int_eq(sync_map_scene(o, &a, &s, err, sizeof err), CM_INVALID);
-    ck_assert_ptr_nonnull(strstr(err, "details: string longer"));
-    ck_assert_int_eq(sync_map_scene(arr, &a, &s, err, sizeof err), CM_INVALID);
-    ck_assert_int_eq(sync_map_entity(arr, KV_TAG, &a, &e, err, sizeof err),
+    ck_assert_int_eq(sync_map_scene(as_doc(o), &a, &s, err, sizeof err),
                      CM_INVALID);
-    ck_assert_int_eq(sync_map_entity(o, 'Q', &a, &e, err, sizeof err),
+    ck_assert_ptr_nonnull(strstr(err, "details: string longer"));
+    ck_assert_int_eq(sync_map_scene(as_doc(arr), &a, &s, err, sizeof err),
+                     CM_INVALID);
+    ck_assert_int_eq(
+        sync_map_entity(as_doc(arr), KV_TAG, &a, &e, err, sizeof err),
+        CM_INVALID);
+    ck_assert_int_eq(sync_map_entity(as_doc(o), 'Q', &a, &e, err, sizeof err),
                      CM_INVALID);
     free(big);
     cJSON_Delete(o);
+    docs_free();
     cJSON_Delete(arr);
     sync_arena_fini(&a);
 }
@@ -454,10 +488,11 @@ START_TEST(entities_strict)
         char err[256] = "";
         ck_assert_ptr_nonnull(o);
         ck_assert_int_eq(
-            sync_map_entity(o, cases[i].type, &a, &e, err, sizeof err),
+            sync_map_entity(as_doc(o), cases[i].type, &a, &e, err, sizeof err),
             CM_INVALID);
         ck_assert_msg(strstr(err, cases[i].expect) != NULL, "got \"%s\"", err);
         cJSON_Delete(o);
+        docs_free();
     }
     sync_arena_fini(&a);
 }
@@ -521,7 +556,8 @@ START_TEST(fill_refs_from_store)
     ck_assert_int_eq(kv_commit(t), CM_OK);
 
     sync_arena_init(&a, CM_MiB);
-    ck_assert_int_eq(sync_map_scene(obj, &a, &sc, err, sizeof err), CM_OK);
+    ck_assert_int_eq(sync_map_scene(as_doc(obj), &a, &sc, err, sizeof err),
+                     CM_OK);
     ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
     ck_assert_int_eq(sync_fill_refs(t, &sc, &a, NULL, &unknown), CM_OK);
     kv_read_end(t);
@@ -549,8 +585,8 @@ START_TEST(fill_refs_from_store)
         ck_assert_int_eq(sync_ref_cache_new(&c), CM_OK);
         for (int round = 0; round < 2; round++) {
             struct kv_scene *x = round ? &c2 : &c1;
-            ck_assert_int_eq(sync_map_scene(obj, &a, x, err, sizeof err),
-                             CM_OK);
+            ck_assert_int_eq(
+                sync_map_scene(as_doc(obj), &a, x, err, sizeof err), CM_OK);
             ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
             ck_assert_int_eq(sync_fill_refs(t, x, &a, c, &unk), CM_OK);
             kv_read_end(t);
@@ -569,7 +605,8 @@ START_TEST(fill_refs_from_store)
         ck_assert_int_eq(kv_entity_put(t, &e), CM_OK);
         ck_assert_int_eq(kv_commit(t), CM_OK);
         sync_arena_reset(&a);
-        ck_assert_int_eq(sync_map_scene(obj, &a, &c1, err, sizeof err), CM_OK);
+        ck_assert_int_eq(sync_map_scene(as_doc(obj), &a, &c1, err, sizeof err),
+                         CM_OK);
         ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
         ck_assert_int_eq(sync_fill_refs(t, &c1, &a, c, NULL), CM_OK);
         kv_read_end(t);
@@ -577,7 +614,8 @@ START_TEST(fill_refs_from_store)
         ck_assert_ptr_eq(c1.tags[0].name.p, c2.tags[0].name.p);
         sync_ref_cache_clear(c);
         sync_arena_reset(&a);
-        ck_assert_int_eq(sync_map_scene(obj, &a, &c1, err, sizeof err), CM_OK);
+        ck_assert_int_eq(sync_map_scene(as_doc(obj), &a, &c1, err, sizeof err),
+                         CM_OK);
         ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
         ck_assert_int_eq(sync_fill_refs(t, &c1, &a, c, &unk), CM_OK);
         kv_read_end(t);
@@ -588,6 +626,7 @@ START_TEST(fill_refs_from_store)
     }
     sync_arena_fini(&a);
     cJSON_Delete(obj);
+    docs_free();
     kv_close(s);
 }
 END_TEST
@@ -620,17 +659,19 @@ START_TEST(response_parser)
         {404, "nope", CM_UPSTREAM, false, "HTTP 404"},
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
-        cJSON *data = NULL;
+        struct sync_json *doc = NULL;
+        struct sjv data;
         bool retry = !c[i].retry;
         char err[256] = "";
         enum cm_status st =
-            sync_parse_response(c[i].http, c[i].body, strlen(c[i].body), &data,
-                                &retry, err, sizeof err);
+            sync_parse_response(c[i].http, c[i].body, strlen(c[i].body), &doc,
+                                &data, &retry, err, sizeof err);
         ck_assert_msg(st == c[i].st, "case %zu: %s", i, err);
         ck_assert_int_eq(retry, c[i].retry);
         ck_assert_msg(strstr(err, c[i].msg) != NULL, "case %zu: %s", i, err);
-        ck_assert(st == CM_OK ? data != NULL : data == NULL);
-        cJSON_Delete(data);
+        ck_assert(st == CM_OK ? doc != NULL && sj_type(data) == SJ_OBJECT
+                              : doc == NULL && sj_missing(data));
+        sync_json_free(doc);
     }
 }
 END_TEST

@@ -629,17 +629,20 @@ START_TEST(full_sync_equals_generated_library)
     ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
     while (getline(&line, &cap, fp) > 0) {
         char *l = rebase(line, f.url);
-        cJSON *o = cJSON_Parse(l);
+        struct sync_json *o = NULL;
         struct kv_scene want, got;
         uint32_t docid;
-        ck_assert_int_eq(sync_map_scene(o, &a, &want, err, sizeof err), CM_OK);
+        ck_assert_int_eq(sync_json_parse(l, strlen(l), &o, err, sizeof err),
+                         CM_OK);
+        ck_assert_int_eq(sync_map_scene(sj_root(o), &a, &want, err, sizeof err),
+                         CM_OK);
         ck_assert_int_eq(sync_fill_refs(t, &want, &a, NULL, NULL), CM_OK);
         ck_assert_int_eq(kv_docid_of(t, want.id, &docid), CM_OK);
         ck_assert_int_eq(kv_scene_get(t, docid, &got), CM_OK);
         ck_assert_msg(kv_scene_equal(&want, &got), "scene %llu",
                       (unsigned long long)want.id);
         kv_scene_fini(&got);
-        cJSON_Delete(o);
+        sync_json_free(o);
         cm_free(l);
         sync_arena_reset(&a);
         n++;
@@ -1541,7 +1544,9 @@ START_TEST(client_auth_and_validation)
     struct fake f;
     struct sync_client *c;
     struct sync_client_opts o = {0};
-    cJSON *v, *data = NULL;
+    cJSON *v;
+    struct sync_json *doc = NULL;
+    struct sjv data;
     char err[512];
     enum cm_status st;
     int pipefd[2];
@@ -1572,7 +1577,7 @@ START_TEST(client_auth_and_validation)
     o.api_key = "wrong";
     o.retries = 2;
     ck_assert_int_eq(sync_client_new(&o, &c), CM_OK);
-    st = sync_client_query(c, "Version", NULL, &data, err, sizeof err);
+    st = sync_client_query(c, "Version", NULL, &doc, &data, err, sizeof err);
     ck_assert_int_eq(st, CM_UPSTREAM);
     ck_assert_ptr_nonnull(strstr(err, "Stash rejected the API key"));
     ck_assert_ptr_null(strstr(err, "wrong"));
@@ -1582,28 +1587,30 @@ START_TEST(client_auth_and_validation)
     o.api_key = "s3cret";
     ck_assert_int_eq(sync_client_new(&o, &c), CM_OK);
     ck_assert_int_eq(
-        sync_client_query(c, "Version", NULL, &data, err, sizeof err), CM_OK);
-    ck_assert_ptr_nonnull(cJSON_GetObjectItem(data, "version"));
-    cJSON_Delete(data);
+        sync_client_query(c, "Version", NULL, &doc, &data, err, sizeof err),
+        CM_OK);
+    ck_assert_int_eq(sj_type(sj_get(data, "version")), SJ_OBJECT);
+    sync_json_free(doc);
     v = cJSON_Parse("{\"filter\":{\"direction\":\"SIDEWAYS\"}}");
-    st = sync_client_query(c, "SyncTags", v, &data, err, sizeof err);
+    st = sync_client_query(c, "SyncTags", v, &doc, &data, err, sizeof err);
     ck_assert_int_eq(st, CM_UPSTREAM);
     ck_assert_msg(strstr(err, "HTTP 422") != NULL, "%s", err);
     cJSON_Delete(v);
     v = cJSON_Parse("{\"filter\":{\"sort\":\"nope\"}}");
-    st = sync_client_query(c, "SyncTags", v, &data, err, sizeof err);
+    st = sync_client_query(c, "SyncTags", v, &doc, &data, err, sizeof err);
     ck_assert_int_eq(st, CM_UPSTREAM);
     ck_assert_msg(strstr(err, "invalid sort: nope") != NULL, "%s", err);
     cJSON_Delete(v);
     ck_assert_int_eq(
-        sync_client_query(c, "NoSuchDoc", NULL, &data, err, sizeof err),
+        sync_client_query(c, "NoSuchDoc", NULL, &doc, &data, err, sizeof err),
         CM_NOTFOUND);
     /* a 503 is retried, then succeeds */
     control(&f, "{\"op\":\"fault\",\"kind\":\"status\",\"code\":503,"
                 "\"count\":2}");
     ck_assert_int_eq(
-        sync_client_query(c, "Version", NULL, &data, err, sizeof err), CM_OK);
-    cJSON_Delete(data);
+        sync_client_query(c, "Version", NULL, &doc, &data, err, sizeof err),
+        CM_OK);
+    sync_json_free(doc);
     sync_client_free(c);
     fake_stop(&f);
 }
@@ -1617,7 +1624,8 @@ static uint64_t faulted_query(const struct fake *f, const char *fault,
 {
     struct sync_client *c;
     struct sync_client_opts o = {0};
-    cJSON *data = NULL;
+    struct sync_json *doc = NULL;
+    struct sjv data;
     uint64_t n;
     o.url = f->url;
     o.retries = retries;
@@ -1627,11 +1635,11 @@ static uint64_t faulted_query(const struct fake *f, const char *fault,
     if (fault)
         control(f, fault);
     ck_assert_int_eq(sync_client_new(&o, &c), CM_OK);
-    *st = sync_client_query(c, "Version", NULL, &data, err, errlen);
-    ck_assert(*st == CM_OK ? data != NULL : data == NULL);
-    if (data)
-        ck_assert_ptr_nonnull(cJSON_GetObjectItem(data, "version"));
-    cJSON_Delete(data);
+    *st = sync_client_query(c, "Version", NULL, &doc, &data, err, errlen);
+    ck_assert(*st == CM_OK ? doc != NULL : doc == NULL && sj_missing(data));
+    if (doc)
+        ck_assert_int_eq(sj_type(sj_get(data, "version")), SJ_OBJECT);
+    sync_json_free(doc);
     n = sync_client_requests(c);
     sync_client_free(c);
     return n;
