@@ -201,9 +201,13 @@ static void errf(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-enum cm_status sync_parse_response(long http, const char *body, size_t len,
-                                   struct sync_json **doc, struct sjv *data,
-                                   bool *retry, char *err, size_t errlen)
+/* sync_parse_response() on body[0..len), or, when own is set, on own[0..len)
+ * (from cm_malloc, NUL-terminated), which it takes: parsed in place and
+ * kept by the document, or freed. */
+static enum cm_status response(long http, const char *body, char *own,
+                               size_t len, struct sync_json **doc,
+                               struct sjv *data, bool *retry, char *err,
+                               size_t errlen)
 {
     struct sync_json *j = NULL;
     struct sjv root, errors, d;
@@ -214,21 +218,29 @@ enum cm_status sync_parse_response(long http, const char *body, size_t len,
     *data = (struct sjv){NULL, 0};
     *retry = false;
     if (http == 401) {
+        cm_free(own);
         errf(err, errlen, "Stash rejected the API key (HTTP 401)");
         return CM_UPSTREAM;
     }
     if (http >= 500 && http <= 599) {
+        cm_free(own);
         *retry = true;
         errf(err, errlen, "Stash returned HTTP %ld", http);
         return CM_UPSTREAM;
     }
     if (len > CM_MAX_GRAPHQL_RESPONSE) {
+        cm_free(own);
         errf(err, errlen, "response larger than %zu bytes",
              (size_t)CM_MAX_GRAPHQL_RESPONSE);
         return CM_TOOBIG;
     }
-    if (body && len) {
+    if (own && len)
+        st = sync_json_parse_buf(own, len, &j, why, sizeof why);
+    else if (body && len)
         st = sync_json_parse(body, len, &j, why, sizeof why);
+    else
+        cm_free(own);
+    if (own || body) {
         if (st == CM_NOMEM) {
             errf(err, errlen, "out of memory");
             return st;
@@ -248,7 +260,7 @@ enum cm_status sync_parse_response(long http, const char *body, size_t len,
         goto out;
     }
     if (sj_type(root) != SJ_OBJECT) {
-        if (!body || len == 0)
+        if ((!body && !own) || len == 0)
             errf(err, errlen, "malformed response (empty body)");
         else if (why[0])
             errf(err, errlen, "malformed response (%s)", why);
@@ -279,6 +291,13 @@ enum cm_status sync_parse_response(long http, const char *body, size_t len,
 out:
     sync_json_free(j);
     return st;
+}
+
+enum cm_status sync_parse_response(long http, const char *body, size_t len,
+                                   struct sync_json **doc, struct sjv *data,
+                                   bool *retry, char *err, size_t errlen)
+{
+    return response(http, body, NULL, len, doc, data, retry, err, errlen);
 }
 
 static bool retryable(CURLcode rc)
@@ -473,10 +492,17 @@ enum cm_status sync_client_query(struct sync_client *c, const char *op,
             size_t blen;
             curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &http);
             st = decode_body(c, &body, &blen, &retry, err, errlen);
-            if (st == CM_OK)
-                st = sync_parse_response(http, body, blen, doc, data, &retry,
-                                         err, errlen);
-            else if (http != 200 && st != CM_NOMEM)
+            if (st == CM_OK) {
+                /* the document takes the buffer: no copy of the page (a
+                 * gzip body's next buffer is one malloc of the size its
+                 * trailer gives) */
+                struct cm_buf *b = body == c->plain.data  ? &c->plain
+                                   : body == c->body.data ? &c->body
+                                                          : NULL;
+                char *own = b && b->data ? cm_buf_take(b, NULL) : NULL;
+                st = response(http, own ? NULL : body, own, blen, doc, data,
+                              &retry, err, errlen);
+            } else if (http != 200 && st != CM_NOMEM)
                 /* the status decides (401, a retried 5xx, a 4xx), as it
                  * did when libcurl decoded: the body is only its detail */
                 st = sync_parse_response(http, NULL, 0, doc, data, &retry, err,

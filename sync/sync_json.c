@@ -353,25 +353,27 @@ void sync_json_free(struct sync_json *d)
     cm_free(d);
 }
 
-enum cm_status sync_json_parse(const char *s, size_t len,
-                               struct sync_json **out, char *err, size_t errlen)
+enum cm_status sync_json_parse_buf(char *buf, size_t len,
+                                   struct sync_json **out, char *err,
+                                   size_t errlen)
 {
     struct parser p = {NULL, err, errlen};
     enum cm_status st = CM_NOMEM;
 
     *out = NULL;
     if (len > CM_MAX_GRAPHQL_RESPONSE) {
+        cm_free(buf);
         if (err && errlen)
             snprintf(err, errlen, "JSON document larger than %zu bytes",
                      (size_t)CM_MAX_GRAPHQL_RESPONSE);
         return CM_TOOBIG;
     }
-    if (!(p.d = cm_calloc(1, sizeof *p.d)) || !(p.d->s = cm_malloc(len + 1)))
+    if (!(p.d = cm_calloc(1, sizeof *p.d))) {
+        cm_free(buf);
         goto fail;
+    }
+    p.d->s = buf;
     p.d->len = len;
-    if (len)
-        memcpy(p.d->s, s, len);
-    p.d->s[len] = '\0'; /* every scan stops at it */
     if ((st = parse(&p)) != CM_OK)
         goto fail;
     *out = p.d;
@@ -381,6 +383,25 @@ fail:
         snprintf(err, errlen, "out of memory");
     sync_json_free(p.d);
     return st;
+}
+
+enum cm_status sync_json_parse(const char *s, size_t len,
+                               struct sync_json **out, char *err, size_t errlen)
+{
+    char *buf;
+
+    *out = NULL;
+    if (len > CM_MAX_GRAPHQL_RESPONSE)
+        return sync_json_parse_buf(NULL, len, out, err, errlen);
+    if (!(buf = cm_malloc(len + 1))) {
+        if (err && errlen)
+            snprintf(err, errlen, "out of memory");
+        return CM_NOMEM;
+    }
+    if (len)
+        memcpy(buf, s, len);
+    buf[len] = '\0'; /* every scan stops at it */
+    return sync_json_parse_buf(buf, len, out, err, errlen);
 }
 
 const char *sj_type_name(struct sjv v)

@@ -1,7 +1,8 @@
 /*
  * sync_json.h - a GraphQL response body as a flat, read-only JSON document.
  *
- * One pass over a private copy of the body checks it against RFC 8259
+ * One pass over the body (a private copy, or the caller's buffer handed
+ * over) checks it against RFC 8259
  * (strictly: separators, literals, the number grammar, escapes, UTF-16
  * surrogate pairs) and records one token per value in document order,
  * with links from each element or key to the next; strings are decoded in
@@ -80,6 +81,13 @@ struct sjv {
 enum cm_status sync_json_parse(const char *s, size_t len,
                                struct sync_json **out, char *err,
                                size_t errlen) CM_WUR;
+
+/* The same on buf[0..len) itself, without a copy: buf (from cm_malloc,
+ * with a NUL at buf[len]) is decoded in place and belongs to the document
+ * from now on, also when parsing fails (then it is freed). */
+enum cm_status sync_json_parse_buf(char *buf, size_t len,
+                                   struct sync_json **out, char *err,
+                                   size_t errlen) CM_WUR;
 
 /* NULL-safe. */
 void sync_json_free(struct sync_json *d);

@@ -630,6 +630,42 @@ START_TEST(alloc_failures)
 }
 END_TEST
 
+/* sync_json_parse_buf parses the caller's buffer in place and owns it
+ * from then on: kept by the document, freed on every error (LeakSanitizer
+ * in make asan sees a leak otherwise). */
+START_TEST(parse_buf_takes_the_buffer)
+{
+    static const char *const docs[] = {"{\"a\":\"x\\ty\",\"b\":[1,2]}",
+                                       "{\"a\":1,}", ""};
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        size_t n = strlen(docs[i]);
+        for (long fail = 0; fail < 3; fail++) {
+            char *buf = cm_malloc(n + 1);
+            struct sync_json *d = NULL;
+            char err[160] = "";
+            enum cm_status st;
+            ck_assert_ptr_nonnull(buf);
+            memcpy(buf, docs[i], n + 1);
+            cm_alloc_fail_at(fail, 1);
+            st = sync_json_parse_buf(buf, n, &d, err, sizeof err);
+            cm_alloc_fail_at(0, 0);
+            /* allocation 1: the document, 2: its tokens ("" has none) */
+            if (fail == 1 || (fail == 2 && n > 0)) {
+                ck_assert_int_eq(st, CM_NOMEM);
+            } else if (i == 0) {
+                ck_assert_int_eq(st, CM_OK);
+                ck_assert_str_eq(sj_str(sj_get(sj_root(d), "a"), NULL), "x\ty");
+                ck_assert_uint_eq(sj_size(sj_get(sj_root(d), "b")), 2);
+            } else {
+                ck_assert_int_eq(st, CM_INVALID);
+            }
+            ck_assert(st == CM_OK ? d != NULL : d == NULL);
+            sync_json_free(d);
+        }
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sync_json");
@@ -642,6 +678,7 @@ int main(void)
     tcase_add_test(tc, many_tokens);
     tcase_add_test(tc, nesting_limit);
     tcase_add_test(tc, alloc_failures);
+    tcase_add_test(tc, parse_buf_takes_the_buffer);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
