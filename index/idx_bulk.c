@@ -213,8 +213,10 @@ struct khead {
     uint32_t w1; /* bytes 8..11 */
 };
 
-/* Items of one dictionary-valued sort field. */
-struct bdict {
+/* Items (key bytes, docid) appended in docid order and sorted once when
+ * written: the values of one dictionary-valued sort field, or the text
+ * tokens that are nearly always distinct (see listed()). */
+struct blist {
     struct cm_buf arena; /* u16 length ‖ key bytes, per item */
     struct sitem *v;
     size_t n, cap;
@@ -243,8 +245,9 @@ struct idx_bulk {
     uint32_t *pool; /* docid arrays */
     size_t npool, cappool;
     uint32_t freel[POOL_CLASSES]; /* free array of each class: offset + 1 */
+    struct blist tok;             /* text tokens of the listed() classes */
     /* sort fields */
-    struct bdict dict[IDX_SF_COUNT];
+    struct blist dict[IDX_SF_COUNT];
     uint64_t **chunks; /* [chunk]: IDX_SF_COUNT * IDX_CHUNK values, NULL
                           when no docid of the chunk was added */
     size_t nchunks;
@@ -493,6 +496,22 @@ static enum cm_status key_get(struct idx_bulk *b, uint64_t h, uint8_t db,
     return CM_OK;
 }
 
+/* Whether key k of x goes to the token list instead of the key table:
+ * fingerprint tokens and tokens that start with a digit (ids, dates, file
+ * numbers), which are mostly distinct per scene (at 1M scenes of the fake
+ * library 3.3M of 3.33M text keys, each with one docid).  In the table each
+ * one costs a cache-missing probe and an entry, and spreads the table the
+ * other keys' probes walk; in the list it is an append, and one sort at
+ * write time.  A pure function of the key's bytes, so no key is in both. */
+static enum cm_status list_add(struct blist *d, const void *k, size_t n,
+                               uint32_t docid);
+
+static inline bool listed(const struct idx_key *x, const uint8_t *k)
+{
+    return x->db == KV_DB_TEXT &&
+           (k[0] == IDX_T_FP || (k[0] >= '0' && k[0] <= '9'));
+}
+
 /* Adds docid to every key of e.  In batches of KEY_BATCH keys: all their
  * hash slots are prefetched, then the entries the slots point to, then
  * each key is checked and added, so the cache misses of a batch overlap
@@ -542,7 +561,7 @@ static enum cm_status keys_add(struct idx_bulk *b, const struct idx_entries *e,
     return st;
 }
 
-static enum cm_status dict_add(struct bdict *d, const void *k, size_t n,
+static enum cm_status list_add(struct blist *d, const void *k, size_t n,
                                uint32_t docid)
 {
     size_t off = d->arena.len;
@@ -603,11 +622,12 @@ static enum cm_status chunk_need(struct idx_bulk *b, uint32_t docid)
 
 /* Sizes the tables for the store's scene count, so they do not grow (a
  * grown array is copied and its new pages touched again; the hash table
- * is rebuilt).  Estimates from the fake Stash's 100k library: about 4
- * distinct posting/text keys per scene (most are fingerprints, which are
- * unique) of ~18 bytes, dictionary keys up to ~50 bytes.  Reserved
- * memory is only touched as it fills; a library above the estimates
- * grows as before. */
+ * is rebuilt).  Estimates from the fake Stash's libraries: about 0.2
+ * distinct keys per scene in the table (postings: performers, galleries,
+ * int facet values; the nearly unique text tokens are listed instead), up
+ * to ~8 listed tokens per scene of ~20 bytes, dictionary keys up to ~50
+ * bytes.  Reserved memory is only touched as it fills; a library above
+ * the estimates grows as before. */
 static enum cm_status presize(struct idx_bulk *b)
 {
     uint64_t n = 0;
@@ -618,7 +638,7 @@ static enum cm_status presize(struct idx_bulk *b)
         return st;
     if (n > (uint64_t)1 << 26)
         n = (uint64_t)1 << 26; /* the tables grow past that */
-    keys = (size_t)n * 4;
+    keys = (size_t)n / 4 + 1024;
     b->k = cm_malloc_big(keys * sizeof *b->k);
     if (!b->k)
         return CM_NOMEM;
@@ -626,8 +646,16 @@ static enum cm_status presize(struct idx_bulk *b)
     st = slots_reserve(b, keys);
     if (st == CM_OK)
         st = cm_buf_reserve(&b->keys, keys * 20);
+    if (st == CM_OK) { /* at most 2^25 items (the arena's offsets are u32) */
+        size_t lt = n < (1u << 22) ? (size_t)n * 8 : (size_t)1 << 25;
+        b->tok.v = cm_malloc_big(lt * sizeof *b->tok.v);
+        if (!b->tok.v)
+            return CM_NOMEM;
+        b->tok.cap = lt;
+        st = cm_buf_reserve(&b->tok.arena, lt * 22);
+    }
     for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++) {
-        struct bdict *d = &b->dict[f];
+        struct blist *d = &b->dict[f];
         if (idx_sfield_kind((enum idx_sort_field)f) != IDX_SK_DICT)
             continue;
         d->v = cm_malloc_big((size_t)n * sizeof *d->v);
@@ -654,6 +682,7 @@ enum cm_status idx_bulk_new(struct kv_txn *t, struct idx_bulk **out)
     idx_ecache_init(&b->ec, t);
     idx_entries_init(&b->e);
     cm_buf_init_big(&b->keys, UINT32_MAX);
+    cm_buf_init_big(&b->tok.arena, UINT32_MAX);
     for (int f = 0; f < IDX_SF_COUNT; f++)
         cm_buf_init_big(&b->dict[f].arena, UINT32_MAX);
     st = presize(b);
@@ -672,6 +701,8 @@ void idx_bulk_free(struct idx_bulk *b)
     idx_ecache_fini(&b->ec);
     idx_entries_fini(&b->e);
     cm_buf_fini(&b->keys);
+    cm_buf_fini(&b->tok.arena);
+    cm_free(b->tok.v);
     for (size_t i = 0; b->spill && i < b->nk; i++)
         idx_bm_free(b->spill[i]);
     cm_free(b->spill);
@@ -704,6 +735,17 @@ enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
     /* key_head reads KEY_INLINE bytes at each key: keep them in bounds */
     if (st == CM_OK)
         st = cm_buf_reserve(&b->e.arena, KEY_INLINE);
+    if (st == CM_OK) { /* the listed keys out, the others kept in order */
+        size_t k = 0;
+        for (size_t i = 0; i < b->e.nkeys && st == CM_OK; i++) {
+            const uint8_t *kb = idx_entries_key(e, i);
+            if (!listed(&b->e.keys[i], kb))
+                b->e.keys[k++] = b->e.keys[i];
+            else
+                st = list_add(&b->tok, kb, b->e.keys[i].len, docid);
+        }
+        b->e.nkeys = k;
+    }
     if (st == CM_OK)
         st = keys_add(b, e, docid);
     if (st == CM_OK)
@@ -715,7 +757,7 @@ enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
         if (idx_sfield_kind((enum idx_sort_field)f) == IDX_SK_NUM)
             col[(size_t)f * IDX_CHUNK + docid % IDX_CHUNK] = e->num[f];
         else if (e->dlen[f])
-            st = dict_add(&b->dict[f], e->arena.data + e->doff[f], e->dlen[f],
+            st = list_add(&b->dict[f], e->arena.data + e->doff[f], e->dlen[f],
                           docid);
     }
     b->lastdoc = docid;
@@ -758,63 +800,135 @@ static enum cm_status append_put(struct kv_txn *t, MDB_cursor *cur,
 /* Prefetch distance (items) of the writing loops. */
 #define AHEAD 16
 
-/* The keys of db, sorted, then each one's bitmap. */
+/* Appends key's bitmap: the docids ids[0..n) (increasing, distinct) and,
+ * when bm is not NULL, those already in bm (takes ownership of bm). */
+static enum cm_status put_bitmap(struct kv_txn *t, MDB_cursor *cur,
+                                 const uint8_t *key, size_t klen,
+                                 const uint32_t *ids, size_t n,
+                                 roaring_bitmap_t *bm)
+{
+    void *out = NULL;
+    size_t len = bm ? 0 : idx_bm_small_size(ids, n);
+    enum cm_status st;
+
+    if (len) { /* most keys: a few docids, no bitmap needed */
+        st = append_reserve(t, cur, key, klen, len, &out);
+        if (st == CM_OK)
+            idx_bm_small_write(ids, n, out);
+        return st;
+    }
+    if (bm)
+        roaring_bitmap_add_many(bm, n, ids);
+    else
+        bm = roaring_bitmap_of_ptr(n, ids);
+    if (!bm)
+        return CM_NOMEM;
+    roaring_bitmap_run_optimize(bm);
+    len = roaring_bitmap_portable_size_in_bytes(bm);
+    st = append_reserve(t, cur, key, klen, len, &out);
+    if (st == CM_OK)
+        roaring_bitmap_portable_serialize(bm, out);
+    roaring_bitmap_free(bm);
+    return st;
+}
+
+/* memcmp order of two keys (shorter first on a common prefix). */
+static int kcmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    int c = memcmp(a, b, an < bn ? an : bn);
+    return c ? c : (an > bn) - (an < bn);
+}
+
+/* The docids of the run of equal keys l->v[a..e): in increasing order
+ * (the list is in docid order and ssort is stable), without the repeats
+ * of a scene that gave the key twice.  OUT *ids: l's item for a run of
+ * one, else ids_buf (grown; caller frees). */
+static enum cm_status run_docids(const struct blist *l, size_t a, size_t e,
+                                 uint32_t **ids_buf, size_t *cap,
+                                 const uint32_t **ids, size_t *n)
+{
+    size_t k = 0;
+    if (e - a == 1) {
+        *ids = &l->v[a].val;
+        *n = 1;
+        return CM_OK;
+    }
+    if (e - a > *cap) {
+        uint32_t *p = cm_realloc_big(*ids_buf, (e - a) * sizeof *p);
+        if (!p)
+            return CM_NOMEM;
+        *ids_buf = p;
+        *cap = e - a;
+    }
+    for (size_t i = a; i < e; i++)
+        if (k == 0 || (*ids_buf)[k - 1] != l->v[i].val)
+            (*ids_buf)[k++] = l->v[i].val;
+    *ids = *ids_buf;
+    *n = k;
+    return CM_OK;
+}
+
+/* The keys of db, sorted, then each one's bitmap; for KV_DB_TEXT merged
+ * in key order with the token list (no key is in both). */
 static enum cm_status write_postings(struct idx_bulk *b, enum kv_db db,
                                      struct sitem *v, struct sitem *tmp)
 {
     const uint8_t *arena = (const uint8_t *)b->keys.data;
+    const struct blist *l = db == KV_DB_TEXT ? &b->tok : NULL;
+    const uint8_t *la = l ? (const uint8_t *)l->arena.data : NULL;
+    size_t ln = l ? l->n : 0, n = 0, i = 0, j = 0;
+    uint32_t *ids_buf = NULL;
+    size_t cap = 0;
     MDB_cursor *cur = NULL;
-    size_t n = 0;
     enum cm_status st;
 
-    for (size_t i = 0; i < b->nk; i++) {
-        if (b->k[i].db != (uint8_t)db)
+    if (ln)
+        ssort(la, l->v, tmp, ln, 0);
+    for (size_t x = 0; x < b->nk; x++) {
+        if (b->k[x].db != (uint8_t)db)
             continue;
-        v[n].off = b->k[i].koff;
-        v[n].val = (uint32_t)i;
+        v[n].off = b->k[x].koff;
+        v[n].val = (uint32_t)x;
         v[n].w = word_at(arena, v[n].off, 0);
         n++;
     }
-    if (!n)
+    if (!n && !ln)
         return CM_OK;
     ssort(arena, v, tmp, n, 0);
     st = cursor_open(b->t, db, &cur);
-    for (size_t i = 0; i < n && st == CM_OK; i++) {
-        const struct bkey *x = &b->k[v[i].val];
-        if (i + AHEAD < n) { /* sorted order visits the keys at random */
-            __builtin_prefetch(&b->k[v[i + AHEAD].val]);
-            __builtin_prefetch(arena + v[i + AHEAD].off);
-        }
-        const uint32_t *ids = x->cls == NO_ARRAY ? &x->last : b->pool + x->ids;
-        roaring_bitmap_t *bm = b->spill ? b->spill[v[i].val] : NULL;
-        void *out = NULL;
-        size_t len = bm ? 0 : idx_bm_small_size(ids, x->n);
-        if (len) { /* most keys: a few docids, no bitmap needed */
-            st = append_reserve(b->t, cur, arena + x->koff + 2, x->klen, len,
-                                &out);
-            if (st == CM_OK)
-                idx_bm_small_write(ids, x->n, out);
-            continue;
-        }
-        if (bm) {
-            b->spill[v[i].val] = NULL;
-            roaring_bitmap_add_many(bm, x->n, ids);
+    while (st == CM_OK && (i < n || j < ln)) {
+        const struct bkey *x = i < n ? &b->k[v[i].val] : NULL;
+        const uint8_t *lk = j < ln ? la + l->v[j].off + 2 : NULL;
+        size_t lkn = j < ln ? klen_at(la, l->v[j].off) : 0;
+        if (x && (!lk || kcmp(arena + x->koff + 2, x->klen, lk, lkn) < 0)) {
+            const uint32_t *ids =
+                x->cls == NO_ARRAY ? &x->last : b->pool + x->ids;
+            roaring_bitmap_t *bm = b->spill ? b->spill[v[i].val] : NULL;
+            if (i + AHEAD < n) { /* sorted order visits the keys at random */
+                __builtin_prefetch(&b->k[v[i + AHEAD].val]);
+                __builtin_prefetch(arena + v[i + AHEAD].off);
+            }
+            if (bm)
+                b->spill[v[i].val] = NULL;
+            st = put_bitmap(b->t, cur, arena + x->koff + 2, x->klen, ids, x->n,
+                            bm);
+            i++;
         } else {
-            bm = roaring_bitmap_of_ptr(x->n, ids);
+            size_t e = j + 1, idn;
+            const uint32_t *ids;
+            while (e < ln && klen_at(la, l->v[e].off) == lkn &&
+                   memcmp(la + l->v[e].off + 2, lk, lkn) == 0)
+                e++;
+            if (e + AHEAD < ln) /* the arena is in docid order */
+                __builtin_prefetch(la + l->v[e + AHEAD].off);
+            st = run_docids(l, j, e, &ids_buf, &cap, &ids, &idn);
+            if (st == CM_OK)
+                st = put_bitmap(b->t, cur, lk, lkn, ids, idn, NULL);
+            j = e;
         }
-        if (!bm) {
-            st = CM_NOMEM;
-            break;
-        }
-        roaring_bitmap_run_optimize(bm);
-        len = roaring_bitmap_portable_size_in_bytes(bm);
-        st = append_reserve(b->t, cur, arena + x->koff + 2,
-                            klen_at(arena, x->koff), len, &out);
-        if (st == CM_OK)
-            roaring_bitmap_portable_serialize(bm, out);
-        roaring_bitmap_free(bm);
     }
     mdb_cursor_close(cur);
+    cm_free(ids_buf);
     return st;
 }
 
@@ -824,7 +938,7 @@ static enum cm_status write_dict(struct idx_bulk *b, enum idx_sort_field f,
                                  MDB_cursor *cur, struct sitem *tmp,
                                  struct cm_buf *kb)
 {
-    struct bdict *d = &b->dict[f];
+    struct blist *d = &b->dict[f];
     const uint8_t *arena = (const uint8_t *)d->arena.data;
     uint64_t pos = 0;
     enum cm_status st = CM_OK;
@@ -877,6 +991,8 @@ enum cm_status idx_bulk_write(struct idx_bulk *b)
     enum cm_status st = CM_OK;
 
     cm_buf_init(&kb, 1024);
+    if (b->tok.n > most)
+        most = b->tok.n;
     for (int f = 0; f < IDX_SF_COUNT; f++)
         if (b->dict[f].n > most)
             most = b->dict[f].n;
