@@ -188,6 +188,38 @@ static void ssort(const uint8_t *arena, struct sitem *v, struct sitem *tmp,
     }
 }
 
+/* Sorts v[0..n) by w, stably: an LSD radix sort on the bytes of w that
+ * are not the same in every item.  tmp: n items of scratch. */
+static void lsd_words(struct sitem *v, struct sitem *tmp, size_t n)
+{
+    struct sitem *src = v, *dst = tmp;
+    uint64_t diff = 0;
+
+    for (size_t i = 1; i < n; i++)
+        diff |= v[i].w ^ v[0].w;
+    for (unsigned sh = 0; sh < 64; sh += 8) {
+        size_t cnt[256] = {0}, at = 0;
+        if (!((diff >> sh) & 0xFF))
+            continue;
+        for (size_t i = 0; i < n; i++)
+            cnt[(src[i].w >> sh) & 0xFF]++;
+        for (int d = 0; d < 256; d++) {
+            size_t c = cnt[d];
+            cnt[d] = at;
+            at += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[cnt[(src[i].w >> sh) & 0xFF]++] = src[i];
+        {
+            struct sitem *x = src;
+            src = dst;
+            dst = x;
+        }
+    }
+    if (src != v)
+        memcpy(v, src, n * sizeof *v);
+}
+
 /* ---- The builder ------------------------------------------------------ */
 
 /* A distinct posting or text key: 32 bytes, so a probe that finds its
@@ -222,6 +254,17 @@ struct blist {
     size_t n, cap;
 };
 
+/* The int facet keys of one field (IDX_P_INT ‖ field ‖ 0x00, or ‖ 0x01 ‖
+ * BE8 value): one item {w: the value, 0 for the null key; val: docid}
+ * per key occurrence, in docid order, sorted by value when written.  A
+ * field has few distinct values (2 to ~24k at 1M scenes) but every scene
+ * has one, so these were a fifth of the key table's probes, and the
+ * fields with thousands of values (date, durations) its cache misses. */
+struct bfacet {
+    struct sitem *v; /* off unused */
+    size_t n, cap;
+};
+
 /* Docid arrays: classes of 4 << cls docids up to SPILL_CLS (4096); a
  * full array of that class is moved into the key's roaring bitmap (dense
  * keys then take about a bit per scene instead of four bytes). */
@@ -246,6 +289,8 @@ struct idx_bulk {
     size_t npool, cappool;
     uint32_t freel[POOL_CLASSES]; /* free array of each class: offset + 1 */
     struct blist tok;             /* text tokens of the listed() classes */
+    struct bfacet *facet[256];    /* [field byte]: its int facet items */
+    size_t nscenes;               /* the store's scene count (presize) */
     /* sort fields */
     struct blist dict[IDX_SF_COUNT];
     uint64_t **chunks; /* [chunk]: IDX_SF_COUNT * IDX_CHUNK values, NULL
@@ -512,6 +557,48 @@ static inline bool listed(const struct idx_key *x, const uint8_t *k)
            (k[0] == IDX_T_FP || (k[0] >= '0' && k[0] <= '9'));
 }
 
+/* Whether k[0..n) is an int facet key; OUT *field, *v (0: null). */
+static inline bool facet_key(const struct idx_key *x, const uint8_t *k,
+                             uint8_t *field, uint64_t *v)
+{
+    if (x->db != KV_DB_POSTINGS || k[0] != IDX_P_INT)
+        return false;
+    *field = k[1];
+    if (x->len == 3 && k[2] == 0) {
+        *v = 0;
+        return true;
+    }
+    if (x->len != 11 || k[2] != 1)
+        return false;
+    *v = idx_rd_be64(k + 3);
+    return *v != 0; /* (never: idx_enc_i64 gives no 0) */
+}
+
+static enum cm_status facet_add(struct idx_bulk *b, uint8_t field, uint64_t v,
+                                uint32_t docid)
+{
+    struct bfacet *f = b->facet[field];
+    if (!f) {
+        f = cm_calloc(1, sizeof *f);
+        if (!f)
+            return CM_NOMEM;
+        b->facet[field] = f;
+    }
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : b->nscenes + 1024;
+        struct sitem *nv = cm_realloc_big(f->v, cap * sizeof *nv);
+        if (!nv)
+            return CM_NOMEM;
+        f->v = nv;
+        f->cap = cap;
+    }
+    f->v[f->n].w = v;
+    f->v[f->n].off = 0;
+    f->v[f->n].val = docid;
+    f->n++;
+    return CM_OK;
+}
+
 /* Adds docid to every key of e.  In batches of KEY_BATCH keys: all their
  * hash slots are prefetched, then the entries the slots point to, then
  * each key is checked and added, so the cache misses of a batch overlap
@@ -638,6 +725,7 @@ static enum cm_status presize(struct idx_bulk *b)
         return st;
     if (n > (uint64_t)1 << 26)
         n = (uint64_t)1 << 26; /* the tables grow past that */
+    b->nscenes = (size_t)n;
     keys = (size_t)n / 4 + 1024;
     b->k = cm_malloc_big(keys * sizeof *b->k);
     if (!b->k)
@@ -703,6 +791,11 @@ void idx_bulk_free(struct idx_bulk *b)
     cm_buf_fini(&b->keys);
     cm_buf_fini(&b->tok.arena);
     cm_free(b->tok.v);
+    for (int f = 0; f < 256; f++) {
+        if (b->facet[f])
+            cm_free(b->facet[f]->v);
+        cm_free(b->facet[f]);
+    }
     for (size_t i = 0; b->spill && i < b->nk; i++)
         idx_bm_free(b->spill[i]);
     cm_free(b->spill);
@@ -739,10 +832,14 @@ enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
         size_t k = 0;
         for (size_t i = 0; i < b->e.nkeys && st == CM_OK; i++) {
             const uint8_t *kb = idx_entries_key(e, i);
-            if (!listed(&b->e.keys[i], kb))
-                b->e.keys[k++] = b->e.keys[i];
-            else
+            uint8_t field;
+            uint64_t fv;
+            if (listed(&b->e.keys[i], kb))
                 st = list_add(&b->tok, kb, b->e.keys[i].len, docid);
+            else if (facet_key(&b->e.keys[i], kb, &field, &fv))
+                st = facet_add(b, field, fv, docid);
+            else
+                b->e.keys[k++] = b->e.keys[i];
         }
         b->e.nkeys = k;
     }
@@ -839,20 +936,52 @@ static int kcmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
     return c ? c : (an > bn) - (an < bn);
 }
 
-/* The docids of the run of equal keys l->v[a..e): in increasing order
- * (the list is in docid order and ssort is stable), without the repeats
- * of a scene that gave the key twice.  OUT *ids: l's item for a run of
- * one, else ids_buf (grown; caller frees). */
-static enum cm_status run_docids(const struct blist *l, size_t a, size_t e,
-                                 uint32_t **ids_buf, size_t *cap,
-                                 const uint32_t **ids, size_t *n)
+/* The keys of one db in the key table, sorted (v[i].val: key index), as
+ * they are written. */
+struct tabwalk {
+    const struct sitem *v;
+    size_t n, i;
+};
+
+/* Writes the table keys of tw from the next one on, up to (without) the
+ * first one not below lim[0..limn) (lim NULL: all). */
+static enum cm_status table_until(struct idx_bulk *b, MDB_cursor *cur,
+                                  struct tabwalk *tw, const uint8_t *lim,
+                                  size_t limn)
+{
+    const uint8_t *arena = (const uint8_t *)b->keys.data;
+    enum cm_status st = CM_OK;
+
+    for (; tw->i < tw->n && st == CM_OK; tw->i++) {
+        size_t i = tw->i;
+        const struct bkey *x = &b->k[tw->v[i].val];
+        const uint32_t *ids = x->cls == NO_ARRAY ? &x->last : b->pool + x->ids;
+        roaring_bitmap_t *bm = b->spill ? b->spill[tw->v[i].val] : NULL;
+        if (lim && kcmp(arena + x->koff + 2, x->klen, lim, limn) >= 0)
+            break;
+        if (i + AHEAD < tw->n) { /* sorted order visits the keys at random */
+            __builtin_prefetch(&b->k[tw->v[i + AHEAD].val]);
+            __builtin_prefetch(arena + tw->v[i + AHEAD].off);
+        }
+        if (bm)
+            b->spill[tw->v[i].val] = NULL;
+        st = put_bitmap(b->t, cur, arena + x->koff + 2, x->klen, ids, x->n, bm);
+    }
+    return st;
+}
+
+/* Writes key's bitmap from the items v[a..e) (one key, in docid order: the
+ * lists are appended in docid order and their sorts are stable), without
+ * the repeats of a scene that gave the key twice.  *ids_buf, *cap:
+ * scratch, grown here (caller frees). */
+static enum cm_status put_run(struct kv_txn *t, MDB_cursor *cur,
+                              const uint8_t *key, size_t klen,
+                              const struct sitem *v, size_t a, size_t e,
+                              uint32_t **ids_buf, size_t *cap)
 {
     size_t k = 0;
-    if (e - a == 1) {
-        *ids = &l->v[a].val;
-        *n = 1;
-        return CM_OK;
-    }
+    if (e - a == 1)
+        return put_bitmap(t, cur, key, klen, &v[a].val, 1, NULL);
     if (e - a > *cap) {
         uint32_t *p = cm_realloc_big(*ids_buf, (e - a) * sizeof *p);
         if (!p)
@@ -861,72 +990,97 @@ static enum cm_status run_docids(const struct blist *l, size_t a, size_t e,
         *cap = e - a;
     }
     for (size_t i = a; i < e; i++)
-        if (k == 0 || (*ids_buf)[k - 1] != l->v[i].val)
-            (*ids_buf)[k++] = l->v[i].val;
-    *ids = *ids_buf;
-    *n = k;
-    return CM_OK;
+        if (k == 0 || (*ids_buf)[k - 1] != v[i].val)
+            (*ids_buf)[k++] = v[i].val;
+    return put_bitmap(t, cur, key, klen, *ids_buf, k, NULL);
 }
 
-/* The keys of db, sorted, then each one's bitmap; for KV_DB_TEXT merged
- * in key order with the token list (no key is in both). */
+/* The token list, sorted, merged with the table's text keys. */
+static enum cm_status write_tokens(struct idx_bulk *b, MDB_cursor *cur,
+                                   struct tabwalk *tw, struct sitem *tmp,
+                                   uint32_t **ids_buf, size_t *cap)
+{
+    const struct blist *l = &b->tok;
+    const uint8_t *la = (const uint8_t *)l->arena.data;
+    enum cm_status st = CM_OK;
+
+    ssort(la, l->v, tmp, l->n, 0);
+    for (size_t j = 0, e; j < l->n && st == CM_OK; j = e) {
+        const uint8_t *lk = la + l->v[j].off + 2;
+        size_t lkn = klen_at(la, l->v[j].off);
+        for (e = j + 1; e < l->n && klen_at(la, l->v[e].off) == lkn &&
+                        memcmp(la + l->v[e].off + 2, lk, lkn) == 0;
+             e++)
+            ;
+        if (e + AHEAD < l->n) /* the arena is in docid order */
+            __builtin_prefetch(la + l->v[e + AHEAD].off);
+        st = table_until(b, cur, tw, lk, lkn);
+        if (st == CM_OK)
+            st = put_run(b->t, cur, lk, lkn, l->v, j, e, ids_buf, cap);
+    }
+    return st;
+}
+
+/* The int facet keys, field by field, each sorted by value, merged with
+ * the table's posting keys. */
+static enum cm_status write_facets(struct idx_bulk *b, MDB_cursor *cur,
+                                   struct tabwalk *tw, struct sitem *tmp,
+                                   uint32_t **ids_buf, size_t *cap)
+{
+    enum cm_status st = CM_OK;
+
+    for (int f = 0; f < 256 && st == CM_OK; f++) {
+        struct bfacet *fc = b->facet[f];
+        if (!fc)
+            continue;
+        lsd_words(fc->v, tmp, fc->n);
+        for (size_t j = 0, e; j < fc->n && st == CM_OK; j = e) {
+            uint8_t k[11] = {IDX_P_INT, (uint8_t)f, 0};
+            size_t kn = 3;
+            for (e = j + 1; e < fc->n && fc->v[e].w == fc->v[j].w; e++)
+                ;
+            if (fc->v[j].w) {
+                k[2] = 1;
+                idx_be64(k + 3, fc->v[j].w);
+                kn = 11;
+            }
+            st = table_until(b, cur, tw, k, kn);
+            if (st == CM_OK)
+                st = put_run(b->t, cur, k, kn, fc->v, j, e, ids_buf, cap);
+        }
+    }
+    return st;
+}
+
+/* The keys of db: the table's, sorted, each with its bitmap, merged in key
+ * order with the token list (text) or the int facets (postings); no key
+ * is in both (listed() and facet_key() look at the key bytes only). */
 static enum cm_status write_postings(struct idx_bulk *b, enum kv_db db,
                                      struct sitem *v, struct sitem *tmp)
 {
     const uint8_t *arena = (const uint8_t *)b->keys.data;
-    const struct blist *l = db == KV_DB_TEXT ? &b->tok : NULL;
-    const uint8_t *la = l ? (const uint8_t *)l->arena.data : NULL;
-    size_t ln = l ? l->n : 0, n = 0, i = 0, j = 0;
+    struct tabwalk tw = {v, 0, 0};
     uint32_t *ids_buf = NULL;
     size_t cap = 0;
     MDB_cursor *cur = NULL;
     enum cm_status st;
 
-    if (ln)
-        ssort(la, l->v, tmp, ln, 0);
     for (size_t x = 0; x < b->nk; x++) {
         if (b->k[x].db != (uint8_t)db)
             continue;
-        v[n].off = b->k[x].koff;
-        v[n].val = (uint32_t)x;
-        v[n].w = word_at(arena, v[n].off, 0);
-        n++;
+        v[tw.n].off = b->k[x].koff;
+        v[tw.n].val = (uint32_t)x;
+        v[tw.n].w = word_at(arena, v[tw.n].off, 0);
+        tw.n++;
     }
-    if (!n && !ln)
-        return CM_OK;
-    ssort(arena, v, tmp, n, 0);
+    ssort(arena, v, tmp, tw.n, 0);
     st = cursor_open(b->t, db, &cur);
-    while (st == CM_OK && (i < n || j < ln)) {
-        const struct bkey *x = i < n ? &b->k[v[i].val] : NULL;
-        const uint8_t *lk = j < ln ? la + l->v[j].off + 2 : NULL;
-        size_t lkn = j < ln ? klen_at(la, l->v[j].off) : 0;
-        if (x && (!lk || kcmp(arena + x->koff + 2, x->klen, lk, lkn) < 0)) {
-            const uint32_t *ids =
-                x->cls == NO_ARRAY ? &x->last : b->pool + x->ids;
-            roaring_bitmap_t *bm = b->spill ? b->spill[v[i].val] : NULL;
-            if (i + AHEAD < n) { /* sorted order visits the keys at random */
-                __builtin_prefetch(&b->k[v[i + AHEAD].val]);
-                __builtin_prefetch(arena + v[i + AHEAD].off);
-            }
-            if (bm)
-                b->spill[v[i].val] = NULL;
-            st = put_bitmap(b->t, cur, arena + x->koff + 2, x->klen, ids, x->n,
-                            bm);
-            i++;
-        } else {
-            size_t e = j + 1, idn;
-            const uint32_t *ids;
-            while (e < ln && klen_at(la, l->v[e].off) == lkn &&
-                   memcmp(la + l->v[e].off + 2, lk, lkn) == 0)
-                e++;
-            if (e + AHEAD < ln) /* the arena is in docid order */
-                __builtin_prefetch(la + l->v[e + AHEAD].off);
-            st = run_docids(l, j, e, &ids_buf, &cap, &ids, &idn);
-            if (st == CM_OK)
-                st = put_bitmap(b->t, cur, lk, lkn, ids, idn, NULL);
-            j = e;
-        }
-    }
+    if (st == CM_OK && db == KV_DB_TEXT)
+        st = write_tokens(b, cur, &tw, tmp, &ids_buf, &cap);
+    if (st == CM_OK && db == KV_DB_POSTINGS)
+        st = write_facets(b, cur, &tw, tmp, &ids_buf, &cap);
+    if (st == CM_OK)
+        st = table_until(b, cur, &tw, NULL, 0);
     mdb_cursor_close(cur);
     cm_free(ids_buf);
     return st;
@@ -993,6 +1147,9 @@ enum cm_status idx_bulk_write(struct idx_bulk *b)
     cm_buf_init(&kb, 1024);
     if (b->tok.n > most)
         most = b->tok.n;
+    for (int f = 0; f < 256; f++)
+        if (b->facet[f] && b->facet[f]->n > most)
+            most = b->facet[f]->n;
     for (int f = 0; f < IDX_SF_COUNT; f++)
         if (b->dict[f].n > most)
             most = b->dict[f].n;
