@@ -130,6 +130,7 @@ static void msd_words(struct sitem *v, struct sitem *tmp, size_t n, int b)
 }
 
 #define SSORT_SMALL 24
+#define SSORT_AHEAD 8 /* prefetch distance of the next words' fetch */
 
 /* Sorts v[0..n) by key bytes (memcmp, then length), all equal before
  * depth.  v[i].w must hold the word at depth.  tmp: n items of scratch. */
@@ -179,8 +180,14 @@ static void ssort(const uint8_t *arena, struct sitem *v, struct sitem *tmp,
                 memcpy(v + a, tmp, (b - a) * sizeof *v);
             }
             if (b - a - ended > 1) {
-                for (size_t i = a + ended; i < b; i++)
+                for (size_t i = a + ended; i < b; i++) {
+                    if (i + SSORT_AHEAD < b) { /* items in random order */
+                        const uint8_t *p = arena + v[i + SSORT_AHEAD].off;
+                        __builtin_prefetch(p);
+                        __builtin_prefetch(p + 2 + depth + 8);
+                    }
                     v[i].w = word_at(arena, v[i].off, depth + 8);
+                }
                 ssort(arena, v + a + ended, tmp, b - a - ended, depth + 8);
             }
         }

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "common/cm_buf.h"
 #include "common/cm_status.h"
@@ -137,15 +138,46 @@ enum cm_status idx_binkey(const char *s, size_t n, size_t max,
                           struct cm_buf *out) CM_WUR;
 
 /* u64 encodings where 0 means NULL and larger sorts later. */
-uint64_t idx_enc_i64(int64_t v);   /* v + 2^63 + ... never 0 */
+static inline uint64_t idx_enc_i64(int64_t v) /* v + 2^63, never 0 */
+{
+    uint64_t e = (uint64_t)v ^ ((uint64_t)1 << 63);
+    return e ? e : 1; /* INT64_MIN shares 1 with INT64_MIN+1: never used */
+}
 uint64_t idx_enc_double(double v); /* finite v; -0.0 == 0.0 */
 double idx_dec_double(uint64_t e);
 int64_t idx_dec_i64(uint64_t e);
 
-void idx_be64(uint8_t *p, uint64_t v);
-uint64_t idx_rd_be64(const uint8_t *p);
-void idx_be32(uint8_t *p, uint32_t v);
-uint32_t idx_rd_be32(const uint8_t *p);
+/* Big-endian loads and stores: one (byte-swapped) word access; inline,
+ * the bulk build and the key sorts call them per key. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define IDX_BE64(v) __builtin_bswap64(v)
+#define IDX_BE32(v) __builtin_bswap32(v)
+#else
+#define IDX_BE64(v) (v)
+#define IDX_BE32(v) (v)
+#endif
+static inline void idx_be64(uint8_t *p, uint64_t v)
+{
+    v = IDX_BE64(v);
+    memcpy(p, &v, 8);
+}
+static inline uint64_t idx_rd_be64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return IDX_BE64(v);
+}
+static inline void idx_be32(uint8_t *p, uint32_t v)
+{
+    v = IDX_BE32(v);
+    memcpy(p, &v, 4);
+}
+static inline uint32_t idx_rd_be32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return IDX_BE32(v);
+}
 /* Little-endian writers (roaring's portable format). */
 void idx_le16(uint8_t *p, uint32_t v); /* the low 16 bits of v */
 void idx_le32(uint8_t *p, uint32_t v);
