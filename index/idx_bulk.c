@@ -254,7 +254,7 @@ struct khead {
 
 /* Items (key bytes, docid) appended in docid order and sorted once when
  * written: the values of one dictionary-valued sort field, or the text
- * tokens that are nearly always distinct (see listed()). */
+ * tokens that are nearly always distinct (idx_token_listed()). */
 struct blist {
     struct cm_buf arena; /* u16 length ‖ key bytes, per item */
     struct sitem *v;
@@ -295,7 +295,7 @@ struct idx_bulk {
     uint32_t *pool; /* docid arrays */
     size_t npool, cappool;
     uint32_t freel[POOL_CLASSES]; /* free array of each class: offset + 1 */
-    struct blist tok;             /* text tokens of the listed() classes */
+    struct blist tok;             /* the idx_token_listed() tokens */
     struct bfacet *facet[256];    /* [field byte]: its int facet items */
     size_t nscenes;               /* the store's scene count (presize) */
     /* sort fields */
@@ -548,38 +548,8 @@ static enum cm_status key_get(struct idx_bulk *b, uint64_t h, uint8_t db,
     return CM_OK;
 }
 
-/* Whether key k of x goes to the token list instead of the key table:
- * fingerprint tokens and tokens that start with a digit (ids, dates, file
- * numbers), which are mostly distinct per scene (at 1M scenes of the fake
- * library 3.3M of 3.33M text keys, each with one docid).  In the table each
- * one costs a cache-missing probe and an entry, and spreads the table the
- * other keys' probes walk; in the list it is an append, and one sort at
- * write time.  A pure function of the key's bytes, so no key is in both. */
 static enum cm_status list_add(struct blist *d, const void *k, size_t n,
                                uint32_t docid);
-
-static inline bool listed(const struct idx_key *x, const uint8_t *k)
-{
-    return x->db == KV_DB_TEXT &&
-           (k[0] == IDX_T_FP || (k[0] >= '0' && k[0] <= '9'));
-}
-
-/* Whether k[0..n) is an int facet key; OUT *field, *v (0: null). */
-static inline bool facet_key(const struct idx_key *x, const uint8_t *k,
-                             uint8_t *field, uint64_t *v)
-{
-    if (x->db != KV_DB_POSTINGS || k[0] != IDX_P_INT)
-        return false;
-    *field = k[1];
-    if (x->len == 3 && k[2] == 0) {
-        *v = 0;
-        return true;
-    }
-    if (x->len != 11 || k[2] != 1)
-        return false;
-    *v = idx_rd_be64(k + 3);
-    return *v != 0; /* (never: idx_enc_i64 gives no 0) */
-}
 
 static enum cm_status facet_add(struct idx_bulk *b, uint8_t field, uint64_t v,
                                 uint32_t docid)
@@ -776,6 +746,7 @@ enum cm_status idx_bulk_new(struct kv_txn *t, struct idx_bulk **out)
     b->t = t;
     idx_ecache_init(&b->ec, t);
     idx_entries_init(&b->e);
+    b->e.split = true;
     cm_buf_init_big(&b->keys, UINT32_MAX);
     cm_buf_init_big(&b->tok.arena, UINT32_MAX);
     for (int f = 0; f < IDX_SF_COUNT; f++)
@@ -835,21 +806,11 @@ enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
     /* key_head reads KEY_INLINE bytes at each key: keep them in bounds */
     if (st == CM_OK)
         st = cm_buf_reserve(&b->e.arena, KEY_INLINE);
-    if (st == CM_OK) { /* the listed keys out, the others kept in order */
-        size_t k = 0;
-        for (size_t i = 0; i < b->e.nkeys && st == CM_OK; i++) {
-            const uint8_t *kb = idx_entries_key(e, i);
-            uint8_t field;
-            uint64_t fv;
-            if (listed(&b->e.keys[i], kb))
-                st = list_add(&b->tok, kb, b->e.keys[i].len, docid);
-            else if (facet_key(&b->e.keys[i], kb, &field, &fv))
-                st = facet_add(b, field, fv, docid);
-            else
-                b->e.keys[k++] = b->e.keys[i];
-        }
-        b->e.nkeys = k;
-    }
+    for (size_t i = 0; i < e->nfac && st == CM_OK; i++)
+        st = facet_add(b, e->fac[i].field, e->fac[i].v, docid);
+    for (size_t i = 0; i < e->nlkeys && st == CM_OK; i++)
+        st = list_add(&b->tok, e->arena.data + e->lkeys[i].off, e->lkeys[i].len,
+                      docid);
     if (st == CM_OK)
         st = keys_add(b, e, docid);
     if (st == CM_OK)
@@ -1061,7 +1022,8 @@ static enum cm_status write_facets(struct idx_bulk *b, MDB_cursor *cur,
 
 /* The keys of db: the table's, sorted, each with its bitmap, merged in key
  * order with the token list (text) or the int facets (postings); no key
- * is in both (listed() and facet_key() look at the key bytes only). */
+ * is in both: derive routes by the key bytes (idx_token_listed(), every
+ * IDX_P_INT key is a facet), and MDB_APPEND refuses a key twice. */
 static enum cm_status write_postings(struct idx_bulk *b, enum kv_db db,
                                      struct sitem *v, struct sitem *tmp)
 {

@@ -276,6 +276,14 @@ struct idx_key {
     uint8_t db;        /* KV_DB_POSTINGS or KV_DB_TEXT */
 };
 
+/* An int facet key given as its parts (split entries): IDX_P_INT ‖ field
+ * ‖ 0x00 when v is 0, else ‖ 0x01 ‖ BE8(v). */
+struct idx_facet {
+    uint64_t v; /* idx_enc_i64 of the value (never 0), 0 = null */
+    uint8_t field;
+};
+#define IDX_MAX_FACETS 32
+
 /* Everything a scene contributes to the indexes. */
 struct idx_entries {
     struct cm_buf arena;
@@ -284,6 +292,15 @@ struct idx_entries {
     uint64_t num[IDX_SF_COUNT];  /* IDX_SK_NUM fields (0 = NULL) */
     uint32_t doff[IDX_SF_COUNT]; /* IDX_SK_DICT fields: key bytes */
     uint32_t dlen[IDX_SF_COUNT]; /* 0 = NULL (no dictionary entry) */
+    /* Split entries (the bulk build sets split): the int facet keys are
+     * not in keys but in fac[], and the text tokens idx_token_listed()
+     * selects are in lkeys (bytes in arena), so the builder takes each
+     * kind to its own structure without looking at every key. */
+    bool split;
+    struct idx_facet fac[IDX_MAX_FACETS];
+    size_t nfac;
+    struct idx_key *lkeys;
+    size_t nlkeys, caplkeys;
 };
 
 void idx_entries_init(struct idx_entries *e);
@@ -302,7 +319,9 @@ enum cm_status idx_derive(struct idx_ecache *c, const struct kv_scene *sc,
                           struct idx_entries *e) CM_WUR;
 /* idx_derive without the sort: keys in derivation order, and a key may
  * appear more than once (the bulk build, which takes scenes in increasing
- * docid order, skips a docid already last in a key's list instead). */
+ * docid order, skips a docid already last in a key's list instead).  When
+ * e->split is set (the bulk build), the int facets go to e->fac and the
+ * listed tokens to e->lkeys instead of e->keys (see struct idx_entries). */
 enum cm_status idx_derive_unsorted(struct idx_ecache *c,
                                    const struct kv_scene *sc,
                                    struct idx_entries *e) CM_WUR;
@@ -509,6 +528,15 @@ uint64_t idx_plan_count(enum idx_plan p);
  * Stash's join row a hit came from. */
 #define IDX_T_FP     0x01
 #define IDX_T_MARKER 0x02
+
+/* Whether a text token (its first byte) is of the classes the bulk build
+ * lists instead of hashing: fingerprints (IDX_T_FP) and tokens starting
+ * with a digit (ids, dates, file numbers), nearly all distinct per scene
+ * (docs/INDEX.md "Rebuild"). */
+static inline bool idx_token_listed(uint8_t first)
+{
+    return first == IDX_T_FP || (first >= '0' && first <= '9');
+}
 enum idx_tclass {
     IDX_TC_MAIN,   /* title, details, code, names, file paths */
     IDX_TC_FP,     /* oshash, md5, phash as signed decimal */
