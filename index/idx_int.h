@@ -417,6 +417,33 @@ struct idx_tokit {
     size_t off; /* next window of a long run */
     size_t end; /* end of that run (off == end: none pending) */
 };
+/* 8 bytes at a time (idx_tok_next): x holds s[i..i+8) with s[i] in the
+ * low byte.  Returns 0x80 in each byte that is a token byte (>= 0x80 or
+ * ASCII alnum); OUT *lower: x with its ASCII letters lower-cased.  No
+ * byte's arithmetic carries into the next (each sum stays below 0x100). */
+static inline uint64_t idx_tok_mask8(uint64_t x, uint64_t *lower)
+{
+    const uint64_t h = 0x8080808080808080ULL, l = 0x0101010101010101ULL;
+    uint64_t t = x & ~h;         /* each byte's low 7 bits */
+    uint64_t a = t | (0x20 * l); /* letters folded to lower case */
+    uint64_t digit = (t + (0x80 - '0') * l) & ~(t + (0x7F - '9') * l) & h;
+    uint64_t alpha = (a + (0x80 - 'a') * l) & ~(a + (0x7F - 'z') * l) & h;
+    uint64_t high = x & h;
+    *lower = x | ((alpha & ~high) >> 2);
+    return high | digit | alpha;
+}
+
+/* s[i..i+8) as a little-endian word. */
+static inline uint64_t idx_tok_load8(const unsigned char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    x = __builtin_bswap64(x);
+#endif
+    return x;
+}
+
 static inline bool idx_tok_next(struct idx_tokit *it, unsigned char *dst,
                                 size_t *n)
 {
@@ -424,6 +451,7 @@ static inline bool idx_tok_next(struct idx_tokit *it, unsigned char *dst,
     const unsigned char *s = it->s;
     size_t len = it->len, i = it->i, k = 0, e;
     unsigned char c = 0;
+    uint64_t m, lw;
     if (it->off < it->end) { /* the next window of a long run */
         e = it->end - it->off > IDX_TOK_MAX ? it->off + IDX_TOK_MAX : it->end;
         for (size_t j = it->off; j < e; j++)
@@ -432,16 +460,37 @@ static inline bool idx_tok_next(struct idx_tokit *it, unsigned char *dst,
         it->off = e == it->end ? it->end : it->off + IDX_TOK_STEP;
         return true;
     }
+    /* Skip to the run's first byte, then copy it, 8 bytes at a time while
+     * 8 are left (never reading past s[len - 1] nor writing past
+     * dst[IDX_TOK_MAX - 1]), the rest a byte at a time. */
+    for (; i + 8 <= len; i += 8)
+        if ((m = idx_tok_mask8(idx_tok_load8(s + i), &lw)) != 0) {
+            i += (size_t)__builtin_ctzll(m) / 8;
+            goto run;
+        }
     while (i < len && !idx_tok_lower[s[i]])
         i++;
     if (i >= len) {
         it->i = i;
         return false;
     }
+run:
     e = i;
     k = len - i > IDX_TOK_MAX ? i + IDX_TOK_MAX : len; /* window's limit */
+    for (; i + 8 <= k; i += 8) {
+        m = idx_tok_mask8(idx_tok_load8(s + i), &lw);
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+        lw = __builtin_bswap64(lw);
+#endif
+        memcpy(dst + (i - e), &lw, 8);
+        if (m != 0x8080808080808080ULL) {
+            i += (size_t)__builtin_ctzll(~m & 0x8080808080808080ULL) / 8;
+            goto copied;
+        }
+    }
     while (i < k && (c = idx_tok_lower[s[i]]) != 0)
         dst[i++ - e] = c;
+copied:
     k = i - e;
     *n = k;
     if (k == IDX_TOK_MAX && i < len && idx_tok_lower[s[i]]) {
