@@ -261,15 +261,19 @@ struct blist {
     size_t n, cap;
 };
 
-/* The int facet keys of one field (IDX_P_INT ‖ field ‖ 0x00, or ‖ 0x01 ‖
- * BE8 value): one item {w: the value, 0 for the null key; val: docid}
- * per key occurrence, in docid order, sorted by value when written.  A
- * field has few distinct values (2 to ~24k at 1M scenes) but every scene
- * has one, so these were a fifth of the key table's probes, and the
- * fields with thousands of values (date, durations) its cache misses. */
+/* The int facet keys (IDX_P_INT ‖ field ‖ 0x00, or ‖ 0x01 ‖ BE8 value):
+ * derive gives every scene the same fields, each once (e->fac), so each
+ * field is a dense column of values by scene ordinal (the ordinal's docid
+ * in fac_doc), sorted by value when written.  A field has few distinct
+ * values (2 to ~24k at 1M scenes) but every scene has one: in the key
+ * table they were a fifth of the probes, and the fields with thousands of
+ * values (date, durations) most of its cache misses.  A value is kept in
+ * 4 bytes (v32: 0 for null, else the integer + 1) unless one does not fit
+ * (v64: idx_enc_i64 value, 0 for null). */
 struct bfacet {
-    struct sitem *v; /* off unused */
-    size_t n, cap;
+    uint32_t *v32;
+    uint64_t *v64; /* instead of v32 once a value did not fit */
+    uint8_t field;
 };
 
 /* Docid arrays: classes of 4 << cls docids up to SPILL_CLS (4096); a
@@ -296,8 +300,11 @@ struct idx_bulk {
     size_t npool, cappool;
     uint32_t freel[POOL_CLASSES]; /* free array of each class: offset + 1 */
     struct blist tok;             /* the idx_token_listed() tokens */
-    struct bfacet *facet[256];    /* [field byte]: its int facet items */
-    size_t nscenes;               /* the store's scene count (presize) */
+    struct bfacet fac[IDX_MAX_FACETS]; /* in the first scene's order */
+    size_t nfac;
+    uint32_t *fac_doc; /* [scene ordinal]: docid */
+    size_t nord, capord;
+    size_t nscenes; /* the store's scene count (presize) */
     /* sort fields */
     struct blist dict[IDX_SF_COUNT];
     uint64_t **chunks; /* [chunk]: IDX_SF_COUNT * IDX_CHUNK values, NULL
@@ -551,28 +558,89 @@ static enum cm_status key_get(struct idx_bulk *b, uint64_t h, uint8_t db,
 static enum cm_status list_add(struct blist *d, const void *k, size_t n,
                                uint32_t docid);
 
-static enum cm_status facet_add(struct idx_bulk *b, uint8_t field, uint64_t v,
-                                uint32_t docid)
+/* The 4-byte form of idx_enc_i64 value v (0: null), or UINT32_MAX when
+ * it does not fit. */
+static uint32_t fac_narrow(uint64_t v)
 {
-    struct bfacet *f = b->facet[field];
-    if (!f) {
-        f = cm_calloc(1, sizeof *f);
-        if (!f)
+    uint64_t u = v ^ ((uint64_t)1 << 63); /* the integer, two's complement */
+    if (!v)
+        return 0;
+    return u < UINT32_MAX - 1 ? (uint32_t)u + 1 : UINT32_MAX;
+}
+
+static uint64_t fac_wide(uint32_t s)
+{
+    return s ? ((uint64_t)(s - 1) ^ ((uint64_t)1 << 63)) : 0;
+}
+
+/* Makes room for one more scene ordinal in fac_doc and every column. */
+static enum cm_status facets_room(struct idx_bulk *b)
+{
+    size_t cap = b->capord ? b->capord * 2 : b->nscenes + 1024;
+    uint32_t *d;
+
+    if (b->nord < b->capord)
+        return CM_OK;
+    d = cm_realloc_big(b->fac_doc, cap * sizeof *d);
+    if (!d)
+        return CM_NOMEM;
+    b->fac_doc = d;
+    for (size_t i = 0; i < b->nfac; i++) {
+        struct bfacet *f = &b->fac[i];
+        void *p = f->v64 ? cm_realloc_big(f->v64, cap * 8)
+                         : cm_realloc_big(f->v32, cap * 4);
+        if (!p)
             return CM_NOMEM;
-        b->facet[field] = f;
+        if (f->v64)
+            f->v64 = p;
+        else
+            f->v32 = p;
     }
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : b->nscenes + 1024;
-        struct sitem *nv = cm_realloc_big(f->v, cap * sizeof *nv);
-        if (!nv)
-            return CM_NOMEM;
-        f->v = nv;
-        f->cap = cap;
+    b->capord = cap;
+    return CM_OK;
+}
+
+/* Stores the scene's int facets (e->fac) at the next ordinal.  The first
+ * scene defines the fields; every scene must give the same ones in the
+ * same order (derive_facets does): CM_INTERNAL otherwise. */
+static enum cm_status facets_add(struct idx_bulk *b,
+                                 const struct idx_entries *e, uint32_t docid)
+{
+    size_t o = b->nord;
+    enum cm_status st;
+
+    if (o == 0 && b->nfac == 0) {
+        for (size_t i = 0; i < e->nfac; i++)
+            b->fac[i].field = e->fac[i].field;
+        b->nfac = e->nfac;
     }
-    f->v[f->n].w = v;
-    f->v[f->n].off = 0;
-    f->v[f->n].val = docid;
-    f->n++;
+    if (e->nfac != b->nfac)
+        return CM_INTERNAL;
+    st = facets_room(b);
+    if (st != CM_OK)
+        return st;
+    for (size_t i = 0; i < e->nfac; i++) {
+        struct bfacet *f = &b->fac[i];
+        uint32_t s32 = fac_narrow(e->fac[i].v);
+        if (e->fac[i].field != f->field)
+            return CM_INTERNAL;
+        if (s32 == UINT32_MAX && !f->v64) { /* widen the column */
+            uint64_t *w = cm_malloc_big(b->capord * 8);
+            if (!w)
+                return CM_NOMEM;
+            for (size_t j = 0; j < o; j++)
+                w[j] = fac_wide(f->v32[j]);
+            cm_free(f->v32);
+            f->v32 = NULL;
+            f->v64 = w;
+        }
+        if (f->v64)
+            f->v64[o] = e->fac[i].v;
+        else
+            f->v32[o] = s32;
+    }
+    b->fac_doc[o] = docid;
+    b->nord++;
     return CM_OK;
 }
 
@@ -769,11 +837,11 @@ void idx_bulk_free(struct idx_bulk *b)
     cm_buf_fini(&b->keys);
     cm_buf_fini(&b->tok.arena);
     cm_free(b->tok.v);
-    for (int f = 0; f < 256; f++) {
-        if (b->facet[f])
-            cm_free(b->facet[f]->v);
-        cm_free(b->facet[f]);
+    for (size_t i = 0; i < b->nfac; i++) {
+        cm_free(b->fac[i].v32);
+        cm_free(b->fac[i].v64);
     }
+    cm_free(b->fac_doc);
     for (size_t i = 0; b->spill && i < b->nk; i++)
         idx_bm_free(b->spill[i]);
     cm_free(b->spill);
@@ -806,8 +874,8 @@ enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
     /* key_head reads KEY_INLINE bytes at each key: keep them in bounds */
     if (st == CM_OK)
         st = cm_buf_reserve(&b->e.arena, KEY_INLINE);
-    for (size_t i = 0; i < e->nfac && st == CM_OK; i++)
-        st = facet_add(b, e->fac[i].field, e->fac[i].v, docid);
+    if (st == CM_OK)
+        st = facets_add(b, e, docid);
     for (size_t i = 0; i < e->nlkeys && st == CM_OK; i++)
         st = list_add(&b->tok, e->arena.data + e->lkeys[i].off, e->lkeys[i].len,
                       docid);
@@ -989,34 +1057,137 @@ static enum cm_status write_tokens(struct idx_bulk *b, MDB_cursor *cur,
     return st;
 }
 
-/* The int facet keys, field by field, each sorted by value, merged with
- * the table's posting keys. */
-static enum cm_status write_facets(struct idx_bulk *b, MDB_cursor *cur,
-                                   struct tabwalk *tw, struct sitem *tmp,
-                                   uint32_t **ids_buf, size_t *cap)
+/* Writes the key of int facet field f and value v (idx_enc_i64 value, 0
+ * for null) with the docids ids[0..n), after the table keys below it. */
+static enum cm_status put_facet(struct idx_bulk *b, MDB_cursor *cur,
+                                struct tabwalk *tw, uint8_t f, uint64_t v,
+                                const uint32_t *ids, size_t n)
+{
+    uint8_t k[11] = {IDX_P_INT, f, 0};
+    size_t kn = 3;
+    enum cm_status st;
+
+    if (v) {
+        k[2] = 1;
+        idx_be64(k + 3, v);
+        kn = 11;
+    }
+    st = table_until(b, cur, tw, k, kn);
+    return st == CM_OK ? put_bitmap(b->t, cur, k, kn, ids, n, NULL) : st;
+}
+
+/* Column fc by counting sort: the null key's docids, then each value's,
+ * in ordinal (so docid) order.  *out: nord docids of scratch; *cnt:
+ * counts of range + 1 slots (grown here, caller frees). */
+static enum cm_status facet_count(struct idx_bulk *b, MDB_cursor *cur,
+                                  struct tabwalk *tw, const struct bfacet *fc,
+                                  uint32_t lo, size_t range, uint32_t *out,
+                                  uint32_t **cnt, size_t *capcnt)
+{
+    const uint32_t *v = fc->v32;
+    uint32_t at = 0;
+    enum cm_status st = CM_OK;
+
+    if (range + 1 > *capcnt) {
+        uint32_t *c = cm_realloc_big(*cnt, (range + 1) * sizeof *c);
+        if (!c)
+            return CM_NOMEM;
+        *cnt = c;
+        *capcnt = range + 1;
+    }
+    memset(*cnt, 0, (range + 1) * sizeof **cnt);
+    for (size_t o = 0; o < b->nord; o++) /* slot 0: null */
+        (*cnt)[v[o] ? v[o] - lo + 1 : 0]++;
+    for (size_t d = 0; d <= range; d++) {
+        uint32_t c = (*cnt)[d];
+        (*cnt)[d] = at;
+        at += c;
+    }
+    for (size_t o = 0; o < b->nord; o++)
+        out[(*cnt)[v[o] ? v[o] - lo + 1 : 0]++] = b->fac_doc[o];
+    /* now (*cnt)[d] is the end of slot d */
+    for (size_t d = 0, a = 0; d <= range && st == CM_OK; a = (*cnt)[d++]) {
+        if ((*cnt)[d] == a)
+            continue;
+        st = put_facet(b, cur, tw, fc->field,
+                       d ? fac_wide(lo + (uint32_t)d - 1) : 0, out + a,
+                       (*cnt)[d] - a);
+    }
+    return st;
+}
+
+/* Column fc by LSD radix sort of (value, docid) items (a wide column, or
+ * values spread too far for counting): v, tmp: nord items each. */
+static enum cm_status facet_sort(struct idx_bulk *b, MDB_cursor *cur,
+                                 struct tabwalk *tw, const struct bfacet *fc,
+                                 struct sitem *v, struct sitem *tmp,
+                                 uint32_t *out)
 {
     enum cm_status st = CM_OK;
 
+    for (size_t o = 0; o < b->nord; o++) {
+        v[o].w = fc->v64 ? fc->v64[o] : fac_wide(fc->v32[o]);
+        v[o].off = 0;
+        v[o].val = b->fac_doc[o];
+    }
+    lsd_words(v, tmp, b->nord);
+    for (size_t j = 0, e; j < b->nord && st == CM_OK; j = e) {
+        size_t n = 0;
+        for (e = j; e < b->nord && v[e].w == v[j].w; e++)
+            out[n++] = v[e].val;
+        st = put_facet(b, cur, tw, fc->field, v[j].w, out, n);
+    }
+    return st;
+}
+
+/* Most distinct values a column is counting-sorted over (4 bytes each). */
+#define FAC_COUNT_MAX ((size_t)1 << 22)
+
+/* The int facet keys, field by field in key order, merged with the
+ * table's posting keys.  tmp: at least nord items of scratch. */
+static enum cm_status write_facets(struct idx_bulk *b, MDB_cursor *cur,
+                                   struct tabwalk *tw, struct sitem *tmp)
+{
+    uint32_t *out = NULL, *cnt = NULL;
+    struct sitem *v = NULL;
+    size_t capcnt = 0;
+    enum cm_status st = CM_OK;
+
+    if (!b->nord)
+        return CM_OK;
+    out = cm_malloc_big(b->nord * sizeof *out);
+    if (!out)
+        return CM_NOMEM;
     for (int f = 0; f < 256 && st == CM_OK; f++) {
-        struct bfacet *fc = b->facet[f];
+        const struct bfacet *fc = NULL;
+        uint32_t lo = UINT32_MAX, hi = 0;
+        for (size_t i = 0; i < b->nfac; i++)
+            if (b->fac[i].field == f)
+                fc = &b->fac[i];
         if (!fc)
             continue;
-        lsd_words(fc->v, tmp, fc->n);
-        for (size_t j = 0, e; j < fc->n && st == CM_OK; j = e) {
-            uint8_t k[11] = {IDX_P_INT, (uint8_t)f, 0};
-            size_t kn = 3;
-            for (e = j + 1; e < fc->n && fc->v[e].w == fc->v[j].w; e++)
-                ;
-            if (fc->v[j].w) {
-                k[2] = 1;
-                idx_be64(k + 3, fc->v[j].w);
-                kn = 11;
-            }
-            st = table_until(b, cur, tw, k, kn);
-            if (st == CM_OK)
-                st = put_run(b->t, cur, k, kn, fc->v, j, e, ids_buf, cap);
+        for (size_t o = 0; !fc->v64 && o < b->nord; o++) {
+            uint32_t x = fc->v32[o];
+            if (x && x < lo)
+                lo = x;
+            if (x > hi)
+                hi = x;
         }
+        if (!fc->v64 && (lo > hi || (size_t)(hi - lo) < FAC_COUNT_MAX)) {
+            st = facet_count(b, cur, tw, fc, lo > hi ? 1 : lo,
+                             lo > hi ? 0 : (size_t)(hi - lo) + 1, out, &cnt,
+                             &capcnt);
+            continue;
+        }
+        if (!v && !(v = cm_malloc_big(b->nord * sizeof *v))) {
+            st = CM_NOMEM;
+            break;
+        }
+        st = facet_sort(b, cur, tw, fc, v, tmp, out);
     }
+    cm_free(out);
+    cm_free(cnt);
+    cm_free(v);
     return st;
 }
 
@@ -1047,7 +1218,7 @@ static enum cm_status write_postings(struct idx_bulk *b, enum kv_db db,
     if (st == CM_OK && db == KV_DB_TEXT)
         st = write_tokens(b, cur, &tw, tmp, &ids_buf, &cap);
     if (st == CM_OK && db == KV_DB_POSTINGS)
-        st = write_facets(b, cur, &tw, tmp, &ids_buf, &cap);
+        st = write_facets(b, cur, &tw, tmp);
     if (st == CM_OK)
         st = table_until(b, cur, &tw, NULL, 0);
     mdb_cursor_close(cur);
@@ -1116,9 +1287,8 @@ enum cm_status idx_bulk_write(struct idx_bulk *b)
     cm_buf_init(&kb, 1024);
     if (b->tok.n > most)
         most = b->tok.n;
-    for (int f = 0; f < 256; f++)
-        if (b->facet[f] && b->facet[f]->n > most)
-            most = b->facet[f]->n;
+    if (b->nfac && b->nord > most)
+        most = b->nord;
     for (int f = 0; f < IDX_SF_COUNT; f++)
         if (b->dict[f].n > most)
             most = b->dict[f].n;
