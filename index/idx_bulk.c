@@ -307,9 +307,10 @@ struct idx_bulk {
     size_t nscenes; /* the store's scene count (presize) */
     /* sort fields */
     struct blist dict[IDX_SF_COUNT];
-    uint64_t **chunks; /* [chunk]: IDX_SF_COUNT * IDX_CHUNK values, NULL
-                          when no docid of the chunk was added */
-    size_t nchunks;
+    uint64_t *cols[IDX_SF_COUNT]; /* [field][docid]: its column, capdocs
+                                     values (a multiple of IDX_CHUNK) */
+    uint8_t *present; /* [docid / IDX_CHUNK]: a docid of the chunk was added */
+    size_t capdocs;
     uint32_t lastdoc;
     bool any;
 };
@@ -729,32 +730,45 @@ static enum cm_status list_add(struct blist *d, const void *k, size_t n,
     return CM_OK;
 }
 
-static uint64_t *chunk_of(struct idx_bulk *b, uint32_t docid)
+/* Grows the columns to hold cap docids (new values 0).  A column per
+ * field, field-major and on huge pages, so the dictionary fields' cells,
+ * filled in key order (docids at random), are written with a TLB miss per
+ * 2 MiB, not per chunk of 26 fields' 4 KiB pages. */
+static enum cm_status cols_grow(struct idx_bulk *b, size_t cap)
 {
-    return b->chunks[docid / IDX_CHUNK];
+    uint8_t *pr;
+
+    cap = (cap + IDX_CHUNK - 1) / IDX_CHUNK * IDX_CHUNK;
+    if (cap <= b->capdocs)
+        return CM_OK;
+    for (int f = 0; f < IDX_SF_COUNT; f++) {
+        uint64_t *c = b->capdocs ? cm_realloc_big(b->cols[f], cap * 8)
+                                 : cm_calloc_big(cap, 8);
+        if (!c)
+            return CM_NOMEM;
+        if (b->capdocs)
+            memset(c + b->capdocs, 0, (cap - b->capdocs) * 8);
+        b->cols[f] = c;
+    }
+    pr = cm_realloc(b->present, cap / IDX_CHUNK);
+    if (!pr)
+        return CM_NOMEM;
+    memset(pr + b->capdocs / IDX_CHUNK, 0, (cap - b->capdocs) / IDX_CHUNK);
+    b->present = pr;
+    b->capdocs = cap;
+    return CM_OK;
 }
 
-static enum cm_status chunk_need(struct idx_bulk *b, uint32_t docid)
+/* Makes the columns hold docid and marks its chunk. */
+static enum cm_status cols_need(struct idx_bulk *b, uint32_t docid)
 {
-    size_t c = docid / IDX_CHUNK;
-    if (c >= b->nchunks) {
-        size_t n = b->nchunks ? b->nchunks : 64;
-        uint64_t **v;
-        while (n <= c)
-            n *= 2;
-        v = cm_realloc(b->chunks, n * sizeof *v);
-        if (!v)
-            return CM_NOMEM;
-        memset(v + b->nchunks, 0, (n - b->nchunks) * sizeof *v);
-        b->chunks = v;
-        b->nchunks = n;
-    }
-    if (!b->chunks[c]) {
-        b->chunks[c] = cm_calloc((size_t)IDX_SF_COUNT * IDX_CHUNK, 8);
-        if (!b->chunks[c])
-            return CM_NOMEM;
-    }
-    return CM_OK;
+    enum cm_status st = CM_OK;
+    if (docid >= b->capdocs)
+        st = cols_grow(b, docid >= UINT32_MAX / 2 ? (size_t)docid + 1
+                                                  : (size_t)docid * 2 + 1);
+    if (st == CM_OK)
+        b->present[docid / IDX_CHUNK] = 1;
+    return st;
 }
 
 /* Sizes the tables for the store's scene count, so they do not grow (a
@@ -776,6 +790,9 @@ static enum cm_status presize(struct idx_bulk *b)
     if (n > (uint64_t)1 << 26)
         n = (uint64_t)1 << 26; /* the tables grow past that */
     b->nscenes = (size_t)n;
+    st = cols_grow(b, (size_t)n + IDX_CHUNK); /* docids ~ the scene count */
+    if (st != CM_OK)
+        return st;
     keys = (size_t)n / 4 + 1024;
     b->k = cm_malloc_big(keys * sizeof *b->k);
     if (!b->k)
@@ -857,9 +874,9 @@ void idx_bulk_free(struct idx_bulk *b)
         cm_buf_fini(&b->dict[f].arena);
         cm_free(b->dict[f].v);
     }
-    for (size_t c = 0; c < b->nchunks; c++)
-        cm_free(b->chunks[c]);
-    cm_free(b->chunks);
+    for (int f = 0; f < IDX_SF_COUNT; f++)
+        cm_free(b->cols[f]);
+    cm_free(b->present);
     cm_free(b);
 }
 
@@ -867,7 +884,6 @@ enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
                             const struct kv_scene *sc)
 {
     const struct idx_entries *e;
-    uint64_t *col;
     enum cm_status st;
 
     if (!b || !sc)
@@ -888,13 +904,12 @@ enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
     if (st == CM_OK)
         st = keys_add(b, e, docid);
     if (st == CM_OK)
-        st = chunk_need(b, docid);
+        st = cols_need(b, docid);
     if (st != CM_OK)
         return st;
-    col = chunk_of(b, docid);
     for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++) {
         if (idx_sfield_kind((enum idx_sort_field)f) == IDX_SK_NUM)
-            col[(size_t)f * IDX_CHUNK + docid % IDX_CHUNK] = e->num[f];
+            b->cols[f][docid] = e->num[f];
         else if (e->dlen[f])
             st = list_add(&b->dict[f], e->arena.data + e->doff[f], e->dlen[f],
                           docid);
@@ -1270,13 +1285,10 @@ static enum cm_status write_dict(struct idx_bulk *b, enum idx_sort_field f,
         for (; a < e; a++) {
             uint32_t docid = d->v[a].val;
             if (a + AHEAD < d->n) { /* keys and cells in random order */
-                uint32_t ahead = d->v[a + AHEAD].val;
                 __builtin_prefetch(arena + d->v[a + AHEAD].off);
-                __builtin_prefetch(chunk_of(b, ahead) + (size_t)f * IDX_CHUNK +
-                                       ahead % IDX_CHUNK,
-                                   1);
+                __builtin_prefetch(&b->cols[f][d->v[a + AHEAD].val], 1);
             }
-            chunk_of(b, docid)[(size_t)f * IDX_CHUNK + docid % IDX_CHUNK] = pos;
+            b->cols[f][docid] = pos;
         }
     }
     return st;
@@ -1319,14 +1331,13 @@ enum cm_status idx_bulk_write(struct idx_bulk *b)
     if (st == CM_OK)
         st = cursor_open(b->t, KV_DB_COLUMNS, &cur);
     for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++) {
-        for (size_t c = 0; c < b->nchunks && st == CM_OK; c++) {
+        for (size_t c = 0; c < b->capdocs / IDX_CHUNK && st == CM_OK; c++) {
             uint8_t k[6];
-            if (!b->chunks[c])
+            if (!b->present[c])
                 continue;
             idx_col_key(k, (enum idx_sort_field)f, (uint32_t)c);
-            st =
-                append_put(b->t, cur, k, sizeof k,
-                           b->chunks[c] + (size_t)f * IDX_CHUNK, IDX_CHUNK * 8);
+            st = append_put(b->t, cur, k, sizeof k, b->cols[f] + c * IDX_CHUNK,
+                            IDX_CHUNK * 8);
         }
     }
 out:
