@@ -88,10 +88,13 @@ static int scmp(const uint8_t *arena, const struct sitem *a,
 
 #define MSD_SMALL 64
 
-/* Sorts v[0..n) by w: MSD radix sort on its bytes from byte b down (7 is
- * the most significant), skipping bytes equal in every item, insertion
- * sort below MSD_SMALL items.  tmp: n items of scratch. */
-static void msd_words(struct sitem *v, struct sitem *tmp, size_t n, int b)
+/* Sorts the n items at src by w, stably: MSD radix sort on its bytes from
+ * byte b down (7 is the most significant), skipping bytes equal in every
+ * item, insertion sort below MSD_SMALL items.  Each pass scatters into
+ * the other array and the buckets are sorted from there (no copy back);
+ * the result ends in dst when flip is set, else in src. */
+static void msd_words(struct sitem *src, struct sitem *dst, size_t n, int b,
+                      bool flip)
 {
     size_t cnt[256], pos[256];
 
@@ -100,33 +103,32 @@ static void msd_words(struct sitem *v, struct sitem *tmp, size_t n, int b)
         size_t at = 0;
         memset(cnt, 0, sizeof cnt);
         for (size_t i = 0; i < n; i++)
-            cnt[(v[i].w >> sh) & 0xFF]++;
-        if (cnt[(v[0].w >> sh) & 0xFF] == n)
+            cnt[(src[i].w >> sh) & 0xFF]++;
+        if (cnt[(src[0].w >> sh) & 0xFF] == n)
             continue; /* the same byte in every item */
         for (int d = 0; d < 256; d++) {
             pos[d] = at;
             at += cnt[d];
         }
         for (size_t i = 0; i < n; i++)
-            tmp[pos[(v[i].w >> sh) & 0xFF]++] = v[i];
-        memcpy(v, tmp, n * sizeof *v);
+            dst[pos[(src[i].w >> sh) & 0xFF]++] = src[i];
         at = 0;
         for (int d = 0; d < 256; at += cnt[d++])
-            if (cnt[d] > 1)
-                msd_words(v + at, tmp + at, cnt[d], b - 1);
+            if (cnt[d])
+                msd_words(dst + at, src + at, cnt[d], b - 1, !flip);
         return;
     }
-    if (b < 0)
-        return; /* every byte compared: all equal */
-    for (size_t i = 1; i < n; i++) {
-        struct sitem x = v[i];
+    for (size_t i = 1; b >= 0 && i < n; i++) { /* b < 0: all equal */
+        struct sitem x = src[i];
         size_t j = i;
-        while (j > 0 && v[j - 1].w > x.w) {
-            v[j] = v[j - 1];
+        while (j > 0 && src[j - 1].w > x.w) {
+            src[j] = src[j - 1];
             j--;
         }
-        v[j] = x;
+        src[j] = x;
     }
+    if (flip)
+        memcpy(dst, src, n * sizeof *src);
 }
 
 #define SSORT_SMALL 24
@@ -153,7 +155,7 @@ static void ssort(const uint8_t *arena, struct sitem *v, struct sitem *tmp,
         }
         return;
     }
-    msd_words(v, tmp, n, 7);
+    msd_words(v, tmp, n, 7, false);
     while (a < n) {
         size_t b = a + 1, ended = 0;
         while (b < n && v[b].w == v[a].w)
