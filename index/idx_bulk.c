@@ -88,10 +88,13 @@ static int scmp(const uint8_t *arena, const struct sitem *a,
 
 #define MSD_SMALL 64
 
-/* Sorts v[0..n) by w: MSD radix sort on its bytes from byte b down (7 is
- * the most significant), skipping bytes equal in every item, insertion
- * sort below MSD_SMALL items.  tmp: n items of scratch. */
-static void msd_words(struct sitem *v, struct sitem *tmp, size_t n, int b)
+/* Sorts the n items at src by w, stably: MSD radix sort on its bytes from
+ * byte b down (7 is the most significant), skipping bytes equal in every
+ * item, insertion sort below MSD_SMALL items.  Each pass scatters into
+ * the other array and the buckets are sorted from there (no copy back);
+ * the result ends in dst when flip is set, else in src. */
+static void msd_words(struct sitem *src, struct sitem *dst, size_t n, int b,
+                      bool flip)
 {
     size_t cnt[256], pos[256];
 
@@ -100,36 +103,36 @@ static void msd_words(struct sitem *v, struct sitem *tmp, size_t n, int b)
         size_t at = 0;
         memset(cnt, 0, sizeof cnt);
         for (size_t i = 0; i < n; i++)
-            cnt[(v[i].w >> sh) & 0xFF]++;
-        if (cnt[(v[0].w >> sh) & 0xFF] == n)
+            cnt[(src[i].w >> sh) & 0xFF]++;
+        if (cnt[(src[0].w >> sh) & 0xFF] == n)
             continue; /* the same byte in every item */
         for (int d = 0; d < 256; d++) {
             pos[d] = at;
             at += cnt[d];
         }
         for (size_t i = 0; i < n; i++)
-            tmp[pos[(v[i].w >> sh) & 0xFF]++] = v[i];
-        memcpy(v, tmp, n * sizeof *v);
+            dst[pos[(src[i].w >> sh) & 0xFF]++] = src[i];
         at = 0;
         for (int d = 0; d < 256; at += cnt[d++])
-            if (cnt[d] > 1)
-                msd_words(v + at, tmp + at, cnt[d], b - 1);
+            if (cnt[d])
+                msd_words(dst + at, src + at, cnt[d], b - 1, !flip);
         return;
     }
-    if (b < 0)
-        return; /* every byte compared: all equal */
-    for (size_t i = 1; i < n; i++) {
-        struct sitem x = v[i];
+    for (size_t i = 1; b >= 0 && i < n; i++) { /* b < 0: all equal */
+        struct sitem x = src[i];
         size_t j = i;
-        while (j > 0 && v[j - 1].w > x.w) {
-            v[j] = v[j - 1];
+        while (j > 0 && src[j - 1].w > x.w) {
+            src[j] = src[j - 1];
             j--;
         }
-        v[j] = x;
+        src[j] = x;
     }
+    if (flip)
+        memcpy(dst, src, n * sizeof *src);
 }
 
 #define SSORT_SMALL 24
+#define SSORT_AHEAD 8 /* prefetch distance of the next words' fetch */
 
 /* Sorts v[0..n) by key bytes (memcmp, then length), all equal before
  * depth.  v[i].w must hold the word at depth.  tmp: n items of scratch. */
@@ -152,7 +155,7 @@ static void ssort(const uint8_t *arena, struct sitem *v, struct sitem *tmp,
         }
         return;
     }
-    msd_words(v, tmp, n, 7);
+    msd_words(v, tmp, n, 7, false);
     while (a < n) {
         size_t b = a + 1, ended = 0;
         while (b < n && v[b].w == v[a].w)
@@ -179,13 +182,51 @@ static void ssort(const uint8_t *arena, struct sitem *v, struct sitem *tmp,
                 memcpy(v + a, tmp, (b - a) * sizeof *v);
             }
             if (b - a - ended > 1) {
-                for (size_t i = a + ended; i < b; i++)
+                for (size_t i = a + ended; i < b; i++) {
+                    if (i + SSORT_AHEAD < b) { /* items in random order */
+                        const uint8_t *p = arena + v[i + SSORT_AHEAD].off;
+                        __builtin_prefetch(p);
+                        __builtin_prefetch(p + 2 + depth + 8);
+                    }
                     v[i].w = word_at(arena, v[i].off, depth + 8);
+                }
                 ssort(arena, v + a + ended, tmp, b - a - ended, depth + 8);
             }
         }
         a = b;
     }
+}
+
+/* Sorts v[0..n) by w, stably: an LSD radix sort on the bytes of w that
+ * are not the same in every item.  tmp: n items of scratch. */
+static void lsd_words(struct sitem *v, struct sitem *tmp, size_t n)
+{
+    struct sitem *src = v, *dst = tmp;
+    uint64_t diff = 0;
+
+    for (size_t i = 1; i < n; i++)
+        diff |= v[i].w ^ v[0].w;
+    for (unsigned sh = 0; sh < 64; sh += 8) {
+        size_t cnt[256] = {0}, at = 0;
+        if (!((diff >> sh) & 0xFF))
+            continue;
+        for (size_t i = 0; i < n; i++)
+            cnt[(src[i].w >> sh) & 0xFF]++;
+        for (int d = 0; d < 256; d++) {
+            size_t c = cnt[d];
+            cnt[d] = at;
+            at += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[cnt[(src[i].w >> sh) & 0xFF]++] = src[i];
+        {
+            struct sitem *x = src;
+            src = dst;
+            dst = x;
+        }
+    }
+    if (src != v)
+        memcpy(v, src, n * sizeof *v);
 }
 
 /* ---- The builder ------------------------------------------------------ */
@@ -213,11 +254,28 @@ struct khead {
     uint32_t w1; /* bytes 8..11 */
 };
 
-/* Items of one dictionary-valued sort field. */
-struct bdict {
+/* Items (key bytes, docid) appended in docid order and sorted once when
+ * written: the values of one dictionary-valued sort field, or the text
+ * tokens that are nearly always distinct (idx_token_listed()). */
+struct blist {
     struct cm_buf arena; /* u16 length ‖ key bytes, per item */
     struct sitem *v;
     size_t n, cap;
+};
+
+/* The int facet keys (IDX_P_INT ‖ field ‖ 0x00, or ‖ 0x01 ‖ BE8 value):
+ * derive gives every scene the same fields, each once (e->fac), so each
+ * field is a dense column of values by scene ordinal (the ordinal's docid
+ * in fac_doc), sorted by value when written.  A field has few distinct
+ * values (2 to ~24k at 1M scenes) but every scene has one: in the key
+ * table they were a fifth of the probes, and the fields with thousands of
+ * values (date, durations) most of its cache misses.  A value is kept in
+ * 4 bytes (v32: 0 for null, else the integer + 1) unless one does not fit
+ * (v64: idx_enc_i64 value, 0 for null). */
+struct bfacet {
+    uint32_t *v32;
+    uint64_t *v64; /* instead of v32 once a value did not fit */
+    uint8_t field;
 };
 
 /* Docid arrays: classes of 4 << cls docids up to SPILL_CLS (4096); a
@@ -243,11 +301,18 @@ struct idx_bulk {
     uint32_t *pool; /* docid arrays */
     size_t npool, cappool;
     uint32_t freel[POOL_CLASSES]; /* free array of each class: offset + 1 */
+    struct blist tok;             /* the idx_token_listed() tokens */
+    struct bfacet fac[IDX_MAX_FACETS]; /* in the first scene's order */
+    size_t nfac;
+    uint32_t *fac_doc; /* [scene ordinal]: docid */
+    size_t nord, capord;
+    size_t nscenes; /* the store's scene count (presize) */
     /* sort fields */
-    struct bdict dict[IDX_SF_COUNT];
-    uint64_t **chunks; /* [chunk]: IDX_SF_COUNT * IDX_CHUNK values, NULL
-                          when no docid of the chunk was added */
-    size_t nchunks;
+    struct blist dict[IDX_SF_COUNT];
+    uint64_t *cols[IDX_SF_COUNT]; /* [field][docid]: its column, capdocs
+                                     values (a multiple of IDX_CHUNK) */
+    uint8_t *present; /* [docid / IDX_CHUNK]: a docid of the chunk was added */
+    size_t capdocs;
     uint32_t lastdoc;
     bool any;
 };
@@ -493,6 +558,95 @@ static enum cm_status key_get(struct idx_bulk *b, uint64_t h, uint8_t db,
     return CM_OK;
 }
 
+static enum cm_status list_add(struct blist *d, const void *k, size_t n,
+                               uint32_t docid);
+
+/* The 4-byte form of idx_enc_i64 value v (0: null), or UINT32_MAX when
+ * it does not fit. */
+static uint32_t fac_narrow(uint64_t v)
+{
+    uint64_t u = v ^ ((uint64_t)1 << 63); /* the integer, two's complement */
+    if (!v)
+        return 0;
+    return u < UINT32_MAX - 1 ? (uint32_t)u + 1 : UINT32_MAX;
+}
+
+static uint64_t fac_wide(uint32_t s)
+{
+    return s ? ((uint64_t)(s - 1) ^ ((uint64_t)1 << 63)) : 0;
+}
+
+/* Makes room for one more scene ordinal in fac_doc and every column. */
+static enum cm_status facets_room(struct idx_bulk *b)
+{
+    size_t cap = b->capord ? b->capord * 2 : b->nscenes + 1024;
+    uint32_t *d;
+
+    if (b->nord < b->capord)
+        return CM_OK;
+    d = cm_realloc_big(b->fac_doc, cap * sizeof *d);
+    if (!d)
+        return CM_NOMEM;
+    b->fac_doc = d;
+    for (size_t i = 0; i < b->nfac; i++) {
+        struct bfacet *f = &b->fac[i];
+        void *p = f->v64 ? cm_realloc_big(f->v64, cap * 8)
+                         : cm_realloc_big(f->v32, cap * 4);
+        if (!p)
+            return CM_NOMEM;
+        if (f->v64)
+            f->v64 = p;
+        else
+            f->v32 = p;
+    }
+    b->capord = cap;
+    return CM_OK;
+}
+
+/* Stores the scene's int facets (e->fac) at the next ordinal.  The first
+ * scene defines the fields; every scene must give the same ones in the
+ * same order (derive_facets does): CM_INTERNAL otherwise. */
+static enum cm_status facets_add(struct idx_bulk *b,
+                                 const struct idx_entries *e, uint32_t docid)
+{
+    size_t o = b->nord;
+    enum cm_status st;
+
+    if (o == 0 && b->nfac == 0) {
+        for (size_t i = 0; i < e->nfac; i++)
+            b->fac[i].field = e->fac[i].field;
+        b->nfac = e->nfac;
+    }
+    if (e->nfac != b->nfac)
+        return CM_INTERNAL;
+    st = facets_room(b);
+    if (st != CM_OK)
+        return st;
+    for (size_t i = 0; i < e->nfac; i++) {
+        struct bfacet *f = &b->fac[i];
+        uint32_t s32 = fac_narrow(e->fac[i].v);
+        if (e->fac[i].field != f->field)
+            return CM_INTERNAL;
+        if (s32 == UINT32_MAX && !f->v64) { /* widen the column */
+            uint64_t *w = cm_malloc_big(b->capord * 8);
+            if (!w)
+                return CM_NOMEM;
+            for (size_t j = 0; j < o; j++)
+                w[j] = fac_wide(f->v32[j]);
+            cm_free(f->v32);
+            f->v32 = NULL;
+            f->v64 = w;
+        }
+        if (f->v64)
+            f->v64[o] = e->fac[i].v;
+        else
+            f->v32[o] = s32;
+    }
+    b->fac_doc[o] = docid;
+    b->nord++;
+    return CM_OK;
+}
+
 /* Adds docid to every key of e.  In batches of KEY_BATCH keys: all their
  * hash slots are prefetched, then the entries the slots point to, then
  * each key is checked and added, so the cache misses of a batch overlap
@@ -542,7 +696,9 @@ static enum cm_status keys_add(struct idx_bulk *b, const struct idx_entries *e,
     return st;
 }
 
-static enum cm_status dict_add(struct bdict *d, const void *k, size_t n,
+/* Appends the item (k[0..n), docid) to d.  Reads 8 bytes at k even when n
+ * is smaller: the caller guarantees they are inside its buffer. */
+static enum cm_status list_add(struct blist *d, const void *k, size_t n,
                                uint32_t docid)
 {
     size_t off = d->arena.len;
@@ -568,46 +724,63 @@ static enum cm_status dict_add(struct bdict *d, const void *k, size_t n,
     d->arena.data[d->arena.len] = '\0';
     d->v[d->n].off = (uint32_t)off;
     d->v[d->n].val = docid;
-    d->v[d->n].w = word_at((const uint8_t *)d->arena.data, (uint32_t)off, 0);
+    /* word_at(.., 0) from the source: reading back the bytes just copied
+     * stalled on store forwarding (more than half of this function) */
+    d->v[d->n].w =
+        idx_rd_be64(k) & (n >= 8 ? ~(uint64_t)0 : ~(~(uint64_t)0 >> (8 * n)));
     d->n++;
     return CM_OK;
 }
 
-static uint64_t *chunk_of(struct idx_bulk *b, uint32_t docid)
+/* Grows the columns to hold cap docids (new values 0).  A column per
+ * field, field-major and on huge pages, so the dictionary fields' cells,
+ * filled in key order (docids at random), are written with a TLB miss per
+ * 2 MiB, not per chunk of 26 fields' 4 KiB pages. */
+static enum cm_status cols_grow(struct idx_bulk *b, size_t cap)
 {
-    return b->chunks[docid / IDX_CHUNK];
+    uint8_t *pr;
+
+    cap = (cap + IDX_CHUNK - 1) / IDX_CHUNK * IDX_CHUNK;
+    if (cap <= b->capdocs)
+        return CM_OK;
+    for (int f = 0; f < IDX_SF_COUNT; f++) {
+        uint64_t *c = b->capdocs ? cm_realloc_big(b->cols[f], cap * 8)
+                                 : cm_calloc_big(cap, 8);
+        if (!c)
+            return CM_NOMEM;
+        if (b->capdocs)
+            memset(c + b->capdocs, 0, (cap - b->capdocs) * 8);
+        b->cols[f] = c;
+    }
+    pr = cm_realloc(b->present, cap / IDX_CHUNK);
+    if (!pr)
+        return CM_NOMEM;
+    memset(pr + b->capdocs / IDX_CHUNK, 0, (cap - b->capdocs) / IDX_CHUNK);
+    b->present = pr;
+    b->capdocs = cap;
+    return CM_OK;
 }
 
-static enum cm_status chunk_need(struct idx_bulk *b, uint32_t docid)
+/* Makes the columns hold docid and marks its chunk. */
+static enum cm_status cols_need(struct idx_bulk *b, uint32_t docid)
 {
-    size_t c = docid / IDX_CHUNK;
-    if (c >= b->nchunks) {
-        size_t n = b->nchunks ? b->nchunks : 64;
-        uint64_t **v;
-        while (n <= c)
-            n *= 2;
-        v = cm_realloc(b->chunks, n * sizeof *v);
-        if (!v)
-            return CM_NOMEM;
-        memset(v + b->nchunks, 0, (n - b->nchunks) * sizeof *v);
-        b->chunks = v;
-        b->nchunks = n;
-    }
-    if (!b->chunks[c]) {
-        b->chunks[c] = cm_calloc((size_t)IDX_SF_COUNT * IDX_CHUNK, 8);
-        if (!b->chunks[c])
-            return CM_NOMEM;
-    }
-    return CM_OK;
+    enum cm_status st = CM_OK;
+    if (docid >= b->capdocs)
+        st = cols_grow(b, docid >= UINT32_MAX / 2 ? (size_t)docid + 1
+                                                  : (size_t)docid * 2 + 1);
+    if (st == CM_OK)
+        b->present[docid / IDX_CHUNK] = 1;
+    return st;
 }
 
 /* Sizes the tables for the store's scene count, so they do not grow (a
  * grown array is copied and its new pages touched again; the hash table
- * is rebuilt).  Estimates from the fake Stash's 100k library: about 4
- * distinct posting/text keys per scene (most are fingerprints, which are
- * unique) of ~18 bytes, dictionary keys up to ~50 bytes.  Reserved
- * memory is only touched as it fills; a library above the estimates
- * grows as before. */
+ * is rebuilt).  Estimates from the fake Stash's libraries: about 0.2
+ * distinct keys per scene in the table (postings: performers, galleries,
+ * int facet values; the nearly unique text tokens are listed instead), up
+ * to ~8 listed tokens per scene of ~20 bytes, dictionary keys up to ~50
+ * bytes.  Reserved memory is only touched as it fills; a library above
+ * the estimates grows as before. */
 static enum cm_status presize(struct idx_bulk *b)
 {
     uint64_t n = 0;
@@ -618,7 +791,11 @@ static enum cm_status presize(struct idx_bulk *b)
         return st;
     if (n > (uint64_t)1 << 26)
         n = (uint64_t)1 << 26; /* the tables grow past that */
-    keys = (size_t)n * 4;
+    b->nscenes = (size_t)n;
+    st = cols_grow(b, (size_t)n + IDX_CHUNK); /* docids ~ the scene count */
+    if (st != CM_OK)
+        return st;
+    keys = (size_t)n / 4 + 1024;
     b->k = cm_malloc_big(keys * sizeof *b->k);
     if (!b->k)
         return CM_NOMEM;
@@ -626,8 +803,16 @@ static enum cm_status presize(struct idx_bulk *b)
     st = slots_reserve(b, keys);
     if (st == CM_OK)
         st = cm_buf_reserve(&b->keys, keys * 20);
+    if (st == CM_OK) { /* at most 2^25 items (the arena's offsets are u32) */
+        size_t lt = n < (1u << 22) ? (size_t)n * 8 : (size_t)1 << 25;
+        b->tok.v = cm_malloc_big(lt * sizeof *b->tok.v);
+        if (!b->tok.v)
+            return CM_NOMEM;
+        b->tok.cap = lt;
+        st = cm_buf_reserve(&b->tok.arena, lt * 22);
+    }
     for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++) {
-        struct bdict *d = &b->dict[f];
+        struct blist *d = &b->dict[f];
         if (idx_sfield_kind((enum idx_sort_field)f) != IDX_SK_DICT)
             continue;
         d->v = cm_malloc_big((size_t)n * sizeof *d->v);
@@ -653,7 +838,9 @@ enum cm_status idx_bulk_new(struct kv_txn *t, struct idx_bulk **out)
     b->t = t;
     idx_ecache_init(&b->ec, t);
     idx_entries_init(&b->e);
+    b->e.split = true;
     cm_buf_init_big(&b->keys, UINT32_MAX);
+    cm_buf_init_big(&b->tok.arena, UINT32_MAX);
     for (int f = 0; f < IDX_SF_COUNT; f++)
         cm_buf_init_big(&b->dict[f].arena, UINT32_MAX);
     st = presize(b);
@@ -672,6 +859,13 @@ void idx_bulk_free(struct idx_bulk *b)
     idx_ecache_fini(&b->ec);
     idx_entries_fini(&b->e);
     cm_buf_fini(&b->keys);
+    cm_buf_fini(&b->tok.arena);
+    cm_free(b->tok.v);
+    for (size_t i = 0; i < b->nfac; i++) {
+        cm_free(b->fac[i].v32);
+        cm_free(b->fac[i].v64);
+    }
+    cm_free(b->fac_doc);
     for (size_t i = 0; b->spill && i < b->nk; i++)
         idx_bm_free(b->spill[i]);
     cm_free(b->spill);
@@ -682,9 +876,9 @@ void idx_bulk_free(struct idx_bulk *b)
         cm_buf_fini(&b->dict[f].arena);
         cm_free(b->dict[f].v);
     }
-    for (size_t c = 0; c < b->nchunks; c++)
-        cm_free(b->chunks[c]);
-    cm_free(b->chunks);
+    for (int f = 0; f < IDX_SF_COUNT; f++)
+        cm_free(b->cols[f]);
+    cm_free(b->present);
     cm_free(b);
 }
 
@@ -692,7 +886,6 @@ enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
                             const struct kv_scene *sc)
 {
     const struct idx_entries *e;
-    uint64_t *col;
     enum cm_status st;
 
     if (!b || !sc)
@@ -701,21 +894,26 @@ enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
     if (b->any && docid <= b->lastdoc)
         return CM_INVALID; /* not in increasing docid order */
     st = idx_derive_unsorted(&b->ec, sc, &b->e);
-    /* key_head reads KEY_INLINE bytes at each key: keep them in bounds */
+    /* key_head and list_add read KEY_INLINE (>= 8) bytes at each key and
+     * dictionary value: keep them in bounds */
     if (st == CM_OK)
         st = cm_buf_reserve(&b->e.arena, KEY_INLINE);
     if (st == CM_OK)
+        st = facets_add(b, e, docid);
+    for (size_t i = 0; i < e->nlkeys && st == CM_OK; i++)
+        st = list_add(&b->tok, e->arena.data + e->lkeys[i].off, e->lkeys[i].len,
+                      docid);
+    if (st == CM_OK)
         st = keys_add(b, e, docid);
     if (st == CM_OK)
-        st = chunk_need(b, docid);
+        st = cols_need(b, docid);
     if (st != CM_OK)
         return st;
-    col = chunk_of(b, docid);
     for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++) {
         if (idx_sfield_kind((enum idx_sort_field)f) == IDX_SK_NUM)
-            col[(size_t)f * IDX_CHUNK + docid % IDX_CHUNK] = e->num[f];
+            b->cols[f][docid] = e->num[f];
         else if (e->dlen[f])
-            st = dict_add(&b->dict[f], e->arena.data + e->doff[f], e->dlen[f],
+            st = list_add(&b->dict[f], e->arena.data + e->doff[f], e->dlen[f],
                           docid);
     }
     b->lastdoc = docid;
@@ -758,63 +956,299 @@ static enum cm_status append_put(struct kv_txn *t, MDB_cursor *cur,
 /* Prefetch distance (items) of the writing loops. */
 #define AHEAD 16
 
-/* The keys of db, sorted, then each one's bitmap. */
+/* Appends key's bitmap: the docids ids[0..n) (increasing, distinct) and,
+ * when bm is not NULL, those already in bm (takes ownership of bm). */
+static enum cm_status put_bitmap(struct kv_txn *t, MDB_cursor *cur,
+                                 const uint8_t *key, size_t klen,
+                                 const uint32_t *ids, size_t n,
+                                 roaring_bitmap_t *bm)
+{
+    void *out = NULL;
+    size_t len = bm ? 0 : idx_bm_small_size(ids, n);
+    enum cm_status st;
+
+    if (len) { /* most keys: a few docids, no bitmap needed */
+        st = append_reserve(t, cur, key, klen, len, &out);
+        if (st == CM_OK)
+            idx_bm_small_write(ids, n, out);
+        return st;
+    }
+    if (bm)
+        roaring_bitmap_add_many(bm, n, ids);
+    else
+        bm = roaring_bitmap_of_ptr(n, ids);
+    if (!bm)
+        return CM_NOMEM;
+    roaring_bitmap_run_optimize(bm);
+    len = roaring_bitmap_portable_size_in_bytes(bm);
+    st = append_reserve(t, cur, key, klen, len, &out);
+    if (st == CM_OK)
+        roaring_bitmap_portable_serialize(bm, out);
+    roaring_bitmap_free(bm);
+    return st;
+}
+
+/* memcmp order of two keys (shorter first on a common prefix). */
+static inline int kcmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+    int c;
+    if (an && bn && a[0] != b[0]) /* the merges: nearly always decided here */
+        return a[0] < b[0] ? -1 : 1;
+    c = memcmp(a, b, an < bn ? an : bn);
+    return c ? c : (an > bn) - (an < bn);
+}
+
+/* The keys of one db in the key table, sorted (v[i].val: key index), as
+ * they are written. */
+struct tabwalk {
+    const struct sitem *v;
+    size_t n, i;
+};
+
+/* Writes the table keys of tw from the next one on, up to (without) the
+ * first one not below lim[0..limn) (lim NULL: all). */
+static enum cm_status table_until(struct idx_bulk *b, MDB_cursor *cur,
+                                  struct tabwalk *tw, const uint8_t *lim,
+                                  size_t limn)
+{
+    const uint8_t *arena = (const uint8_t *)b->keys.data;
+    enum cm_status st = CM_OK;
+
+    for (; tw->i < tw->n && st == CM_OK; tw->i++) {
+        size_t i = tw->i;
+        const struct bkey *x = &b->k[tw->v[i].val];
+        const uint32_t *ids = x->cls == NO_ARRAY ? &x->last : b->pool + x->ids;
+        roaring_bitmap_t *bm = b->spill ? b->spill[tw->v[i].val] : NULL;
+        if (lim && kcmp(arena + x->koff + 2, x->klen, lim, limn) >= 0)
+            break;
+        if (i + AHEAD < tw->n) { /* sorted order visits the keys at random */
+            __builtin_prefetch(&b->k[tw->v[i + AHEAD].val]);
+            __builtin_prefetch(arena + tw->v[i + AHEAD].off);
+        }
+        if (bm)
+            b->spill[tw->v[i].val] = NULL;
+        st = put_bitmap(b->t, cur, arena + x->koff + 2, x->klen, ids, x->n, bm);
+    }
+    return st;
+}
+
+/* Writes key's bitmap from the items v[a..e) (one key, in docid order: the
+ * lists are appended in docid order and their sorts are stable), without
+ * the repeats of a scene that gave the key twice.  *ids_buf, *cap:
+ * scratch, grown here (caller frees). */
+static enum cm_status put_run(struct kv_txn *t, MDB_cursor *cur,
+                              const uint8_t *key, size_t klen,
+                              const struct sitem *v, size_t a, size_t e,
+                              uint32_t **ids_buf, size_t *cap)
+{
+    size_t k = 0;
+    if (e - a == 1)
+        return put_bitmap(t, cur, key, klen, &v[a].val, 1, NULL);
+    if (e - a > *cap) {
+        uint32_t *p = cm_realloc_big(*ids_buf, (e - a) * sizeof *p);
+        if (!p)
+            return CM_NOMEM;
+        *ids_buf = p;
+        *cap = e - a;
+    }
+    for (size_t i = a; i < e; i++)
+        if (k == 0 || (*ids_buf)[k - 1] != v[i].val)
+            (*ids_buf)[k++] = v[i].val;
+    return put_bitmap(t, cur, key, klen, *ids_buf, k, NULL);
+}
+
+/* The token list, sorted, merged with the table's text keys. */
+static enum cm_status write_tokens(struct idx_bulk *b, MDB_cursor *cur,
+                                   struct tabwalk *tw, struct sitem *tmp,
+                                   uint32_t **ids_buf, size_t *cap)
+{
+    const struct blist *l = &b->tok;
+    const uint8_t *la = (const uint8_t *)l->arena.data;
+    enum cm_status st = CM_OK;
+
+    ssort(la, l->v, tmp, l->n, 0);
+    for (size_t j = 0, e; j < l->n && st == CM_OK; j = e) {
+        const uint8_t *lk = la + l->v[j].off + 2;
+        size_t lkn = klen_at(la, l->v[j].off);
+        for (e = j + 1; e < l->n && klen_at(la, l->v[e].off) == lkn &&
+                        memcmp(la + l->v[e].off + 2, lk, lkn) == 0;
+             e++)
+            ;
+        if (e + AHEAD < l->n) /* the arena is in docid order */
+            __builtin_prefetch(la + l->v[e + AHEAD].off);
+        st = table_until(b, cur, tw, lk, lkn);
+        if (st == CM_OK)
+            st = put_run(b->t, cur, lk, lkn, l->v, j, e, ids_buf, cap);
+    }
+    return st;
+}
+
+/* Writes the key of int facet field f and value v (idx_enc_i64 value, 0
+ * for null) with the docids ids[0..n), after the table keys below it. */
+static enum cm_status put_facet(struct idx_bulk *b, MDB_cursor *cur,
+                                struct tabwalk *tw, uint8_t f, uint64_t v,
+                                const uint32_t *ids, size_t n)
+{
+    uint8_t k[11] = {IDX_P_INT, f, 0};
+    size_t kn = 3;
+    enum cm_status st;
+
+    if (v) {
+        k[2] = 1;
+        idx_be64(k + 3, v);
+        kn = 11;
+    }
+    st = table_until(b, cur, tw, k, kn);
+    return st == CM_OK ? put_bitmap(b->t, cur, k, kn, ids, n, NULL) : st;
+}
+
+/* Column fc by counting sort: the null key's docids, then each value's,
+ * in ordinal (so docid) order.  *out: nord docids of scratch; *cnt:
+ * counts of range + 1 slots (grown here, caller frees). */
+static enum cm_status facet_count(struct idx_bulk *b, MDB_cursor *cur,
+                                  struct tabwalk *tw, const struct bfacet *fc,
+                                  uint32_t lo, size_t range, uint32_t *out,
+                                  uint32_t **cnt, size_t *capcnt)
+{
+    const uint32_t *v = fc->v32;
+    uint32_t at = 0;
+    enum cm_status st = CM_OK;
+
+    if (range + 1 > *capcnt) {
+        uint32_t *c = cm_realloc_big(*cnt, (range + 1) * sizeof *c);
+        if (!c)
+            return CM_NOMEM;
+        *cnt = c;
+        *capcnt = range + 1;
+    }
+    memset(*cnt, 0, (range + 1) * sizeof **cnt);
+    for (size_t o = 0; o < b->nord; o++) /* slot 0: null */
+        (*cnt)[v[o] ? v[o] - lo + 1 : 0]++;
+    for (size_t d = 0; d <= range; d++) {
+        uint32_t c = (*cnt)[d];
+        (*cnt)[d] = at;
+        at += c;
+    }
+    for (size_t o = 0; o < b->nord; o++)
+        out[(*cnt)[v[o] ? v[o] - lo + 1 : 0]++] = b->fac_doc[o];
+    /* now (*cnt)[d] is the end of slot d */
+    for (size_t d = 0, a = 0; d <= range && st == CM_OK; a = (*cnt)[d++]) {
+        if ((*cnt)[d] == a)
+            continue;
+        st = put_facet(b, cur, tw, fc->field,
+                       d ? fac_wide(lo + (uint32_t)d - 1) : 0, out + a,
+                       (*cnt)[d] - a);
+    }
+    return st;
+}
+
+/* Column fc by LSD radix sort of (value, docid) items (a wide column, or
+ * values spread too far for counting): v, tmp: nord items each. */
+static enum cm_status facet_sort(struct idx_bulk *b, MDB_cursor *cur,
+                                 struct tabwalk *tw, const struct bfacet *fc,
+                                 struct sitem *v, struct sitem *tmp,
+                                 uint32_t *out)
+{
+    enum cm_status st = CM_OK;
+
+    for (size_t o = 0; o < b->nord; o++) {
+        v[o].w = fc->v64 ? fc->v64[o] : fac_wide(fc->v32[o]);
+        v[o].off = 0;
+        v[o].val = b->fac_doc[o];
+    }
+    lsd_words(v, tmp, b->nord);
+    for (size_t j = 0, e; j < b->nord && st == CM_OK; j = e) {
+        size_t n = 0;
+        for (e = j; e < b->nord && v[e].w == v[j].w; e++)
+            out[n++] = v[e].val;
+        st = put_facet(b, cur, tw, fc->field, v[j].w, out, n);
+    }
+    return st;
+}
+
+/* Most distinct values a column is counting-sorted over (4 bytes each). */
+#define FAC_COUNT_MAX ((size_t)1 << 22)
+
+/* The int facet keys, field by field in key order, merged with the
+ * table's posting keys.  tmp: at least nord items of scratch. */
+static enum cm_status write_facets(struct idx_bulk *b, MDB_cursor *cur,
+                                   struct tabwalk *tw, struct sitem *tmp)
+{
+    uint32_t *out = NULL, *cnt = NULL;
+    struct sitem *v = NULL;
+    size_t capcnt = 0;
+    enum cm_status st = CM_OK;
+
+    if (!b->nord)
+        return CM_OK;
+    out = cm_malloc_big(b->nord * sizeof *out);
+    if (!out)
+        return CM_NOMEM;
+    for (int f = 0; f < 256 && st == CM_OK; f++) {
+        const struct bfacet *fc = NULL;
+        uint32_t lo = UINT32_MAX, hi = 0;
+        for (size_t i = 0; i < b->nfac; i++)
+            if (b->fac[i].field == f)
+                fc = &b->fac[i];
+        if (!fc)
+            continue;
+        for (size_t o = 0; !fc->v64 && o < b->nord; o++) {
+            uint32_t x = fc->v32[o];
+            if (x && x < lo)
+                lo = x;
+            if (x > hi)
+                hi = x;
+        }
+        if (!fc->v64 && (lo > hi || (size_t)(hi - lo) < FAC_COUNT_MAX)) {
+            st = facet_count(b, cur, tw, fc, lo > hi ? 1 : lo,
+                             lo > hi ? 0 : (size_t)(hi - lo) + 1, out, &cnt,
+                             &capcnt);
+            continue;
+        }
+        if (!v && !(v = cm_malloc_big(b->nord * sizeof *v))) {
+            st = CM_NOMEM;
+            break;
+        }
+        st = facet_sort(b, cur, tw, fc, v, tmp, out);
+    }
+    cm_free(out);
+    cm_free(cnt);
+    cm_free(v);
+    return st;
+}
+
+/* The keys of db: the table's, sorted, each with its bitmap, merged in key
+ * order with the token list (text) or the int facets (postings); no key
+ * is in both: derive routes by the key bytes (idx_token_listed(), every
+ * IDX_P_INT key is a facet), and MDB_APPEND refuses a key twice. */
 static enum cm_status write_postings(struct idx_bulk *b, enum kv_db db,
                                      struct sitem *v, struct sitem *tmp)
 {
     const uint8_t *arena = (const uint8_t *)b->keys.data;
+    struct tabwalk tw = {v, 0, 0};
+    uint32_t *ids_buf = NULL;
+    size_t cap = 0;
     MDB_cursor *cur = NULL;
-    size_t n = 0;
     enum cm_status st;
 
-    for (size_t i = 0; i < b->nk; i++) {
-        if (b->k[i].db != (uint8_t)db)
+    for (size_t x = 0; x < b->nk; x++) {
+        if (b->k[x].db != (uint8_t)db)
             continue;
-        v[n].off = b->k[i].koff;
-        v[n].val = (uint32_t)i;
-        v[n].w = word_at(arena, v[n].off, 0);
-        n++;
+        v[tw.n].off = b->k[x].koff;
+        v[tw.n].val = (uint32_t)x;
+        v[tw.n].w = word_at(arena, v[tw.n].off, 0);
+        tw.n++;
     }
-    if (!n)
-        return CM_OK;
-    ssort(arena, v, tmp, n, 0);
+    ssort(arena, v, tmp, tw.n, 0);
     st = cursor_open(b->t, db, &cur);
-    for (size_t i = 0; i < n && st == CM_OK; i++) {
-        const struct bkey *x = &b->k[v[i].val];
-        if (i + AHEAD < n) { /* sorted order visits the keys at random */
-            __builtin_prefetch(&b->k[v[i + AHEAD].val]);
-            __builtin_prefetch(arena + v[i + AHEAD].off);
-        }
-        const uint32_t *ids = x->cls == NO_ARRAY ? &x->last : b->pool + x->ids;
-        roaring_bitmap_t *bm = b->spill ? b->spill[v[i].val] : NULL;
-        void *out = NULL;
-        size_t len = bm ? 0 : idx_bm_small_size(ids, x->n);
-        if (len) { /* most keys: a few docids, no bitmap needed */
-            st = append_reserve(b->t, cur, arena + x->koff + 2, x->klen, len,
-                                &out);
-            if (st == CM_OK)
-                idx_bm_small_write(ids, x->n, out);
-            continue;
-        }
-        if (bm) {
-            b->spill[v[i].val] = NULL;
-            roaring_bitmap_add_many(bm, x->n, ids);
-        } else {
-            bm = roaring_bitmap_of_ptr(x->n, ids);
-        }
-        if (!bm) {
-            st = CM_NOMEM;
-            break;
-        }
-        roaring_bitmap_run_optimize(bm);
-        len = roaring_bitmap_portable_size_in_bytes(bm);
-        st = append_reserve(b->t, cur, arena + x->koff + 2,
-                            klen_at(arena, x->koff), len, &out);
-        if (st == CM_OK)
-            roaring_bitmap_portable_serialize(bm, out);
-        roaring_bitmap_free(bm);
-    }
+    if (st == CM_OK && db == KV_DB_TEXT)
+        st = write_tokens(b, cur, &tw, tmp, &ids_buf, &cap);
+    if (st == CM_OK && db == KV_DB_POSTINGS)
+        st = write_facets(b, cur, &tw, tmp);
+    if (st == CM_OK)
+        st = table_until(b, cur, &tw, NULL, 0);
     mdb_cursor_close(cur);
+    cm_free(ids_buf);
     return st;
 }
 
@@ -824,7 +1258,7 @@ static enum cm_status write_dict(struct idx_bulk *b, enum idx_sort_field f,
                                  MDB_cursor *cur, struct sitem *tmp,
                                  struct cm_buf *kb)
 {
-    struct bdict *d = &b->dict[f];
+    struct blist *d = &b->dict[f];
     const uint8_t *arena = (const uint8_t *)d->arena.data;
     uint64_t pos = 0;
     enum cm_status st = CM_OK;
@@ -856,13 +1290,10 @@ static enum cm_status write_dict(struct idx_bulk *b, enum idx_sort_field f,
         for (; a < e; a++) {
             uint32_t docid = d->v[a].val;
             if (a + AHEAD < d->n) { /* keys and cells in random order */
-                uint32_t ahead = d->v[a + AHEAD].val;
                 __builtin_prefetch(arena + d->v[a + AHEAD].off);
-                __builtin_prefetch(chunk_of(b, ahead) + (size_t)f * IDX_CHUNK +
-                                       ahead % IDX_CHUNK,
-                                   1);
+                __builtin_prefetch(&b->cols[f][d->v[a + AHEAD].val], 1);
             }
-            chunk_of(b, docid)[(size_t)f * IDX_CHUNK + docid % IDX_CHUNK] = pos;
+            b->cols[f][docid] = pos;
         }
     }
     return st;
@@ -877,6 +1308,10 @@ enum cm_status idx_bulk_write(struct idx_bulk *b)
     enum cm_status st = CM_OK;
 
     cm_buf_init(&kb, 1024);
+    if (b->tok.n > most)
+        most = b->tok.n;
+    if (b->nfac && b->nord > most)
+        most = b->nord;
     for (int f = 0; f < IDX_SF_COUNT; f++)
         if (b->dict[f].n > most)
             most = b->dict[f].n;
@@ -901,14 +1336,13 @@ enum cm_status idx_bulk_write(struct idx_bulk *b)
     if (st == CM_OK)
         st = cursor_open(b->t, KV_DB_COLUMNS, &cur);
     for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++) {
-        for (size_t c = 0; c < b->nchunks && st == CM_OK; c++) {
+        for (size_t c = 0; c < b->capdocs / IDX_CHUNK && st == CM_OK; c++) {
             uint8_t k[6];
-            if (!b->chunks[c])
+            if (!b->present[c])
                 continue;
             idx_col_key(k, (enum idx_sort_field)f, (uint32_t)c);
-            st =
-                append_put(b->t, cur, k, sizeof k,
-                           b->chunks[c] + (size_t)f * IDX_CHUNK, IDX_CHUNK * 8);
+            st = append_put(b->t, cur, k, sizeof k, b->cols[f] + c * IDX_CHUNK,
+                            IDX_CHUNK * 8);
         }
     }
 out:

@@ -106,6 +106,8 @@ void idx_entries_reset(struct idx_entries *e)
 {
     cm_buf_reset(&e->arena);
     e->nkeys = 0;
+    e->nfac = 0;
+    e->nlkeys = 0;
     memset(e->num, 0, sizeof e->num);
     memset(e->doff, 0, sizeof e->doff);
     memset(e->dlen, 0, sizeof e->dlen);
@@ -115,7 +117,20 @@ void idx_entries_fini(struct idx_entries *e)
 {
     cm_buf_fini(&e->arena);
     cm_free(e->keys);
+    cm_free(e->lkeys);
     memset(e, 0, sizeof *e);
+}
+
+/* Doubles a key array (128 at first). */
+static enum cm_status keys_grow(struct idx_key **keys, size_t *cap)
+{
+    size_t n = *cap ? *cap * 2 : 128;
+    struct idx_key *nk = cm_realloc(*keys, n * sizeof *nk);
+    if (!nk)
+        return CM_NOMEM;
+    *keys = nk;
+    *cap = n;
+    return CM_OK;
 }
 
 /* Inline: the posting keys have constant lengths at their call sites. */
@@ -126,12 +141,9 @@ static inline enum cm_status add_key(struct idx_entries *e, uint8_t db,
     if (n == 0 || n > 511)
         return CM_INVALID;
     if (e->nkeys == e->capkeys) {
-        size_t cap = e->capkeys ? e->capkeys * 2 : 128;
-        struct idx_key *nk = cm_realloc(e->keys, cap * sizeof *nk);
-        if (!nk)
-            return CM_NOMEM;
-        e->keys = nk;
-        e->capkeys = cap;
+        st = keys_grow(&e->keys, &e->capkeys);
+        if (st != CM_OK)
+            return st;
     }
     /* cm_buf_append's work inline: a scene adds ~80 small keys. */
     st = n < e->arena.cap - e->arena.len ? CM_OK : cm_buf_reserve(&e->arena, n);
@@ -166,6 +178,13 @@ static enum cm_status add_int(struct idx_entries *e, uint8_t field, bool has,
                               int64_t v)
 {
     uint8_t k[11] = {IDX_P_INT, field, 0};
+    if (e->split) {
+        if (e->nfac == IDX_MAX_FACETS)
+            return CM_INTERNAL;
+        e->fac[e->nfac].field = field;
+        e->fac[e->nfac++].v = has ? idx_enc_i64(v) : 0;
+        return CM_OK;
+    }
     if (!has)
         return add_key(e, KV_DB_POSTINGS, k, 3);
     k[2] = 1;
@@ -199,17 +218,12 @@ static enum cm_status add_text_as(struct idx_entries *e, uint8_t prefix,
 
     for (;;) {
         uint8_t *o;
+        struct idx_key *k;
         st = CM_OK;
-        if (e->nkeys == e->capkeys) {
-            size_t cap = e->capkeys ? e->capkeys * 2 : 128;
-            struct idx_key *nk = cm_realloc(e->keys, cap * sizeof *nk);
-            if (nk) {
-                e->keys = nk;
-                e->capkeys = cap;
-            } else {
-                st = CM_NOMEM;
-            }
-        }
+        if (e->nkeys == e->capkeys)
+            st = keys_grow(&e->keys, &e->capkeys);
+        if (st == CM_OK && e->split && e->nlkeys == e->caplkeys)
+            st = keys_grow(&e->lkeys, &e->caplkeys);
         if (st == CM_OK && 1 + IDX_TOK_MAX >= e->arena.cap - e->arena.len)
             st = cm_buf_reserve(&e->arena, 1 + IDX_TOK_MAX);
         if (st != CM_OK)
@@ -219,11 +233,12 @@ static enum cm_status add_text_as(struct idx_entries *e, uint8_t prefix,
             break;
         if (prefix)
             o[0] = prefix;
-        e->keys[e->nkeys].off = (uint32_t)e->arena.len;
-        e->keys[e->nkeys].len = (uint32_t)(tn + pre);
-        e->keys[e->nkeys].db = KV_DB_TEXT;
+        k = e->split && idx_token_listed(o[0]) ? &e->lkeys[e->nlkeys++]
+                                               : &e->keys[e->nkeys++];
+        k->off = (uint32_t)e->arena.len;
+        k->len = (uint32_t)(tn + pre);
+        k->db = KV_DB_TEXT;
         e->arena.len += tn + pre;
-        e->nkeys++;
     }
     if (e->arena.data) /* the windows were written past len */
         e->arena.data[e->arena.len] = '\0';
@@ -526,6 +541,26 @@ static enum cm_status derive_facets(const struct kv_scene *sc,
     return st;
 }
 
+/* Writes v in decimal (as "%lld" does) to out (room for 20 bytes); returns
+ * the length.  snprintf's format machinery was ~700 instructions per scene
+ * of the bulk build. */
+static size_t i64_dec(char out[24], int64_t v)
+{
+    char tmp[24];
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    size_t n = 0, k = 0;
+
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        out[k++] = '-';
+    while (n)
+        out[k++] = tmp[--n];
+    return k;
+}
+
 /* The q search columns: title, details, every file's path and
  * fingerprints (phash as signed decimal), marker titles, and peekd's
  * name columns: code, studio name, performer names, tag names (the names
@@ -576,10 +611,8 @@ static enum cm_status derive_text(const struct kv_scene *sc,
                     v = v << 4 | (uint64_t)d;
             }
             if (ok) {
-                int n =
-                    snprintf(num, sizeof num, "%lld", (long long)(int64_t)v);
-                if (n > 0 && (size_t)n < sizeof num)
-                    st = add_text_as(e, IDX_T_FP, num, (size_t)n);
+                size_t n = i64_dec(num, (int64_t)v);
+                st = add_text_as(e, IDX_T_FP, num, n);
             }
         }
     }

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "common/cm_buf.h"
 #include "common/cm_status.h"
@@ -137,15 +138,46 @@ enum cm_status idx_binkey(const char *s, size_t n, size_t max,
                           struct cm_buf *out) CM_WUR;
 
 /* u64 encodings where 0 means NULL and larger sorts later. */
-uint64_t idx_enc_i64(int64_t v);   /* v + 2^63 + ... never 0 */
+static inline uint64_t idx_enc_i64(int64_t v) /* v + 2^63, never 0 */
+{
+    uint64_t e = (uint64_t)v ^ ((uint64_t)1 << 63);
+    return e ? e : 1; /* INT64_MIN shares 1 with INT64_MIN+1: never used */
+}
 uint64_t idx_enc_double(double v); /* finite v; -0.0 == 0.0 */
 double idx_dec_double(uint64_t e);
 int64_t idx_dec_i64(uint64_t e);
 
-void idx_be64(uint8_t *p, uint64_t v);
-uint64_t idx_rd_be64(const uint8_t *p);
-void idx_be32(uint8_t *p, uint32_t v);
-uint32_t idx_rd_be32(const uint8_t *p);
+/* Big-endian loads and stores: one (byte-swapped) word access; inline,
+ * the bulk build and the key sorts call them per key. */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define IDX_BE64(v) __builtin_bswap64(v)
+#define IDX_BE32(v) __builtin_bswap32(v)
+#else
+#define IDX_BE64(v) (v)
+#define IDX_BE32(v) (v)
+#endif
+static inline void idx_be64(uint8_t *p, uint64_t v)
+{
+    v = IDX_BE64(v);
+    memcpy(p, &v, 8);
+}
+static inline uint64_t idx_rd_be64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return IDX_BE64(v);
+}
+static inline void idx_be32(uint8_t *p, uint32_t v)
+{
+    v = IDX_BE32(v);
+    memcpy(p, &v, 4);
+}
+static inline uint32_t idx_rd_be32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return IDX_BE32(v);
+}
 /* Little-endian writers (roaring's portable format). */
 void idx_le16(uint8_t *p, uint32_t v); /* the low 16 bits of v */
 void idx_le32(uint8_t *p, uint32_t v);
@@ -244,6 +276,14 @@ struct idx_key {
     uint8_t db;        /* KV_DB_POSTINGS or KV_DB_TEXT */
 };
 
+/* An int facet key given as its parts (split entries): IDX_P_INT ‖ field
+ * ‖ 0x00 when v is 0, else ‖ 0x01 ‖ BE8(v). */
+struct idx_facet {
+    uint64_t v; /* idx_enc_i64 of the value (never 0), 0 = null */
+    uint8_t field;
+};
+#define IDX_MAX_FACETS 32
+
 /* Everything a scene contributes to the indexes. */
 struct idx_entries {
     struct cm_buf arena;
@@ -252,6 +292,15 @@ struct idx_entries {
     uint64_t num[IDX_SF_COUNT];  /* IDX_SK_NUM fields (0 = NULL) */
     uint32_t doff[IDX_SF_COUNT]; /* IDX_SK_DICT fields: key bytes */
     uint32_t dlen[IDX_SF_COUNT]; /* 0 = NULL (no dictionary entry) */
+    /* Split entries (the bulk build sets split): the int facet keys are
+     * not in keys but in fac[], and the text tokens idx_token_listed()
+     * selects are in lkeys (bytes in arena), so the builder takes each
+     * kind to its own structure without looking at every key. */
+    bool split;
+    struct idx_facet fac[IDX_MAX_FACETS];
+    size_t nfac;
+    struct idx_key *lkeys;
+    size_t nlkeys, caplkeys;
 };
 
 void idx_entries_init(struct idx_entries *e);
@@ -270,7 +319,9 @@ enum cm_status idx_derive(struct idx_ecache *c, const struct kv_scene *sc,
                           struct idx_entries *e) CM_WUR;
 /* idx_derive without the sort: keys in derivation order, and a key may
  * appear more than once (the bulk build, which takes scenes in increasing
- * docid order, skips a docid already last in a key's list instead). */
+ * docid order, skips a docid already last in a key's list instead).  When
+ * e->split is set (the bulk build), the int facets go to e->fac and the
+ * listed tokens to e->lkeys instead of e->keys (see struct idx_entries). */
 enum cm_status idx_derive_unsorted(struct idx_ecache *c,
                                    const struct kv_scene *sc,
                                    struct idx_entries *e) CM_WUR;
@@ -366,6 +417,33 @@ struct idx_tokit {
     size_t off; /* next window of a long run */
     size_t end; /* end of that run (off == end: none pending) */
 };
+/* 8 bytes at a time (idx_tok_next): x holds s[i..i+8) with s[i] in the
+ * low byte.  Returns 0x80 in each byte that is a token byte (>= 0x80 or
+ * ASCII alnum); OUT *lower: x with its ASCII letters lower-cased.  No
+ * byte's arithmetic carries into the next (each sum stays below 0x100). */
+static inline uint64_t idx_tok_mask8(uint64_t x, uint64_t *lower)
+{
+    const uint64_t h = 0x8080808080808080ULL, l = 0x0101010101010101ULL;
+    uint64_t t = x & ~h;         /* each byte's low 7 bits */
+    uint64_t a = t | (0x20 * l); /* letters folded to lower case */
+    uint64_t digit = (t + (0x80 - '0') * l) & ~(t + (0x7F - '9') * l) & h;
+    uint64_t alpha = (a + (0x80 - 'a') * l) & ~(a + (0x7F - 'z') * l) & h;
+    uint64_t high = x & h;
+    *lower = x | ((alpha & ~high) >> 2);
+    return high | digit | alpha;
+}
+
+/* s[i..i+8) as a little-endian word. */
+static inline uint64_t idx_tok_load8(const unsigned char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    x = __builtin_bswap64(x);
+#endif
+    return x;
+}
+
 static inline bool idx_tok_next(struct idx_tokit *it, unsigned char *dst,
                                 size_t *n)
 {
@@ -373,6 +451,7 @@ static inline bool idx_tok_next(struct idx_tokit *it, unsigned char *dst,
     const unsigned char *s = it->s;
     size_t len = it->len, i = it->i, k = 0, e;
     unsigned char c = 0;
+    uint64_t m, lw;
     if (it->off < it->end) { /* the next window of a long run */
         e = it->end - it->off > IDX_TOK_MAX ? it->off + IDX_TOK_MAX : it->end;
         for (size_t j = it->off; j < e; j++)
@@ -381,16 +460,37 @@ static inline bool idx_tok_next(struct idx_tokit *it, unsigned char *dst,
         it->off = e == it->end ? it->end : it->off + IDX_TOK_STEP;
         return true;
     }
+    /* Skip to the run's first byte, then copy it, 8 bytes at a time while
+     * 8 are left (never reading past s[len - 1] nor writing past
+     * dst[IDX_TOK_MAX - 1]), the rest a byte at a time. */
+    for (; i + 8 <= len; i += 8)
+        if ((m = idx_tok_mask8(idx_tok_load8(s + i), &lw)) != 0) {
+            i += (size_t)__builtin_ctzll(m) / 8;
+            goto run;
+        }
     while (i < len && !idx_tok_lower[s[i]])
         i++;
     if (i >= len) {
         it->i = i;
         return false;
     }
+run:
     e = i;
     k = len - i > IDX_TOK_MAX ? i + IDX_TOK_MAX : len; /* window's limit */
+    for (; i + 8 <= k; i += 8) {
+        m = idx_tok_mask8(idx_tok_load8(s + i), &lw);
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+        lw = __builtin_bswap64(lw);
+#endif
+        memcpy(dst + (i - e), &lw, 8);
+        if (m != 0x8080808080808080ULL) {
+            i += (size_t)__builtin_ctzll(~m & 0x8080808080808080ULL) / 8;
+            goto copied;
+        }
+    }
     while (i < k && (c = idx_tok_lower[s[i]]) != 0)
         dst[i++ - e] = c;
+copied:
     k = i - e;
     *n = k;
     if (k == IDX_TOK_MAX && i < len && idx_tok_lower[s[i]]) {
@@ -477,6 +577,15 @@ uint64_t idx_plan_count(enum idx_plan p);
  * Stash's join row a hit came from. */
 #define IDX_T_FP     0x01
 #define IDX_T_MARKER 0x02
+
+/* Whether a text token (its first byte) is of the classes the bulk build
+ * lists instead of hashing: fingerprints (IDX_T_FP) and tokens starting
+ * with a digit (ids, dates, file numbers), nearly all distinct per scene
+ * (docs/INDEX.md "Rebuild"). */
+static inline bool idx_token_listed(uint8_t first)
+{
+    return first == IDX_T_FP || (first >= '0' && first <= '9');
+}
 enum idx_tclass {
     IDX_TC_MAIN,   /* title, details, code, names, file paths */
     IDX_TC_FP,     /* oshash, md5, phash as signed decimal */

@@ -29,41 +29,6 @@
 #include "common/cm_natural.h"
 #include "index/idx_int.h"
 
-/* Big-endian loads and stores: one (byte-swapped) word access. */
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define BE64(v) __builtin_bswap64(v)
-#define BE32(v) __builtin_bswap32(v)
-#else
-#define BE64(v) (v)
-#define BE32(v) (v)
-#endif
-
-void idx_be64(uint8_t *p, uint64_t v)
-{
-    v = BE64(v);
-    memcpy(p, &v, 8);
-}
-
-uint64_t idx_rd_be64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return BE64(v);
-}
-
-void idx_be32(uint8_t *p, uint32_t v)
-{
-    v = BE32(v);
-    memcpy(p, &v, 4);
-}
-
-uint32_t idx_rd_be32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return BE32(v);
-}
-
 void idx_le16(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)v;
@@ -74,12 +39,6 @@ void idx_le32(uint8_t *p, uint32_t v)
 {
     idx_le16(p, v);
     idx_le16(p + 2, v >> 16);
-}
-
-uint64_t idx_enc_i64(int64_t v)
-{
-    uint64_t e = (uint64_t)v ^ ((uint64_t)1 << 63);
-    return e ? e : 1; /* INT64_MIN shares 1 with INT64_MIN+1: never used */
 }
 
 int64_t idx_dec_i64(uint64_t e)

@@ -281,7 +281,19 @@ static enum cm_status erefs_of(const struct kv_scene *sc, struct erefs *r)
         for (uint32_t j = 0; j < cnt[i]; j++)
             if (arr[i][j].id)
                 r->v[k++] = (struct eref){arr[i][j].id, type[i]};
-    qsort(r->v, k, sizeof *r->v, eref_cmp);
+    if (k <= 32) { /* a scene's few refs: no qsort call per pair */
+        for (size_t i = 1; i < k; i++) {
+            struct eref x = r->v[i];
+            size_t j = i;
+            while (j > 0 && eref_cmp(&r->v[j - 1], &x) > 0) {
+                r->v[j] = r->v[j - 1];
+                j--;
+            }
+            r->v[j] = x;
+        }
+    } else {
+        qsort(r->v, k, sizeof *r->v, eref_cmp);
+    }
     r->n = 0;
     for (size_t i = 0; i < k; i++)
         if (r->n == 0 || eref_cmp(&r->v[r->n - 1], &r->v[i]) != 0)
@@ -306,10 +318,13 @@ static uint8_t revent_byte(const struct kv_revent *e, int b)
     return (uint8_t)(e->docid >> (8 * (12 - b)));
 }
 
-/* Sorts v[0..n) in key order with an LSD radix sort over the 13 key
- * bytes; bytes with a single value are skipped (ids and docids rarely use
- * more than three), so a sort is a few passes. */
-static enum cm_status revent_sort(struct kv_revent *v, size_t n)
+/* Sorts v[0..n) in key order with a (stable) LSD radix sort over the
+ * first nb key bytes: 13 for the whole key, 9 (type and id) when v is
+ * already in docid order (a rebuild adds scenes in docid order, and a
+ * stable sort keeps that order within each entity).  Bytes with a single
+ * value are skipped (ids and docids rarely use more than three), so a
+ * sort is a few passes. */
+static enum cm_status revent_sort(struct kv_revent *v, size_t n, int nb)
 {
     enum { NB = 13 };
     size_t(*cnt)[256];
@@ -326,9 +341,9 @@ static enum cm_status revent_sort(struct kv_revent *v, size_t n)
     }
     dst = tmp;
     for (size_t i = 0; i < n; i++)
-        for (int b = 0; b < NB; b++)
+        for (int b = 0; b < nb; b++)
             cnt[b][revent_byte(&v[i], b)]++;
-    for (int b = NB - 1; b >= 0; b--) {
+    for (int b = nb - 1; b >= 0; b--) {
         size_t off = 0;
         if (cnt[b][revent_byte(&v[0], b)] == n)
             continue;
@@ -364,7 +379,7 @@ enum cm_status kv_rev_flush(struct kv_txn *t)
 
     if (n == 0)
         return CM_OK;
-    if ((st = revent_sort(t->rev_put, n)) != CM_OK)
+    if ((st = revent_sort(t->rev_put, n, 13)) != CM_OK)
         return st;
     t->rev_n = 0;
     rc = mdb_cursor_open(t->txn, t->s->dbi[KV_DB_REVERSE], &cur);
@@ -708,7 +723,7 @@ enum cm_status kv_revbuild_write(struct kv_txn *t, struct kv_revbuild *rb)
     rc = mdb_drop(t->txn, dbi, 0);
     if (rc)
         return kv_txn_from_mdb(t, rc, "reverse drop");
-    if ((st = revent_sort(rb->v, rb->n)) != CM_OK)
+    if ((st = revent_sort(rb->v, rb->n, 9)) != CM_OK)
         return st;
     /* One cursor for all the appends: it stays at the end of the tree,
      * where mdb_put would search it again from the root for every entry
@@ -748,7 +763,7 @@ enum cm_status kv_revbuild_check(struct kv_txn *t, struct kv_revbuild *rb,
     *missing = *extra = 0;
     if (t->write && (st = kv_rev_flush(t)) != CM_OK)
         return st;
-    if ((st = revent_sort(rb->v, rb->n)) != CM_OK)
+    if ((st = revent_sort(rb->v, rb->n, 9)) != CM_OK)
         return st;
     rc = mdb_cursor_open(t->txn, t->s->dbi[KV_DB_REVERSE], &cur);
     if (rc)

@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "common/cm_alloc.h"
 #include "common/cm_limits.h"
@@ -1298,6 +1300,83 @@ static struct kv_str tiny_str(struct world *w)
  * index: postings and text byte for byte, the same dictionary keys with
  * the same refcounts (rebuilt positions (i+1) * 2^32), and columns equal
  * once dictionary positions are read as ranks. */
+/* The token windows of s[0..len) by the definition (idx_int.h), a byte at
+ * a time: each maximal run of token bytes (>= 0x80 or ASCII alnum),
+ * lower-cased; a run longer than IDX_TOK_MAX as windows of IDX_TOK_MAX
+ * bytes every IDX_TOK_STEP bytes, the last one ending with the run.
+ * Appends each window's length and bytes to out. */
+static size_t ref_tokens(const unsigned char *s, size_t len, unsigned char *out)
+{
+    size_t o = 0, i = 0;
+    while (i < len) {
+        size_t a = i, b, start;
+        if (!idx_is_tokbyte(s[i])) {
+            i++;
+            continue;
+        }
+        while (i < len && idx_is_tokbyte(s[i]))
+            i++;
+        b = i;
+        for (start = a;; start += IDX_TOK_STEP) {
+            size_t end = b - start > IDX_TOK_MAX ? start + IDX_TOK_MAX : b;
+            out[o++] = (unsigned char)(end - start);
+            for (size_t j = start; j < end; j++)
+                out[o++] = s[j] >= 'A' && s[j] <= 'Z' ? s[j] + 32 : s[j];
+            if (end == b)
+                break;
+        }
+    }
+    return o;
+}
+
+/* idx_tok_next (8 bytes at a time) against the definition, on strings that
+ * end right before a page the process may not read (an over-read faults)
+ * and windows followed by canary bytes (an over-write shows). */
+START_TEST(test_tokenizer)
+{
+    static const unsigned char alpha[] = {
+        'a', 'Z', '0', '9', ' ', '.', '_', '-', '/', 'b', 'C', 0x80,
+        0xC3, 0xA9, 0xFF, '@', '[', '`', '{', ':', 0x7F, 0x00, 'z', 'A'};
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), room = 4 * pg;
+    unsigned char *map = mmap(NULL, room + pg, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    unsigned char *want = malloc(8 * room), *got = malloc(8 * room);
+    unsigned char dst[IDX_TOK_MAX + 32];
+    uint64_t rng = 0x70CE;
+    ck_assert(map != MAP_FAILED && want && got);
+    ck_assert_int_eq(mprotect(map + room, pg, PROT_NONE), 0);
+    for (int round = 0; round < 20000; round++) {
+        size_t len = round < 64 ? (size_t)round : tg_below(&rng, 900);
+        unsigned char *s = map + room - len;
+        struct idx_tokit it = {s, len, 0, 0, 0};
+        size_t nw, ng = 0, n;
+        int runny = (int)tg_below(&rng, 4); /* 0: long runs of one class */
+        for (size_t i = 0; i < len; i++) {
+            uint32_t r = tg_below(&rng, 256);
+            s[i] = runny == 0 ? (unsigned char)(r < 250 ? 'k' : ' ')
+                   : runny == 1 ? (unsigned char)r
+                                : alpha[r % sizeof alpha];
+        }
+        nw = ref_tokens(s, len, want);
+        memset(dst, 0xEE, sizeof dst);
+        while (idx_tok_next(&it, dst, &n)) {
+            ck_assert_uint_ge(n, 1);
+            ck_assert_uint_le(n, IDX_TOK_MAX);
+            for (size_t j = IDX_TOK_MAX; j < sizeof dst; j++)
+                ck_assert_uint_eq(dst[j], 0xEE);
+            got[ng++] = (unsigned char)n;
+            memcpy(got + ng, dst, n);
+            ng += n;
+        }
+        ck_assert_msg(ng == nw && memcmp(got, want, nw) == 0,
+                      "round %d, %zu bytes: tokens differ", round, len);
+    }
+    munmap(map, room + pg);
+    free(want);
+    free(got);
+}
+END_TEST
+
 START_TEST(test_rebuild_equals_incremental)
 {
     struct world w;
@@ -2392,6 +2471,7 @@ int main(void)
     tcase_add_test(tc, test_differential);
     tcase_add_test(tc, test_rebuild_equals_incremental);
     tcase_add_test(tc, test_bm_small);
+    tcase_add_test(tc, test_tokenizer);
     tcase_add_test(tc, test_rebuild_oom);
     tcase_add_test(tc, test_q_bits_roundtrip);
     tcase_add_test(tc, test_q_differential);
