@@ -403,33 +403,3 @@ enum cm_status sync_json_parse(const char *s, size_t len,
     buf[len] = '\0'; /* every scan stops at it */
     return sync_json_parse_buf(buf, len, out, err, errlen);
 }
-
-const char *sj_type_name(struct sjv v)
-{
-    static const char *const names[] = {
-        [SJ_MISSING] = "missing", [SJ_NULL] = "null",     [SJ_BOOL] = "boolean",
-        [SJ_NUMBER] = "number",   [SJ_STRING] = "string", [SJ_ARRAY] = "array",
-        [SJ_OBJECT] = "object"};
-    return names[sj_type(v)];
-}
-
-double sj_num(struct sjv v)
-{
-    const char *q;
-    uint64_t m = 0;
-    uint32_t k = 0, n;
-    bool neg;
-
-    if (sj_type(v) != SJ_NUMBER)
-        return 0;
-    q = v.d->s + v.d->t[v.i].start;
-    n = v.d->t[v.i].len;
-    neg = *q == '-';
-    for (const char *x = q + neg; is_digit(*x) && k < 16; x++, k++)
-        m = m * 10 + (uint64_t)(*x - '0');
-    /* an integer of up to 15 digits is exact in a double; strtod stops
-     * at the byte after the number, which is not part of one */
-    if (k <= 15 && neg + k == n)
-        return neg ? -(double)m : (double)m;
-    return strtod(q, NULL);
-}

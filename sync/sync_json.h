@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/cm_status.h"
@@ -91,14 +92,6 @@ enum cm_status sync_json_parse_buf(char *buf, size_t len,
 
 /* NULL-safe. */
 void sync_json_free(struct sync_json *d);
-
-/* "missing", "null", "boolean", "number", "string", "array", "object":
- * for messages. */
-const char *sj_type_name(struct sjv v);
-
-/* A number's value (as strtod reads it; integers of up to 15 digits
- * without it); 0 for anything else. */
-double sj_num(struct sjv v);
 
 #define SJ_NONE ((struct sjv){NULL, 0})
 
@@ -188,6 +181,39 @@ static inline struct sjv sj_get(struct sjv o, const char *key)
         if (o.d->t[k].len == n && memcmp(o.d->s + o.d->t[k].start, key, n) == 0)
             return (struct sjv){o.d, k + 1};
     return SJ_NONE;
+}
+
+/* "missing", "null", "boolean", "number", "string", "array", "object":
+ * for messages. */
+static inline const char *sj_type_name(struct sjv v)
+{
+    static const char *const names[] = {
+        [SJ_MISSING] = "missing", [SJ_NULL] = "null",     [SJ_BOOL] = "boolean",
+        [SJ_NUMBER] = "number",   [SJ_STRING] = "string", [SJ_ARRAY] = "array",
+        [SJ_OBJECT] = "object"};
+    return names[sj_type(v)];
+}
+
+/* A number's value (as strtod reads it; integers of up to 15 digits are
+ * exact in a double and read without it); 0 for anything else. */
+static inline double sj_num(struct sjv v)
+{
+    const char *q;
+    uint64_t m = 0;
+    uint32_t k = 0, n;
+    bool neg;
+
+    if (sj_type(v) != SJ_NUMBER)
+        return 0;
+    q = v.d->s + v.d->t[v.i].start;
+    n = v.d->t[v.i].len;
+    neg = *q == '-';
+    for (const char *x = q + neg; *x >= '0' && *x <= '9' && k < 16; x++, k++)
+        m = m * 10 + (uint64_t)(*x - '0');
+    /* strtod stops at the byte after the number, which is not part of one */
+    if (k <= 15 && neg + k == n)
+        return neg ? -(double)m : (double)m;
+    return strtod(q, NULL);
 }
 
 #define SJ_FOREACH(it, v)                                                      \

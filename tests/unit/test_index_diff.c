@@ -1335,7 +1335,7 @@ static size_t ref_tokens(const unsigned char *s, size_t len, unsigned char *out)
 START_TEST(test_tokenizer)
 {
     static const unsigned char alpha[] = {
-        'a', 'Z', '0', '9', ' ', '.', '_', '-', '/', 'b', 'C', 0x80,
+        'a',  'Z',  '0',  '9', ' ', '.', '_', '-', '/',  'b',  'C', 0x80,
         0xC3, 0xA9, 0xFF, '@', '[', '`', '{', ':', 0x7F, 0x00, 'z', 'A'};
     size_t pg = (size_t)sysconf(_SC_PAGESIZE), room = 4 * pg;
     unsigned char *map = mmap(NULL, room + pg, PROT_READ | PROT_WRITE,
@@ -1353,7 +1353,7 @@ START_TEST(test_tokenizer)
         int runny = (int)tg_below(&rng, 4); /* 0: long runs of one class */
         for (size_t i = 0; i < len; i++) {
             uint32_t r = tg_below(&rng, 256);
-            s[i] = runny == 0 ? (unsigned char)(r < 250 ? 'k' : ' ')
+            s[i] = runny == 0   ? (unsigned char)(r < 250 ? 'k' : ' ')
                    : runny == 1 ? (unsigned char)r
                                 : alpha[r % sizeof alpha];
         }
