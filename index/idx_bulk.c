@@ -900,9 +900,19 @@ enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
         st = cm_buf_reserve(&b->e.arena, KEY_INLINE);
     if (st == CM_OK)
         st = facets_add(b, e, docid);
-    for (size_t i = 0; i < e->nlkeys && st == CM_OK; i++)
-        st = list_add(&b->tok, e->arena.data + e->lkeys[i].off, e->lkeys[i].len,
-                      docid);
+    for (size_t i = 0; i < e->nlkeys && st == CM_OK; i++) {
+        const struct idx_key *x = &e->lkeys[i];
+        bool again = false;
+        /* the same token again in this scene (a file number in the path
+         * and the basename): one item is enough (put_run would drop the
+         * repeat); only the last few are compared */
+        for (size_t j = i > 8 ? i - 8 : 0; j < i && !again; j++)
+            again = e->lkeys[j].len == x->len &&
+                    memcmp(e->arena.data + e->lkeys[j].off,
+                           e->arena.data + x->off, x->len) == 0;
+        if (!again)
+            st = list_add(&b->tok, e->arena.data + x->off, x->len, docid);
+    }
     if (st == CM_OK)
         st = keys_add(b, e, docid);
     if (st == CM_OK)

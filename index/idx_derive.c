@@ -233,8 +233,8 @@ static enum cm_status add_text_as(struct idx_entries *e, uint8_t prefix,
             break;
         if (prefix)
             o[0] = prefix;
-        k = e->split && idx_token_listed(o[0]) ? &e->lkeys[e->nlkeys++]
-                                               : &e->keys[e->nkeys++];
+        k = e->split && idx_token_listed(o, tn + pre) ? &e->lkeys[e->nlkeys++]
+                                                      : &e->keys[e->nkeys++];
         k->off = (uint32_t)e->arena.len;
         k->len = (uint32_t)(tn + pre);
         k->db = KV_DB_TEXT;
