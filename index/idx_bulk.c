@@ -306,7 +306,8 @@ struct idx_bulk {
     size_t nfac;
     uint32_t *fac_doc; /* [scene ordinal]: docid */
     size_t nord, capord;
-    size_t nscenes; /* the store's scene count (presize) */
+    size_t nscenes;             /* the store's scene count (presize) */
+    bool is_dict[IDX_SF_COUNT]; /* idx_sfield_kind() == IDX_SK_DICT */
     /* sort fields */
     struct blist dict[IDX_SF_COUNT];
     uint64_t *cols[IDX_SF_COUNT]; /* [field][docid]: its column, capdocs
@@ -839,6 +840,8 @@ enum cm_status idx_bulk_new(struct kv_txn *t, struct idx_bulk **out)
     idx_ecache_init(&b->ec, t);
     idx_entries_init(&b->e);
     b->e.split = true;
+    for (int f = 0; f < IDX_SF_COUNT; f++)
+        b->is_dict[f] = idx_sfield_kind((enum idx_sort_field)f) == IDX_SK_DICT;
     cm_buf_init_big(&b->keys, UINT32_MAX);
     cm_buf_init_big(&b->tok.arena, UINT32_MAX);
     for (int f = 0; f < IDX_SF_COUNT; f++)
@@ -920,7 +923,7 @@ enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
     if (st != CM_OK)
         return st;
     for (int f = 0; f < IDX_SF_COUNT && st == CM_OK; f++) {
-        if (idx_sfield_kind((enum idx_sort_field)f) == IDX_SK_NUM)
+        if (!b->is_dict[f])
             b->cols[f][docid] = e->num[f];
         else if (e->dlen[f])
             st = list_add(&b->dict[f], e->arena.data + e->doff[f], e->dlen[f],

@@ -677,35 +677,60 @@ enum cm_status kv_entity_del(struct kv_txn *t, uint8_t type, uint64_t id)
 
 /* ---- Rebuilding the reverse index ------------------------------------ */
 
+/* Appends the scene's refs as they are: no per-scene sort; a ref the
+ * scene carries twice is dropped where the sorted entries are written
+ * (kv_revbuild_write, kv_revbuild_check), where the (stable) sort has put
+ * the two next to each other. */
 enum cm_status kv_revbuild_add(struct kv_revbuild *rb, uint32_t docid,
                                const struct kv_scene *sc)
 {
-    struct erefs r = {0};
-    enum cm_status st;
+    const struct kv_ref *arr[] = {sc ? sc->performers : NULL,
+                                  sc ? sc->tags : NULL, sc ? sc->groups : NULL,
+                                  sc ? sc->galleries : NULL};
+    const uint8_t type[] = {KV_PERFORMER, KV_TAG, KV_GROUP, KV_GALLERY};
+    uint32_t cnt[4];
+    size_t total = 1;
 
     if (!rb || !sc)
         return CM_INVALID;
     if (docid <= rb->last)
         return CM_INVALID; /* each docid once (> 0), in increasing order */
-    st = erefs_of(sc, &r);
-    if (st == CM_OK && rb->n + r.n > rb->cap) {
+    cnt[0] = sc->n_performers;
+    cnt[1] = sc->n_tags;
+    cnt[2] = sc->n_groups;
+    cnt[3] = sc->n_galleries;
+    for (int i = 0; i < 4; i++) {
+        if (cnt[i] && !arr[i])
+            return CM_INVALID;
+        total += cnt[i];
+    }
+    if (rb->n + total > rb->cap) {
         size_t cap = rb->cap ? rb->cap : 4096;
         struct kv_revent *v;
-        while (cap < rb->n + r.n)
+        while (cap < rb->n + total)
             cap *= 2;
         v = cm_realloc_big(rb->v, cap * sizeof *v);
-        if (!v) {
-            st = CM_NOMEM;
-        } else {
-            rb->v = v;
-            rb->cap = cap;
-        }
+        if (!v)
+            return CM_NOMEM;
+        rb->v = v;
+        rb->cap = cap;
     }
-    for (size_t i = 0; st == CM_OK && i < r.n; i++)
-        rb->v[rb->n++] = (struct kv_revent){r.v[i].id, docid, r.v[i].type};
+    if (sc->studio.id)
+        rb->v[rb->n++] = (struct kv_revent){sc->studio.id, docid, KV_STUDIO};
+    for (int i = 0; i < 4; i++)
+        for (uint32_t j = 0; j < cnt[i]; j++)
+            if (arr[i][j].id)
+                rb->v[rb->n++] =
+                    (struct kv_revent){arr[i][j].id, docid, type[i]};
     rb->last = docid;
-    erefs_fini(&r);
-    return st;
+    return CM_OK;
+}
+
+/* Whether v[i] repeats v[i - 1] (a scene that carries a ref twice). */
+static bool revent_again(const struct kv_revent *v, size_t i)
+{
+    return i > 0 && v[i].id == v[i - 1].id && v[i].type == v[i - 1].type &&
+           v[i].docid == v[i - 1].docid;
 }
 
 enum cm_status kv_revbuild_write(struct kv_txn *t, struct kv_revbuild *rb)
@@ -734,6 +759,8 @@ enum cm_status kv_revbuild_write(struct kv_txn *t, struct kv_revbuild *rb)
     for (size_t i = 0; i < rb->n && !rc; i++) {
         uint8_t k[REV_KEY];
         MDB_val key = {sizeof k, k}, val = {0, (void *)""};
+        if (revent_again(rb->v, i))
+            continue;
         rev_key(k, rb->v[i].type, rb->v[i].id, rb->v[i].docid);
         rc = mdb_cursor_put(cur, &key, &val, MDB_APPEND);
     }
@@ -773,6 +800,10 @@ enum cm_status kv_revbuild_check(struct kv_txn *t, struct kv_revbuild *rb,
         int c = 1;
         while (i < rb->n) {
             uint8_t k[REV_KEY];
+            if (revent_again(rb->v, i)) {
+                i++;
+                continue;
+            }
             rev_key(k, rb->v[i].type, rb->v[i].id, rb->v[i].docid);
             c = key.mv_size == REV_KEY ? memcmp(k, key.mv_data, REV_KEY) : -1;
             if (c >= 0)
@@ -788,6 +819,7 @@ enum cm_status kv_revbuild_check(struct kv_txn *t, struct kv_revbuild *rb,
     mdb_cursor_close(cur);
     if (rc != MDB_NOTFOUND)
         return kv_from_mdb(rc, "reverse walk");
-    *missing += rb->n - i;
+    for (; i < rb->n; i++)
+        *missing += !revent_again(rb->v, i);
     return CM_OK;
 }
