@@ -30,6 +30,13 @@ void idx_ecache_fini(struct idx_ecache *c)
         if (c->m.keys[i])
             cm_free(c->m.vals[i]);
     idx_map_fini(&c->m);
+    for (int t = 0; t < 4; t++) {
+        for (size_t i = 0; i < c->dircap[t]; i++)
+            cm_free(c->dir[t][i]);
+        cm_free(c->dir[t]);
+        c->dir[t] = NULL;
+        c->dircap[t] = 0;
+    }
 }
 
 static uint64_t ekey(uint8_t type, uint64_t id)
@@ -37,9 +44,57 @@ static uint64_t ekey(uint8_t type, uint64_t id)
     return (uint64_t)type << 56 | (id & 0x00FFFFFFFFFFFFFFULL);
 }
 
+/* The index of type in c->dir, or -1 (the id then goes to the map). */
+static int dir_of(uint8_t type, uint64_t id)
+{
+    if (id >= IDX_ECACHE_DIRECT)
+        return -1;
+    switch (type) {
+    case KV_PERFORMER: return 0;
+    case KV_STUDIO: return 1;
+    case KV_GROUP: return 2;
+    case KV_TAG: return 3;
+    default: return -1;
+    }
+}
+
+/* The cell of (type, id): in c->dir (grown to hold id) or the map's.
+ * NULL when absent and !grow; CM_NOMEM in *st. */
+static void **ecache_cell(struct idx_ecache *c, uint8_t type, uint64_t id,
+                          bool grow, enum cm_status *st)
+{
+    int t = dir_of(type, id);
+    if (t < 0)
+        return idx_map_find(&c->m, ekey(type, id));
+    if (id >= c->dircap[t]) {
+        size_t cap = c->dircap[t] ? c->dircap[t] : 256;
+        struct idx_etags **d;
+        if (!grow)
+            return NULL;
+        while (cap <= id)
+            cap *= 2;
+        d = cm_realloc(c->dir[t], cap * sizeof *d);
+        if (!d) {
+            *st = CM_NOMEM;
+            return NULL;
+        }
+        memset(d + c->dircap[t], 0, (cap - c->dircap[t]) * sizeof *d);
+        c->dir[t] = d;
+        c->dircap[t] = cap;
+    }
+    return (void **)&c->dir[t][id];
+}
+
+void **idx_ecache_slot(struct idx_ecache *c, uint8_t type, uint64_t id)
+{
+    enum cm_status st = CM_OK;
+    return ecache_cell(c, type, id, false, &st);
+}
+
 void idx_ecache_drop(struct idx_ecache *c, uint8_t type, uint64_t id)
 {
-    void **v = idx_map_find(&c->m, ekey(type, id));
+    enum cm_status st = CM_OK;
+    void **v = ecache_cell(c, type, id, false, &st);
     if (v) {
         cm_free(*v);
         *v = NULL;
@@ -49,14 +104,16 @@ void idx_ecache_drop(struct idx_ecache *c, uint8_t type, uint64_t id)
 enum cm_status idx_ecache_tags(struct idx_ecache *c, uint8_t type, uint64_t id,
                                const struct idx_etags **out)
 {
-    void **slot = idx_map_find(&c->m, ekey(type, id));
     struct kv_entity e;
     struct idx_etags *et;
     const uint64_t *src;
     uint32_t n;
-    enum cm_status st;
+    enum cm_status st = CM_OK;
+    void **slot = ecache_cell(c, type, id, true, &st);
 
     *out = NULL;
+    if (st != CM_OK)
+        return st;
     if (slot && *slot) {
         *out = *slot;
         return CM_OK;
@@ -85,6 +142,11 @@ enum cm_status idx_ecache_tags(struct idx_ecache *c, uint8_t type, uint64_t id,
     if (n)
         memcpy(et->tags, src, (size_t)n * sizeof(uint64_t));
     kv_entity_fini(&e);
+    if (dir_of(type, id) >= 0) {
+        *slot = et; /* the cell of c->dir, grown above */
+        *out = et;
+        return CM_OK;
+    }
     st = idx_map_put(&c->m, ekey(type, id), et);
     if (st != CM_OK) {
         cm_free(et);

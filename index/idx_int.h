@@ -257,9 +257,14 @@ struct idx_etags {
     bool present; /* the entity record exists */
     uint64_t tags[];
 };
+#define IDX_ECACHE_DIRECT ((uint64_t)1 << 20) /* ids kept in dir[] */
 struct idx_ecache {
     struct kv_txn *t;
-    struct idx_map m; /* type << 56 | id -> struct idx_etags * */
+    struct idx_map m; /* type << 56 | id -> struct idx_etags * (big ids) */
+    /* [performer, studio, group, tag][id < IDX_ECACHE_DIRECT]: a lookup per
+     * performer, group and studio of every scene, without hashing */
+    struct idx_etags **dir[4];
+    size_t dircap[4];
 };
 void idx_ecache_init(struct idx_ecache *c, struct kv_txn *t);
 void idx_ecache_fini(struct idx_ecache *c);
@@ -267,6 +272,10 @@ void idx_ecache_drop(struct idx_ecache *c, uint8_t type, uint64_t id);
 /* OUT *out: borrowed until the entry is dropped or the cache freed. */
 enum cm_status idx_ecache_tags(struct idx_ecache *c, uint8_t type, uint64_t id,
                                const struct idx_etags **out) CM_WUR;
+/* The cell holding the cached entry of (type, id) (the writer swaps an
+ * entity's old and new facts there), NULL when there is none.  Borrowed
+ * until the next idx_ecache_tags (the cache may grow). */
+void **idx_ecache_slot(struct idx_ecache *c, uint8_t type, uint64_t id);
 
 /* ---- Per-scene derivation ------------------------------------------ */
 

@@ -1066,7 +1066,6 @@ static int collect(uint32_t docid, void *ctx)
 static enum cm_status rederive(struct idx_writer *w, uint8_t type, uint64_t id,
                                struct idx_etags *et_new)
 {
-    uint64_t key = (uint64_t)type << 56 | (id & 0x00FFFFFFFFFFFFFFULL);
     const struct idx_etags *cached;
     struct idx_etags *et_old;
     struct docs d = {0};
@@ -1085,12 +1084,12 @@ static enum cm_status rederive(struct idx_writer *w, uint8_t type, uint64_t id,
         struct kv_scene sc;
         memset(&sc, 0, sizeof sc);
         st = kv_scene_get(w->t, d.v[i], &sc);
-        /* The slot moves when the map grows: look it up each time. */
-        slot = idx_map_find(&w->ec.m, key);
+        /* The slot moves when the cache grows: look it up each time. */
+        slot = idx_ecache_slot(&w->ec, type, id);
         *slot = et_old;
         if (st == CM_OK)
             st = idx_derive(&w->ec, &sc, &w->eo);
-        slot = idx_map_find(&w->ec.m, key);
+        slot = idx_ecache_slot(&w->ec, type, id);
         *slot = et_new;
         if (st == CM_OK)
             st = idx_derive(&w->ec, &sc, &w->en);
@@ -1100,7 +1099,7 @@ static enum cm_status rederive(struct idx_writer *w, uint8_t type, uint64_t id,
         if (st == CM_NOTFOUND)
             st = CM_OK;
     }
-    slot = idx_map_find(&w->ec.m, key);
+    slot = idx_ecache_slot(&w->ec, type, id);
     *slot = et_new;
     cm_free(et_old);
     cm_free(d.v);
