@@ -183,6 +183,24 @@ void idx_entries_fini(struct idx_entries *e)
     memset(e, 0, sizeof *e);
 }
 
+/* Grows a key array to hold at least need keys. */
+static enum cm_status keys_reserve(struct idx_key **keys, size_t *cap,
+                                   size_t need)
+{
+    size_t n = *cap ? *cap : 128;
+    struct idx_key *nk;
+    if (need <= *cap)
+        return CM_OK;
+    while (n < need)
+        n *= 2;
+    nk = cm_realloc(*keys, n * sizeof *nk);
+    if (!nk)
+        return CM_NOMEM;
+    *keys = nk;
+    *cap = n;
+    return CM_OK;
+}
+
 /* Doubles a key array (128 at first). */
 static enum cm_status keys_grow(struct idx_key **keys, size_t *cap)
 {
@@ -276,21 +294,25 @@ static enum cm_status add_text_as(struct idx_entries *e, uint8_t prefix,
 {
     struct idx_tokit it = {(const unsigned char *)s, s ? n : 0, 0, 0, 0};
     size_t pre = prefix != 0, tn;
-    enum cm_status st;
+    /* Room for every token of s at once, so the loop checks nothing: a
+     * token takes a byte of s and a separator, a long run gives a window
+     * per IDX_TOK_STEP bytes; the keys' bytes are at most 2n + a window
+     * (the windows overlap) plus the prefixes, and a window may be
+     * written in full past the end. */
+    size_t most = (n + 1) / 2 + n / IDX_TOK_STEP + 2;
+    enum cm_status st = keys_reserve(&e->keys, &e->capkeys, e->nkeys + most);
 
+    if (!s || !n)
+        return CM_OK;
+    if (st == CM_OK && e->split)
+        st = keys_reserve(&e->lkeys, &e->caplkeys, e->nlkeys + most);
+    if (st == CM_OK)
+        st = cm_buf_reserve(&e->arena, 2 * n + most * pre + 4 * IDX_TOK_MAX);
+    if (st != CM_OK)
+        return st;
     for (;;) {
-        uint8_t *o;
+        uint8_t *o = (uint8_t *)e->arena.data + e->arena.len;
         struct idx_key *k;
-        st = CM_OK;
-        if (e->nkeys == e->capkeys)
-            st = keys_grow(&e->keys, &e->capkeys);
-        if (st == CM_OK && e->split && e->nlkeys == e->caplkeys)
-            st = keys_grow(&e->lkeys, &e->caplkeys);
-        if (st == CM_OK && 1 + IDX_TOK_MAX >= e->arena.cap - e->arena.len)
-            st = cm_buf_reserve(&e->arena, 1 + IDX_TOK_MAX);
-        if (st != CM_OK)
-            break;
-        o = (uint8_t *)e->arena.data + e->arena.len;
         if (!idx_tok_next(&it, o + pre, &tn))
             break;
         if (prefix)
@@ -302,9 +324,8 @@ static enum cm_status add_text_as(struct idx_entries *e, uint8_t prefix,
         k->db = KV_DB_TEXT;
         e->arena.len += tn + pre;
     }
-    if (e->arena.data) /* the windows were written past len */
-        e->arena.data[e->arena.len] = '\0';
-    return st;
+    e->arena.data[e->arena.len] = '\0'; /* windows were written past len */
+    return CM_OK;
 }
 
 static enum cm_status add_text(struct idx_entries *e, const char *s, size_t n)
