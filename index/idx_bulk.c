@@ -308,6 +308,9 @@ struct idx_bulk {
     size_t nord, capord;
     size_t nscenes;             /* the store's scene count (presize) */
     bool is_dict[IDX_SF_COUNT]; /* idx_sfield_kind() == IDX_SK_DICT */
+    struct kv_revapp *rev; /* the reverse index, written with the postings */
+    uint32_t *rscr;        /* a spilled key's docids (rev_put) */
+    size_t caprscr;
     /* sort fields */
     struct blist dict[IDX_SF_COUNT];
     uint64_t *cols[IDX_SF_COUNT]; /* [field][docid]: its column, capdocs
@@ -874,6 +877,7 @@ void idx_bulk_free(struct idx_bulk *b)
     cm_free(b->spill);
     cm_free(b->k);
     cm_free(b->slots);
+    cm_free(b->rscr);
     cm_free(b->pool);
     for (int f = 0; f < IDX_SF_COUNT; f++) {
         cm_buf_fini(&b->dict[f].arena);
@@ -1018,6 +1022,50 @@ struct tabwalk {
     size_t n, i;
 };
 
+/* The reverse index entries (entity -> scenes) of key x when it is a tag,
+ * performer, studio, group or gallery posting: the same docids in the
+ * same order (the posting fields g < p < s < t < y sort like the entity
+ * types G < P < S < T < Y), so idx_bulk_write appends both at once and
+ * the rebuild needs no list of reverse entries of its own.  bm: x's
+ * spilled docids (before its array's), or NULL. */
+static enum cm_status rev_put(struct idx_bulk *b, const struct bkey *x,
+                              const roaring_bitmap_t *bm)
+{
+    const uint8_t *k = (const uint8_t *)b->keys.data + x->koff + 2;
+    const uint32_t *ids = x->cls == NO_ARRAY ? &x->last : b->pool + x->ids;
+    size_t n = x->n;
+    uint8_t type;
+
+    if (x->db != KV_DB_POSTINGS || x->klen != 9)
+        return CM_OK;
+    switch (k[0]) {
+    case IDX_P_GROUP: type = KV_GROUP; break;
+    case IDX_P_PERFORMER: type = KV_PERFORMER; break;
+    case IDX_P_STUDIO: type = KV_STUDIO; break;
+    case IDX_P_TAG: type = KV_TAG; break;
+    case IDX_P_GALLERY: type = KV_GALLERY; break;
+    default: return CM_OK;
+    }
+    if (bm) {
+        uint64_t card = roaring_bitmap_get_cardinality(bm);
+        if (card + n > b->caprscr) {
+            uint32_t *r;
+            if (card + n > UINT32_MAX)
+                return CM_TOOBIG;
+            r = cm_realloc_big(b->rscr, (size_t)(card + n) * sizeof *r);
+            if (!r)
+                return CM_NOMEM;
+            b->rscr = r;
+            b->caprscr = (size_t)(card + n);
+        }
+        roaring_bitmap_to_uint32_array(bm, b->rscr);
+        memcpy(b->rscr + card, ids, n * sizeof *ids);
+        ids = b->rscr;
+        n += (size_t)card;
+    }
+    return kv_revapp_put(b->rev, type, idx_rd_be64(k + 1), ids, n);
+}
+
 /* Writes the table keys of tw from the next one on, up to (without) the
  * first one not below lim[0..limn) (lim NULL: all). */
 static enum cm_status table_until(struct idx_bulk *b, MDB_cursor *cur,
@@ -1038,6 +1086,8 @@ static enum cm_status table_until(struct idx_bulk *b, MDB_cursor *cur,
             __builtin_prefetch(&b->k[tw->v[i + AHEAD].val]);
             __builtin_prefetch(arena + tw->v[i + AHEAD].off);
         }
+        if (b->rev && (st = rev_put(b, x, bm)) != CM_OK)
+            break;
         if (bm)
             b->spill[tw->v[i].val] = NULL;
         st = put_bitmap(b->t, cur, arena + x->koff + 2, x->klen, ids, x->n, bm);
@@ -1336,7 +1386,11 @@ enum cm_status idx_bulk_write(struct idx_bulk *b)
             goto out;
         }
     }
-    st = write_postings(b, KV_DB_POSTINGS, v, tmp);
+    st = kv_revapp_begin(b->t, &b->rev); /* filled by the postings' walk */
+    if (st == CM_OK)
+        st = write_postings(b, KV_DB_POSTINGS, v, tmp);
+    kv_revapp_end(b->rev);
+    b->rev = NULL;
     if (st == CM_OK)
         st = write_postings(b, KV_DB_TEXT, v, tmp);
     if (st == CM_OK)

@@ -393,8 +393,10 @@ enum cm_status idx_bulk_new(struct kv_txn *t, struct idx_bulk **out) CM_WUR;
  * CM_CORRUPT. */
 enum cm_status idx_bulk_add(struct idx_bulk *b, uint32_t docid,
                             const struct kv_scene *sc) CM_WUR;
-/* Writes every posting, text, dictionary and column key.  CM_NOMEM,
- * CM_TOOBIG, CM_IO (map full: kv_write_run retries). */
+/* Writes every posting, text, dictionary and column key, and the reverse
+ * index (kv_revapp_*: its entries are the docids of the tag, performer,
+ * studio, group and gallery postings).  CM_NOMEM, CM_TOOBIG, CM_IO (map
+ * full: kv_write_run retries). */
 enum cm_status idx_bulk_write(struct idx_bulk *b) CM_WUR;
 void idx_bulk_free(struct idx_bulk *b); /* NULL-safe */
 

@@ -97,7 +97,6 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
 {
     struct rb_ctx *ctx = vctx;
     struct idx_writer w;
-    struct kv_revbuild rev = {0};
     struct idx_bulk *b = NULL;
     struct cm_buf arena; /* the decoded scenes' arrays, reused */
     MDB_cursor *cur = NULL;
@@ -120,7 +119,10 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
             return kv_txn_from_mdb(t, rc, "index drop");
     }
     /* Bulk: every key of the (empty) index dbs is written once, in key
-     * order, with MDB_APPEND; the children lists come after. */
+     * order, with MDB_APPEND; the children lists come after.  The reverse
+     * index (entity -> scenes) is derived from the records too (a
+     * deferred first sync does not write it): idx_bulk_write appends it
+     * with the postings of the same entities. */
     cm_buf_init(&arena, CM_MAX_RECORD_ARENA);
     st = idx_bulk_new(t, &b);
     if (st == CM_OK)
@@ -138,8 +140,6 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
         st = kv_scene_decode_in(v.mv_data, v.mv_size, &arena, &sc);
         if (st == CM_OK)
             st = idx_bulk_add(b, docid, &sc);
-        if (st == CM_OK)
-            st = kv_revbuild_add(&rev, docid, &sc);
         ctx->n++;
         if (ctx->fn && ctx->n % IDX_PROGRESS_STEP == 0 && ctx->n < total)
             ctx->fn(ctx->n, total, ctx->fctx);
@@ -157,11 +157,6 @@ static enum cm_status rebuild_txn(struct kv_txn *t, void *vctx)
             st = rebuild_children(&w);
         idx_writer_fini(&w);
     }
-    /* The reverse index (entity -> scenes) is derived from the records
-     * too: a deferred first sync does not write it. */
-    if (st == CM_OK)
-        st = kv_revbuild_write(t, &rev);
-    kv_revbuild_fini(&rev);
     if (st == CM_OK)
         st = kv_index_version_set(t);
     if (st == CM_OK)

@@ -429,6 +429,22 @@ enum cm_status kv_revbuild_add(struct kv_revbuild *rb, uint32_t docid,
                                const struct kv_scene *sc) CM_WUR;
 enum cm_status kv_revbuild_write(struct kv_txn *t,
                                  struct kv_revbuild *rb) CM_WUR;
+/* Writes the reverse index from scratch in key order, for a builder that
+ * already has every entity's scenes sorted (idx_bulk: its posting keys of
+ * tags, performers, studios, groups and galleries are exactly these
+ * lists).  kv_revapp_begin drops what the reverse database held and opens
+ * an appending cursor; each kv_revapp_put appends (type, id, docid) for
+ * the increasing docids[0..n), and the calls must come in key order
+ * (type, then id: CM_INVALID otherwise, or CM_IO from LMDB's append
+ * check).  Id 0 ("none") is skipped.  OUT *out: free with
+ * kv_revapp_end() (NULL-safe) before t ends.  CM_NOMEM, CM_IO,
+ * CM_TOOBIG (map full). */
+struct kv_revapp;
+enum cm_status kv_revapp_begin(struct kv_txn *t, struct kv_revapp **out) CM_WUR;
+enum cm_status kv_revapp_put(struct kv_revapp *a, uint8_t type, uint64_t id,
+                             const uint32_t *docids, size_t n) CM_WUR;
+void kv_revapp_end(struct kv_revapp *a);
+
 /* Compares the stored reverse index with rb's entries (sorts rb).  OUT
  * *missing: entries rb has and the store lacks; *extra: the opposite. */
 enum cm_status kv_revbuild_check(struct kv_txn *t, struct kv_revbuild *rb,

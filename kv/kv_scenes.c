@@ -768,6 +768,71 @@ enum cm_status kv_revbuild_write(struct kv_txn *t, struct kv_revbuild *rb)
     return rc ? kv_txn_from_mdb(t, rc, "reverse put") : CM_OK;
 }
 
+struct kv_revapp {
+    struct kv_txn *t;
+    MDB_cursor *cur;
+    uint8_t type; /* of the last put */
+    uint64_t id;
+};
+
+enum cm_status kv_revapp_begin(struct kv_txn *t, struct kv_revapp **out)
+{
+    struct kv_revapp *a;
+    enum cm_status st;
+    int rc;
+
+    *out = NULL;
+    if (!t || !t->write)
+        return CM_INVALID;
+    if ((st = kv_rev_flush(t)) != CM_OK) /* nothing queued survives */
+        return st;
+    rc = mdb_drop(t->txn, t->s->dbi[KV_DB_REVERSE], 0);
+    if (rc)
+        return kv_txn_from_mdb(t, rc, "reverse drop");
+    a = cm_calloc(1, sizeof *a);
+    if (!a)
+        return CM_NOMEM;
+    a->t = t;
+    rc = mdb_cursor_open(t->txn, t->s->dbi[KV_DB_REVERSE], &a->cur);
+    if (rc) {
+        cm_free(a);
+        return kv_txn_from_mdb(t, rc, "reverse cursor");
+    }
+    *out = a;
+    return CM_OK;
+}
+
+enum cm_status kv_revapp_put(struct kv_revapp *a, uint8_t type, uint64_t id,
+                             const uint32_t *docids, size_t n)
+{
+    uint8_t k[REV_KEY];
+    MDB_val key = {sizeof k, k}, val = {0, (void *)""};
+    int rc = 0;
+
+    if (!a || (n && !docids))
+        return CM_INVALID;
+    if (!id || !n)
+        return CM_OK;
+    if (type < a->type || (type == a->type && id <= a->id))
+        return CM_INVALID; /* not in key order */
+    a->type = type;
+    a->id = id;
+    rev_key(k, type, id, 0);
+    for (size_t i = 0; i < n && !rc; i++) {
+        be32(k + 9, docids[i]);
+        rc = mdb_cursor_put(a->cur, &key, &val, MDB_APPEND);
+    }
+    return rc ? kv_txn_from_mdb(a->t, rc, "reverse put") : CM_OK;
+}
+
+void kv_revapp_end(struct kv_revapp *a)
+{
+    if (!a)
+        return;
+    mdb_cursor_close(a->cur);
+    cm_free(a);
+}
+
 void kv_revbuild_fini(struct kv_revbuild *rb)
 {
     if (!rb)
