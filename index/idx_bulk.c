@@ -5,29 +5,41 @@
  * MDB_APPEND.  Nothing is looked up in LMDB and nothing is written twice.
  * The output is byte-identical to the incremental writer's bitmaps and to
  * the dictionary positions the writer gives an empty store ((i+1) *
- * IDX_GAP); docs/INDEX.md "Write path" has the figures.
+ * IDX_GAP); docs/INDEX.md "Rebuild" has the details and figures.
  *
- * Postings and text tokens.  One open-addressing table of distinct keys:
- * a slot holds 32 bits of the hash next to the key's index, an entry (32
- * bytes) the key's first 12 bytes as two integers, so a probe reads a slot
- * and one entry line and touches the key arena only for longer keys.  A
- * scene's keys are looked up in batches (hash and prefetch every slot,
+ * Derive hands the builder three kinds of keys apart (split entries):
+ *
+ * Int facets (18 per scene): a dense column of values per field, by scene
+ * ordinal, counting-sorted by value at write time.
+ *
+ * Listed text tokens (fingerprints, numbers of 5+ digits: nearly all
+ * distinct per scene): one item (key bytes, docid) each, sorted once at
+ * write time (stably: each key's docids stay in docid order).
+ *
+ * The other posting and text keys.  One open-addressing table of distinct
+ * keys: a slot holds 32 bits of the hash next to the key's index, an entry
+ * (32 bytes) the key's first 12 bytes as two integers, so a probe reads a
+ * slot and one entry line and touches the key arena only for longer keys.
+ * A scene's keys are looked up in batches (hash and prefetch every slot,
  * then every entry, then compare and add) so their cache misses overlap.
  * Each key keeps its docids in increasing order: the first inline, the
  * others in arrays of 4, 8, ... 4096 from one pool (an outgrown array
  * goes to its size class's free list; a full 4096 array is moved into the
  * key's roaring bitmap and reused).  Scenes come in increasing docid
  * order, so a key derived twice by one scene is skipped by comparing with
- * the key's last docid: no per-scene sort.
+ * the key's last docid: no per-scene sort.  At write time the table's keys
+ * of a db are sorted and merged in key order with the facets (postings)
+ * or the token list (text); the tag, performer, studio, group and gallery
+ * postings give the reverse index's entries too (rev_put).
  *
  * Dictionaries.  Per string sort field, one item (key bytes, docid) per
  * scene that has a value; at write time the items are sorted, each run of
  * equal keys becomes one entry {(i+1) * IDX_GAP, run length} and fills the
  * column cells of its docids.
  *
- * Columns.  Dense chunks of IDX_CHUNK values per field, allocated when a
- * docid of the chunk appears (every field gets every such chunk, as the
- * incremental writer does).
+ * Columns.  One array per sort field by docid; every chunk of IDX_CHUNK
+ * docids of which one was added is written for every field, as the
+ * incremental writer does.
  *
  * Keys are sorted with a string radix sort on 8-byte big-endian words:
  * sort by the word at depth d (MSD radix sort on its bytes, skipping bytes
