@@ -113,16 +113,44 @@ static char *put_utf8(char *w, unsigned cp)
     return w;
 }
 
+/* Bytes of v that are zero: the lowest flagged byte (0x80) is the first
+ * zero byte (flags above it may be false). */
+static inline uint64_t zero_bytes(uint64_t v)
+{
+    return (v - 0x0101010101010101ULL) & ~v & 0x8080808080808080ULL;
+}
+
+/* The first '"', '\\' or NUL at or after r (end: the buffer's NUL, so
+ * one is always found).  Eight bytes at a time while they are inside the
+ * buffer: strings are most of a response's bytes (a 1,000-scene page
+ * spent a third of its parse in a loop of one byte per step). */
+static inline char *quote_scan(char *r, const char *end)
+{
+    while (end - r >= 8) {
+        uint64_t v, m;
+        memcpy(&v, r, 8);
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+        v = __builtin_bswap64(v); /* byte 0 in the low bits */
+#endif
+        m = zero_bytes(v ^ 0x2222222222222222ULL) |
+            zero_bytes(v ^ 0x5C5C5C5C5C5C5C5CULL) | zero_bytes(v);
+        if (m)
+            return r + __builtin_ctzll(m) / 8;
+        r += 8;
+    }
+    while (*r != '"' && *r != '\\' && *r != '\0')
+        r++;
+    return r;
+}
+
 /* The string whose opening quote is at *pos: decoded in place into token
  * x (already made, start set), NUL-terminated; *pos moves past its
  * closing quote. */
 static enum cm_status string(struct parser *p, struct sj_tok *x, size_t *pos)
 {
-    char *s = p->d->s, *r = s + *pos + 1, *w, *first;
-    char c;
+    char *s = p->d->s, *r = quote_scan(s + *pos + 1, s + p->d->len), *w, *first;
+    char c = *r;
 
-    while ((c = *r) != '"' && c != '\\' && c != '\0')
-        r++;
     if (c == '"') { /* no escape: the common case */
         x->len = (uint32_t)(r - (s + x->start));
         *r = '\0';
