@@ -183,7 +183,7 @@ void idx_entries_fini(struct idx_entries *e)
     memset(e, 0, sizeof *e);
 }
 
-/* Grows a key array to hold at least need keys. */
+/* Grows a key array to hold at least need keys (doubling, 128 at first). */
 static enum cm_status keys_reserve(struct idx_key **keys, size_t *cap,
                                    size_t need)
 {
@@ -201,18 +201,6 @@ static enum cm_status keys_reserve(struct idx_key **keys, size_t *cap,
     return CM_OK;
 }
 
-/* Doubles a key array (128 at first). */
-static enum cm_status keys_grow(struct idx_key **keys, size_t *cap)
-{
-    size_t n = *cap ? *cap * 2 : 128;
-    struct idx_key *nk = cm_realloc(*keys, n * sizeof *nk);
-    if (!nk)
-        return CM_NOMEM;
-    *keys = nk;
-    *cap = n;
-    return CM_OK;
-}
-
 /* Inline: the posting keys have constant lengths at their call sites. */
 static inline enum cm_status add_key(struct idx_entries *e, uint8_t db,
                                      const void *k, size_t n)
@@ -221,7 +209,7 @@ static inline enum cm_status add_key(struct idx_entries *e, uint8_t db,
     if (n == 0 || n > 511)
         return CM_INVALID;
     if (e->nkeys == e->capkeys) {
-        st = keys_grow(&e->keys, &e->capkeys);
+        st = keys_reserve(&e->keys, &e->capkeys, e->nkeys + 1);
         if (st != CM_OK)
             return st;
     }
@@ -300,10 +288,11 @@ static enum cm_status add_text_as(struct idx_entries *e, uint8_t prefix,
      * (the windows overlap) plus the prefixes, and a window may be
      * written in full past the end. */
     size_t most = (n + 1) / 2 + n / IDX_TOK_STEP + 2;
-    enum cm_status st = keys_reserve(&e->keys, &e->capkeys, e->nkeys + most);
+    enum cm_status st;
 
     if (!s || !n)
         return CM_OK;
+    st = keys_reserve(&e->keys, &e->capkeys, e->nkeys + most);
     if (st == CM_OK && e->split)
         st = keys_reserve(&e->lkeys, &e->caplkeys, e->nlkeys + most);
     if (st == CM_OK)

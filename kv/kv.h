@@ -416,9 +416,10 @@ enum cm_status kv_scene_store_record(struct kv_txn *t,
                                      const struct kv_scene *sc,
                                      uint32_t *docid) CM_WUR;
 
-/* Builds the reverse index from scratch: add every scene in increasing
- * docid order, then write (drops what the reverse database held and
- * appends every entry in key order).  Zero-initialise to use. */
+/* The reverse entries the records call for, to check the stored index
+ * against (idx_verify): add every scene in increasing docid order, then
+ * kv_revbuild_check.  Zero-initialise to use.  (The rebuild writes the
+ * index with kv_revapp, from the bulk builder's postings.) */
 struct kv_revent;
 struct kv_revbuild {
     struct kv_revent *v;
@@ -427,8 +428,6 @@ struct kv_revbuild {
 };
 enum cm_status kv_revbuild_add(struct kv_revbuild *rb, uint32_t docid,
                                const struct kv_scene *sc) CM_WUR;
-enum cm_status kv_revbuild_write(struct kv_txn *t,
-                                 struct kv_revbuild *rb) CM_WUR;
 /* Writes the reverse index from scratch in key order, for a builder that
  * already has every entity's scenes sorted (idx_bulk: its posting keys of
  * tags, performers, studios, groups and galleries are exactly these

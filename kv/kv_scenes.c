@@ -678,9 +678,9 @@ enum cm_status kv_entity_del(struct kv_txn *t, uint8_t type, uint64_t id)
 /* ---- Rebuilding the reverse index ------------------------------------ */
 
 /* Appends the scene's refs as they are: no per-scene sort; a ref the
- * scene carries twice is dropped where the sorted entries are written
- * (kv_revbuild_write, kv_revbuild_check), where the (stable) sort has put
- * the two next to each other. */
+ * scene carries twice is skipped where the sorted entries are compared
+ * (kv_revbuild_check), where the (stable) sort has put the two next to
+ * each other. */
 enum cm_status kv_revbuild_add(struct kv_revbuild *rb, uint32_t docid,
                                const struct kv_scene *sc)
 {
@@ -731,41 +731,6 @@ static bool revent_again(const struct kv_revent *v, size_t i)
 {
     return i > 0 && v[i].id == v[i - 1].id && v[i].type == v[i - 1].type &&
            v[i].docid == v[i - 1].docid;
-}
-
-enum cm_status kv_revbuild_write(struct kv_txn *t, struct kv_revbuild *rb)
-{
-    MDB_cursor *cur = NULL;
-    MDB_dbi dbi;
-    enum cm_status st;
-    int rc;
-
-    if (!t || !t->write || !rb)
-        return CM_INVALID;
-    dbi = t->s->dbi[KV_DB_REVERSE];
-    if ((st = kv_rev_flush(t)) != CM_OK) /* nothing queued survives */
-        return st;
-    rc = mdb_drop(t->txn, dbi, 0);
-    if (rc)
-        return kv_txn_from_mdb(t, rc, "reverse drop");
-    if ((st = revent_sort(rb->v, rb->n, 9)) != CM_OK)
-        return st;
-    /* One cursor for all the appends: it stays at the end of the tree,
-     * where mdb_put would search it again from the root for every entry
-     * (a dirty-list and spill-list search per level in this big txn). */
-    rc = mdb_cursor_open(t->txn, dbi, &cur);
-    if (rc)
-        return kv_txn_from_mdb(t, rc, "reverse cursor");
-    for (size_t i = 0; i < rb->n && !rc; i++) {
-        uint8_t k[REV_KEY];
-        MDB_val key = {sizeof k, k}, val = {0, (void *)""};
-        if (revent_again(rb->v, i))
-            continue;
-        rev_key(k, rb->v[i].type, rb->v[i].id, rb->v[i].docid);
-        rc = mdb_cursor_put(cur, &key, &val, MDB_APPEND);
-    }
-    mdb_cursor_close(cur);
-    return rc ? kv_txn_from_mdb(t, rc, "reverse put") : CM_OK;
 }
 
 struct kv_revapp {
