@@ -21,6 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "common/cm_alloc.h"
 #include "common/cm_limits.h"
@@ -121,11 +124,27 @@ static inline uint64_t zero_bytes(uint64_t v)
 }
 
 /* The first '"', '\\' or NUL at or after r (end: the buffer's NUL, so
- * one is always found).  Eight bytes at a time while they are inside the
- * buffer: strings are most of a response's bytes (a 1,000-scene page
- * spent a third of its parse in a loop of one byte per step). */
+ * one is always found).  Strings are most of a response's bytes and most
+ * are short (keys, names): 16 bytes a step with SSE2 (every x86-64), else
+ * 8 bytes a step with the zero-byte test, while the bytes are inside the
+ * buffer; then one byte a step.  A 1,000-scene page spent a third of its
+ * parse in a loop of one byte a step; with 16-byte steps its parse takes
+ * 1.36-1.41 ms (best of 1,000), with 8-byte steps 1.59-1.64 ms. */
 static inline char *quote_scan(char *r, const char *end)
 {
+#ifdef __SSE2__
+    const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\');
+    const __m128i z = _mm_setzero_si128();
+    while (end - r >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)r);
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs)),
+            _mm_cmpeq_epi8(v, z)));
+        if (m)
+            return r + __builtin_ctz(m);
+        r += 16;
+    }
+#endif
     while (end - r >= 8) {
         uint64_t v, m;
         memcpy(&v, r, 8);
