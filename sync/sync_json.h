@@ -194,25 +194,36 @@ static inline const char *sj_type_name(struct sjv v)
     return names[sj_type(v)];
 }
 
-/* A number's value (as strtod reads it; integers of up to 15 digits are
- * exact in a double and read without it); 0 for anything else. */
+/* A number's value, as strtod reads it.  Without an exponent and with a
+ * mantissa of at most 2^53 and at most 22 decimals (the integers, the
+ * durations and frame rates of a response), it is the mantissa divided
+ * by an exact power of ten: both are exact doubles and the division is
+ * correctly rounded, so the result is strtod's (Clinger's fast path);
+ * strtod reads the rest.  0 for anything that is not a number. */
 static inline double sj_num(struct sjv v)
 {
-    const char *q;
+    static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const char *q, *x;
     uint64_t m = 0;
-    uint32_t k = 0, n;
+    uint32_t k = 0, f = 0;
     bool neg;
 
     if (sj_type(v) != SJ_NUMBER)
         return 0;
     q = v.d->s + v.d->t[v.i].start;
-    n = v.d->t[v.i].len;
     neg = *q == '-';
-    for (const char *x = q + neg; *x >= '0' && *x <= '9' && k < 16; x++, k++)
+    /* at most 19 digits: m stays below 10^19 < 2^64 */
+    for (x = q + neg; *x >= '0' && *x <= '9' && k < 19; x++, k++)
         m = m * 10 + (uint64_t)(*x - '0');
+    if (*x == '.')
+        for (x++; *x >= '0' && *x <= '9' && k < 19; x++, k++, f++)
+            m = m * 10 + (uint64_t)(*x - '0');
     /* strtod stops at the byte after the number, which is not part of one */
-    if (k <= 15 && neg + k == n)
-        return neg ? -(double)m : (double)m;
+    if ((uint32_t)(x - q) == v.d->t[v.i].len && m <= (uint64_t)1 << 53 &&
+        f <= 22)
+        return (neg ? -(double)m : (double)m) / p10[f];
     return strtod(q, NULL);
 }
 

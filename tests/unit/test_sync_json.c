@@ -481,6 +481,67 @@ START_TEST(accessors)
 }
 END_TEST
 
+/* sj_num reads the numbers without an exponent itself (Clinger's fast
+ * path): every value must have strtod's bits, across the edges of that
+ * path (19 digits, 2^53, 22 decimals, -0) and on either side of them. */
+START_TEST(numbers_have_strtods_bits)
+{
+    static const char *const edge[] = {"0",
+                                       "-0",
+                                       "-0.0",
+                                       "0.000",
+                                       "9007199254740992",
+                                       "9007199254740993",
+                                       "900719925474099.3",
+                                       "9007199254740993.0",
+                                       "0.1",
+                                       "0.30000000000000004",
+                                       "1234567890123456789",
+                                       "12345678901234567890",
+                                       "1.0000000000000000000001",
+                                       "0.0000000000000000000001",
+                                       "0.00000000000000000000001",
+                                       "123.456",
+                                       "29.97",
+                                       "30.691",
+                                       "-1.5",
+                                       "18446744073709551615",
+                                       "1e22",
+                                       "1.5E-3"};
+    char num[64];
+
+    for (int round = 0; round < 20000; round++) {
+        struct sync_json *d;
+        const char *text = num;
+        size_t n = 0;
+        double want, got;
+
+        if (round < (int)(sizeof edge / sizeof *edge)) {
+            text = edge[round];
+        } else { /* sign, 1-21 integer digits, maybe 1-25 decimals */
+            int id = 1 + (int)pick(21), fd = pick(3) ? 0 : 1 + (int)pick(25);
+            if (pick(4) == 0)
+                num[n++] = '-';
+            num[n++] = (char)(id > 1 ? '1' + pick(9) : '0' + pick(10));
+            for (int i = 1; i < id; i++)
+                num[n++] = (char)('0' + pick(10));
+            if (fd || pick(2)) {
+                num[n++] = '.';
+                for (int i = 0; i < (fd ? fd : 1 + (int)pick(22)); i++)
+                    num[n++] = (char)('0' + pick(10));
+            }
+            num[n] = '\0';
+        }
+        d = parse_ok(text);
+        got = sj_num(sj_root(d));
+        want = strtod(text, NULL);
+        ck_assert_msg(memcmp(&got, &want, sizeof got) == 0,
+                      "%s: sj_num %.17g, strtod %.17g", text, got, want);
+        sync_json_free(d);
+    }
+}
+END_TEST
+
 START_TEST(errors_say_what_and_where)
 {
     static const struct {
@@ -674,6 +735,7 @@ int main(void)
     tcase_add_test(tc, random_documents_match_both_oracles);
     tcase_add_test(tc, mutated_documents_match_both_oracles);
     tcase_add_test(tc, accessors);
+    tcase_add_test(tc, numbers_have_strtods_bits);
     tcase_add_test(tc, errors_say_what_and_where);
     tcase_add_test(tc, many_tokens);
     tcase_add_test(tc, nesting_limit);
