@@ -84,6 +84,16 @@ static enum cm_status nomem(struct mctx *m)
 
 #define MAX_FIELDS 32
 
+/* A member name our documents request, with its length. */
+struct name {
+    const char *s;
+    uint8_t n;
+};
+#define NM(lit)                                                                \
+    {                                                                          \
+        lit, sizeof lit - 1                                                    \
+    }
+
 /* The members of one JSON object that our document requests, found in one
  * pass over its members.  names[] lists them in the document's order,
  * which is the order Stash answers in, so a member is usually matched by
@@ -91,23 +101,59 @@ static enum cm_status nomem(struct mctx *m)
  * walked the member list once per field instead).  Of duplicate keys the
  * first wins, as with that lookup. */
 struct obj {
-    const char *const *names; /* the requested members, in order */
+    const struct name *names; /* the requested members, in order */
     const struct fpath *path; /* the object's own path; NULL: the root */
     struct sjv v[MAX_FIELDS]; /* v[i]: member names[i], or missing */
 };
 
-/* strcmp() == 0 for the short keys of Stash's objects, without a call. */
-static inline bool key_eq(const char *a, const char *b)
+/* a[0..n) == b[0..n), inline: words of 8 bytes, the last one overlapping
+ * (names are 2-31 bytes; a memcmp call cost more than the compare). */
+static inline bool bytes_eq(const char *a, const char *b, size_t n)
 {
-    while (*a && *a == *b) {
-        a++;
-        b++;
+    uint64_t x, y;
+    uint32_t u, v;
+    uint16_t p, q;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y)
+                return false;
+        }
+        memcpy(&x, a + n - 8, 8);
+        memcpy(&y, b + n - 8, 8);
+        return x == y;
     }
-    return *a == *b;
+    if (n >= 4) {
+        memcpy(&u, a, 4);
+        memcpy(&v, b, 4);
+        if (u != v)
+            return false;
+        memcpy(&u, a + n - 4, 4);
+        memcpy(&v, b + n - 4, 4);
+        return u == v;
+    }
+    if (n >= 2) {
+        memcpy(&p, a, 2);
+        memcpy(&q, b, 2);
+        if (p != q)
+            return false;
+        memcpy(&p, a + n - 2, 2);
+        memcpy(&q, b + n - 2, 2);
+        return p == q;
+    }
+    return n == 0 || a[0] == b[0];
+}
+
+/* Key k (n bytes) is name m: lengths first, then the bytes (a byte loop
+ * to the NUL was half of the member matching's instructions). */
+static inline bool key_eq(const char *k, size_t n, const struct name *m)
+{
+    return n == m->n && bytes_eq(k, m->s, n);
 }
 
 /* Fills ob from o (all missing when o is not an object). */
-static void obj_scan(struct obj *ob, struct sjv o, const char *const *names,
+static void obj_scan(struct obj *ob, struct sjv o, const struct name *names,
                      size_t n, const struct fpath *path)
 {
     size_t next = 0, i;
@@ -119,10 +165,11 @@ static void obj_scan(struct obj *ob, struct sjv o, const char *const *names,
         return;
     SJ_FOREACH(it, o)
     {
-        const char *key = sj_key(it, NULL);
+        size_t kn;
+        const char *key = sj_key(it, &kn);
         i = next;
-        if (i >= n || !key_eq(key, names[i]))
-            for (i = 0; i < n && !key_eq(key, names[i]); i++)
+        if (i >= n || !key_eq(key, kn, &names[i]))
+            for (i = 0; i < n && !key_eq(key, kn, &names[i]); i++)
                 ;
         if (i == n)
             continue;
@@ -135,7 +182,7 @@ static void obj_scan(struct obj *ob, struct sjv o, const char *const *names,
 #define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
 
 /* The path of member f of ob (valid in the enclosing block). */
-#define FP(ob, f) (&(struct fpath){(ob)->path, (ob)->names[f], 0})
+#define FP(ob, f) (&(struct fpath){(ob)->path, (ob)->names[f].s, 0})
 
 /* ---- scalar fields ------------------------------------------------ */
 
@@ -266,7 +313,7 @@ static enum cm_status get_id(struct mctx *m, const struct obj *ob, int f,
     return id_val(m, ob->v[f], FP(ob, f), out);
 }
 
-static const char *const REF_F[] = {"id"};
+static const struct name REF_F[] = {NM("id")};
 
 /* {id: "N"} or (nullable) null -> 0. */
 static enum cm_status ref_val(struct mctx *m, struct sjv v,
@@ -336,7 +383,7 @@ static enum cm_status get_strs(struct mctx *m, const struct obj *ob, int f,
                                bool nullable, struct kv_str **out, uint32_t *n)
 {
     struct sjv arr;
-    struct fpath p = {ob->path, ob->names[f], 0}, e = {&p, NULL, 0};
+    struct fpath p = {ob->path, ob->names[f].s, 0}, e = {&p, NULL, 0};
     enum cm_status st = get_arr(m, ob, f, nullable, &arr, n);
     *out = NULL;
     if (st != CM_OK || *n == 0)
@@ -357,8 +404,8 @@ static enum cm_status get_ref_ids(struct mctx *m, const struct obj *ob, int f,
                                   const char *sub, uint64_t **out, uint32_t *n)
 {
     struct sjv arr;
-    const char *const sub_f[] = {sub};
-    struct fpath p = {ob->path, ob->names[f], 0}, e = {&p, NULL, 0};
+    const struct name sub_f[] = {{sub, sub ? (uint8_t)strlen(sub) : 0}};
+    struct fpath p = {ob->path, ob->names[f].s, 0}, e = {&p, NULL, 0};
     struct obj io;
     enum cm_status st = get_arr(m, ob, f, false, &arr, n);
     *out = NULL;
@@ -600,35 +647,35 @@ enum {
     S_N
 };
 _Static_assert(S_N <= MAX_FIELDS, "struct obj holds every scene member");
-static const char *const SCENE_F[S_N] = {
-    [S_ID] = "id",
-    [S_TITLE] = "title",
-    [S_CODE] = "code",
-    [S_DETAILS] = "details",
-    [S_DIRECTOR] = "director",
-    [S_URLS] = "urls",
-    [S_DATE] = "date",
-    [S_RATING] = "rating100",
-    [S_ORGANIZED] = "organized",
-    [S_O_COUNTER] = "o_counter",
-    [S_PLAY_COUNT] = "play_count",
-    [S_PLAY_DURATION] = "play_duration",
-    [S_RESUME_TIME] = "resume_time",
-    [S_LAST_PLAYED_AT] = "last_played_at",
-    [S_CREATED_AT] = "created_at",
-    [S_UPDATED_AT] = "updated_at",
-    [S_INTERACTIVE] = "interactive",
-    [S_INTERACTIVE_SPEED] = "interactive_speed",
-    [S_CAPTIONS] = "captions",
-    [S_FILES] = "files",
-    [S_PATHS] = "paths",
-    [S_STUDIO] = "studio",
-    [S_TAGS] = "tags",
-    [S_PERFORMERS] = "performers",
-    [S_GROUPS] = "groups",
-    [S_GALLERIES] = "galleries",
-    [S_STASH_IDS] = "stash_ids",
-    [S_MARKERS] = "scene_markers",
+static const struct name SCENE_F[S_N] = {
+    [S_ID] = NM("id"),
+    [S_TITLE] = NM("title"),
+    [S_CODE] = NM("code"),
+    [S_DETAILS] = NM("details"),
+    [S_DIRECTOR] = NM("director"),
+    [S_URLS] = NM("urls"),
+    [S_DATE] = NM("date"),
+    [S_RATING] = NM("rating100"),
+    [S_ORGANIZED] = NM("organized"),
+    [S_O_COUNTER] = NM("o_counter"),
+    [S_PLAY_COUNT] = NM("play_count"),
+    [S_PLAY_DURATION] = NM("play_duration"),
+    [S_RESUME_TIME] = NM("resume_time"),
+    [S_LAST_PLAYED_AT] = NM("last_played_at"),
+    [S_CREATED_AT] = NM("created_at"),
+    [S_UPDATED_AT] = NM("updated_at"),
+    [S_INTERACTIVE] = NM("interactive"),
+    [S_INTERACTIVE_SPEED] = NM("interactive_speed"),
+    [S_CAPTIONS] = NM("captions"),
+    [S_FILES] = NM("files"),
+    [S_PATHS] = NM("paths"),
+    [S_STUDIO] = NM("studio"),
+    [S_TAGS] = NM("tags"),
+    [S_PERFORMERS] = NM("performers"),
+    [S_GROUPS] = NM("groups"),
+    [S_GALLERIES] = NM("galleries"),
+    [S_STASH_IDS] = NM("stash_ids"),
+    [S_MARKERS] = NM("scene_markers"),
 };
 
 enum {
@@ -648,27 +695,28 @@ enum {
     F_FINGERPRINTS,
     F_N
 };
-static const char *const FILE_F[F_N] = {
-    [F_ID] = "id",
-    [F_PATH] = "path",
-    [F_BASENAME] = "basename",
-    [F_SIZE] = "size",
-    [F_DURATION] = "duration",
-    [F_VIDEO_CODEC] = "video_codec",
-    [F_AUDIO_CODEC] = "audio_codec",
-    [F_WIDTH] = "width",
-    [F_HEIGHT] = "height",
-    [F_FRAME_RATE] = "frame_rate",
-    [F_BIT_RATE] = "bit_rate",
-    [F_FORMAT] = "format",
-    [F_MOD_TIME] = "mod_time",
-    [F_FINGERPRINTS] = "fingerprints",
+static const struct name FILE_F[F_N] = {
+    [F_ID] = NM("id"),
+    [F_PATH] = NM("path"),
+    [F_BASENAME] = NM("basename"),
+    [F_SIZE] = NM("size"),
+    [F_DURATION] = NM("duration"),
+    [F_VIDEO_CODEC] = NM("video_codec"),
+    [F_AUDIO_CODEC] = NM("audio_codec"),
+    [F_WIDTH] = NM("width"),
+    [F_HEIGHT] = NM("height"),
+    [F_FRAME_RATE] = NM("frame_rate"),
+    [F_BIT_RATE] = NM("bit_rate"),
+    [F_FORMAT] = NM("format"),
+    [F_MOD_TIME] = NM("mod_time"),
+    [F_FINGERPRINTS] = NM("fingerprints"),
 };
 
-static const char *const FINGERPRINT_F[] = {"type", "value"};
-static const char *const CAPTION_F[] = {"language_code", "caption_type"};
-static const char *const STASH_ID_F[] = {"endpoint", "stash_id"};
-static const char *const SCENE_GROUP_F[] = {"group", "scene_index"};
+static const struct name FINGERPRINT_F[] = {NM("type"), NM("value")};
+static const struct name CAPTION_F[] = {NM("language_code"),
+                                        NM("caption_type")};
+static const struct name STASH_ID_F[] = {NM("endpoint"), NM("stash_id")};
+static const struct name SCENE_GROUP_F[] = {NM("group"), NM("scene_index")};
 enum {
     MK_ID,
     MK_TITLE,
@@ -678,21 +726,22 @@ enum {
     MK_TAGS,
     MK_N
 };
-static const char *const MARKER_F[MK_N] = {
-    [MK_ID] = "id",
-    [MK_TITLE] = "title",
-    [MK_SECONDS] = "seconds",
-    [MK_END_SECONDS] = "end_seconds",
-    [MK_PRIMARY_TAG] = "primary_tag",
-    [MK_TAGS] = "tags",
+static const struct name MARKER_F[MK_N] = {
+    [MK_ID] = NM("id"),
+    [MK_TITLE] = NM("title"),
+    [MK_SECONDS] = NM("seconds"),
+    [MK_END_SECONDS] = NM("end_seconds"),
+    [MK_PRIMARY_TAG] = NM("primary_tag"),
+    [MK_TAGS] = NM("tags"),
 };
-static const char *const PATHS_F[] = {
-    "screenshot", "preview", "webp", "vtt", "sprite", "funscript", "caption"};
+static const struct name PATHS_F[] = {
+    NM("screenshot"), NM("preview"),   NM("webp"),   NM("vtt"),
+    NM("sprite"),     NM("funscript"), NM("caption")};
 
 static enum cm_status map_file(struct mctx *m, struct sjv f,
                                const struct fpath *path, struct kv_file *out)
 {
-    struct fpath pfps = {path, FILE_F[F_FINGERPRINTS], 0};
+    struct fpath pfps = {path, FILE_F[F_FINGERPRINTS].s, 0};
     struct fpath pfp = {&pfps, NULL, 0};
     struct obj fo, fpo;
     struct sjv fps;
@@ -756,7 +805,7 @@ static enum cm_status map_file(struct mctx *m, struct sjv f,
 /* Element i of a [{...}] field: checks it is an object and scans it with
  * names[0..n) into OUT *eo (path: *ep, which is set to the element). */
 static enum cm_status elem_scan(struct mctx *m, struct sjv it, uint32_t i,
-                                const char *const *names, size_t n,
+                                const struct name *names, size_t n,
                                 struct fpath *ep, struct obj *eo)
 {
     ep->idx = i;
@@ -784,7 +833,7 @@ static enum cm_status map_scene_arrays(struct mctx *m, const struct obj *ob,
         !(sc->captions = arr_alloc(m, sc->n_captions, sizeof *sc->captions)))
         return nomem(m);
     i = 0;
-    pa.key = SCENE_F[S_CAPTIONS];
+    pa.key = SCENE_F[S_CAPTIONS].s;
     SJ_FOREACH(it, arr)
     {
         if ((st = elem_scan(m, it, i, CAPTION_F, NFIELDS(CAPTION_F), &path,
@@ -803,7 +852,7 @@ static enum cm_status map_scene_arrays(struct mctx *m, const struct obj *ob,
         !(sc->files = arr_alloc(m, sc->n_files, sizeof *sc->files)))
         return nomem(m);
     i = 0;
-    pa.key = SCENE_F[S_FILES];
+    pa.key = SCENE_F[S_FILES].s;
     SJ_FOREACH(it, arr)
     {
         path.idx = i;
@@ -819,7 +868,7 @@ static enum cm_status map_scene_arrays(struct mctx *m, const struct obj *ob,
         !(sc->stash_ids = arr_alloc(m, sc->n_stash_ids, sizeof *sc->stash_ids)))
         return nomem(m);
     i = 0;
-    pa.key = SCENE_F[S_STASH_IDS];
+    pa.key = SCENE_F[S_STASH_IDS].s;
     SJ_FOREACH(it, arr)
     {
         if ((st = elem_scan(m, it, i, STASH_ID_F, NFIELDS(STASH_ID_F), &path,
@@ -838,7 +887,7 @@ static enum cm_status map_scene_arrays(struct mctx *m, const struct obj *ob,
         !(sc->markers = arr_alloc(m, sc->n_markers, sizeof *sc->markers)))
         return nomem(m);
     i = 0;
-    pa.key = SCENE_F[S_MARKERS];
+    pa.key = SCENE_F[S_MARKERS].s;
     SJ_FOREACH(it, arr)
     {
         struct kv_marker *mk = &sc->markers[i];
@@ -864,7 +913,7 @@ static enum cm_status map_scene_arrays(struct mctx *m, const struct obj *ob,
         !(sc->groups = arr_alloc(m, sc->n_groups, sizeof *sc->groups)))
         return nomem(m);
     i = 0;
-    pa.key = SCENE_F[S_GROUPS];
+    pa.key = SCENE_F[S_GROUPS].s;
     SJ_FOREACH(it, arr)
     {
         uint64_t gid;
@@ -893,7 +942,7 @@ static enum cm_status map_paths(struct mctx *m, const struct obj *ob,
                                 struct kv_scene *sc)
 {
     struct sjv p = ob->v[S_PATHS];
-    const struct fpath pp = {ob->path, SCENE_F[S_PATHS], 0};
+    const struct fpath pp = {ob->path, SCENE_F[S_PATHS].s, 0};
     struct kv_str *const out[] = {
         &sc->p_screenshot, &sc->p_preview,   &sc->p_webp,   &sc->p_vtt,
         &sc->p_sprite,     &sc->p_funscript, &sc->p_caption};
@@ -981,17 +1030,17 @@ enum {
     TG_UPDATED_AT,
     TG_N
 };
-static const char *const TAG_F[TG_N] = {
-    [E_ID] = "id",
-    [E_NAME] = "name",
-    [TG_SORT_NAME] = "sort_name",
-    [TG_ALIASES] = "aliases",
-    [TG_FAVORITE] = "favorite",
-    [TG_DESCRIPTION] = "description",
-    [TG_IMAGE] = "image_path",
-    [TG_PARENTS] = "parents",
-    [TG_CREATED_AT] = "created_at",
-    [TG_UPDATED_AT] = "updated_at",
+static const struct name TAG_F[TG_N] = {
+    [E_ID] = NM("id"),
+    [E_NAME] = NM("name"),
+    [TG_SORT_NAME] = NM("sort_name"),
+    [TG_ALIASES] = NM("aliases"),
+    [TG_FAVORITE] = NM("favorite"),
+    [TG_DESCRIPTION] = NM("description"),
+    [TG_IMAGE] = NM("image_path"),
+    [TG_PARENTS] = NM("parents"),
+    [TG_CREATED_AT] = NM("created_at"),
+    [TG_UPDATED_AT] = NM("updated_at"),
 };
 enum {
     PF_DISAMBIGUATION = E_NAME + 1,
@@ -1007,20 +1056,20 @@ enum {
     PF_UPDATED_AT,
     PF_N
 };
-static const char *const PERFORMER_F[PF_N] = {
-    [E_ID] = "id",
-    [E_NAME] = "name",
-    [PF_DISAMBIGUATION] = "disambiguation",
-    [PF_ALIASES] = "alias_list",
-    [PF_GENDER] = "gender",
-    [PF_FAVORITE] = "favorite",
-    [PF_RATING] = "rating100",
-    [PF_BIRTHDATE] = "birthdate",
-    [PF_COUNTRY] = "country",
-    [PF_IMAGE] = "image_path",
-    [PF_TAGS] = "tags",
-    [PF_CREATED_AT] = "created_at",
-    [PF_UPDATED_AT] = "updated_at",
+static const struct name PERFORMER_F[PF_N] = {
+    [E_ID] = NM("id"),
+    [E_NAME] = NM("name"),
+    [PF_DISAMBIGUATION] = NM("disambiguation"),
+    [PF_ALIASES] = NM("alias_list"),
+    [PF_GENDER] = NM("gender"),
+    [PF_FAVORITE] = NM("favorite"),
+    [PF_RATING] = NM("rating100"),
+    [PF_BIRTHDATE] = NM("birthdate"),
+    [PF_COUNTRY] = NM("country"),
+    [PF_IMAGE] = NM("image_path"),
+    [PF_TAGS] = NM("tags"),
+    [PF_CREATED_AT] = NM("created_at"),
+    [PF_UPDATED_AT] = NM("updated_at"),
 };
 enum {
     ST_ALIASES = E_NAME + 1,
@@ -1033,17 +1082,17 @@ enum {
     ST_UPDATED_AT,
     ST_N
 };
-static const char *const STUDIO_F[ST_N] = {
-    [E_ID] = "id",
-    [E_NAME] = "name",
-    [ST_ALIASES] = "aliases",
-    [ST_FAVORITE] = "favorite",
-    [ST_RATING] = "rating100",
-    [ST_PARENT] = "parent_studio",
-    [ST_IMAGE] = "image_path",
-    [ST_DETAILS] = "details",
-    [ST_CREATED_AT] = "created_at",
-    [ST_UPDATED_AT] = "updated_at",
+static const struct name STUDIO_F[ST_N] = {
+    [E_ID] = NM("id"),
+    [E_NAME] = NM("name"),
+    [ST_ALIASES] = NM("aliases"),
+    [ST_FAVORITE] = NM("favorite"),
+    [ST_RATING] = NM("rating100"),
+    [ST_PARENT] = NM("parent_studio"),
+    [ST_IMAGE] = NM("image_path"),
+    [ST_DETAILS] = NM("details"),
+    [ST_CREATED_AT] = NM("created_at"),
+    [ST_UPDATED_AT] = NM("updated_at"),
 };
 enum {
     GR_ALIASES = E_NAME + 1,
@@ -1060,21 +1109,21 @@ enum {
     GR_UPDATED_AT,
     GR_N
 };
-static const char *const GROUP_F[GR_N] = {
-    [E_ID] = "id",
-    [E_NAME] = "name",
-    [GR_ALIASES] = "aliases",
-    [GR_DATE] = "date",
-    [GR_DURATION] = "duration",
-    [GR_RATING] = "rating100",
-    [GR_DIRECTOR] = "director",
-    [GR_SYNOPSIS] = "synopsis",
-    [GR_STUDIO] = "studio",
-    [GR_CONTAINING] = "containing_groups",
-    [GR_FRONT] = "front_image_path",
-    [GR_BACK] = "back_image_path",
-    [GR_CREATED_AT] = "created_at",
-    [GR_UPDATED_AT] = "updated_at",
+static const struct name GROUP_F[GR_N] = {
+    [E_ID] = NM("id"),
+    [E_NAME] = NM("name"),
+    [GR_ALIASES] = NM("aliases"),
+    [GR_DATE] = NM("date"),
+    [GR_DURATION] = NM("duration"),
+    [GR_RATING] = NM("rating100"),
+    [GR_DIRECTOR] = NM("director"),
+    [GR_SYNOPSIS] = NM("synopsis"),
+    [GR_STUDIO] = NM("studio"),
+    [GR_CONTAINING] = NM("containing_groups"),
+    [GR_FRONT] = NM("front_image_path"),
+    [GR_BACK] = NM("back_image_path"),
+    [GR_CREATED_AT] = NM("created_at"),
+    [GR_UPDATED_AT] = NM("updated_at"),
 };
 enum {
     GA_DATE = E_NAME + 1,
@@ -1086,18 +1135,18 @@ enum {
     GA_UPDATED_AT,
     GA_N
 };
-static const char *const GALLERY_F[GA_N] = {
-    [E_ID] = "id",
-    [E_NAME] = "title",
-    [GA_DATE] = "date",
-    [GA_RATING] = "rating100",
-    [GA_STUDIO] = "studio",
-    [GA_IMAGE_COUNT] = "image_count",
-    [GA_PATHS] = "paths",
-    [GA_CREATED_AT] = "created_at",
-    [GA_UPDATED_AT] = "updated_at",
+static const struct name GALLERY_F[GA_N] = {
+    [E_ID] = NM("id"),
+    [E_NAME] = NM("title"),
+    [GA_DATE] = NM("date"),
+    [GA_RATING] = NM("rating100"),
+    [GA_STUDIO] = NM("studio"),
+    [GA_IMAGE_COUNT] = NM("image_count"),
+    [GA_PATHS] = NM("paths"),
+    [GA_CREATED_AT] = NM("created_at"),
+    [GA_UPDATED_AT] = NM("updated_at"),
 };
-static const char *const GALLERY_PATHS_F[] = {"cover"};
+static const struct name GALLERY_PATHS_F[] = {NM("cover")};
 
 static enum cm_status map_gender(struct mctx *m, const struct obj *ob,
                                  uint8_t *out)
@@ -1223,7 +1272,7 @@ static enum cm_status map_gallery(struct mctx *m, const struct obj *ob,
                                   struct kv_entity *e)
 {
     struct sjv paths = ob->v[GA_PATHS];
-    struct fpath pp = {ob->path, GALLERY_F[GA_PATHS], 0};
+    struct fpath pp = {ob->path, GALLERY_F[GA_PATHS].s, 0};
     struct obj po;
     int64_t v;
     enum cm_status st;
@@ -1244,7 +1293,7 @@ enum cm_status sync_map_entity(struct sjv o, uint8_t type, struct sync_arena *a,
                                struct kv_entity *e, char *err, size_t errlen)
 {
     struct mctx m = {a, "entity", "?", err, errlen};
-    const char *const *names;
+    const struct name *names;
     struct obj ob;
     size_t n;
     enum cm_status st;

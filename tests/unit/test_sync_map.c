@@ -394,6 +394,63 @@ START_TEST(hostile_scene_fields)
 }
 END_TEST
 
+/* Member names are matched by length and bytes (key_eq): a key that
+ * differs from a requested name in any one byte is not that member.  Every
+ * key of BASE, at every depth, is misspelled at each of its bytes in turn:
+ * the scene must then fail to map (the member is missing) or map to a
+ * different scene.  Keys of 2 to 17 bytes cover each word size of the
+ * comparison. */
+START_TEST(misspelled_members_do_not_match)
+{
+    struct sync_arena a;
+    struct kv_scene want;
+    char err[256] = "";
+    size_t n = strlen(BASE), keys = 0, tries = 0;
+    char *txt = malloc(n + 1);
+    struct sync_json *d0 = NULL;
+
+    ck_assert_ptr_nonnull(txt);
+    sync_arena_init(&a, CM_MiB);
+    ck_assert_int_eq(sync_json_parse(BASE, n, &d0, err, sizeof err), CM_OK);
+    ck_assert_int_eq(sync_map_scene(sj_root(d0), &a, &want, err, sizeof err),
+                     CM_OK);
+    for (size_t q = 0; q < n; q++) {
+        size_t e;
+        if (BASE[q] != '"' ||
+            (q > 0 && BASE[q - 1] != '{' && BASE[q - 1] != ','))
+            continue; /* not the opening quote of a key */
+        e = q + 1;
+        while (BASE[e] != '"')
+            e++;
+        ck_assert_int_eq(BASE[e + 1], ':');
+        keys++;
+        for (size_t j = q + 1; j < e; j++) {
+            struct sync_json *d = NULL;
+            struct kv_scene got;
+            struct sync_arena b;
+            enum cm_status st;
+            memcpy(txt, BASE, n + 1);
+            txt[j] = txt[j] == 'x' ? 'y' : 'x';
+            sync_arena_init(&b, CM_MiB);
+            ck_assert_int_eq(sync_json_parse(txt, n, &d, err, sizeof err),
+                             CM_OK);
+            st = sync_map_scene(sj_root(d), &b, &got, err, sizeof err);
+            ck_assert_msg(st != CM_OK || !kv_scene_equal(&want, &got),
+                          "key %.*s misspelled at byte %zu still matched",
+                          (int)(e - q - 1), BASE + q + 1, j - q - 1);
+            sync_json_free(d);
+            sync_arena_fini(&b);
+            tries++;
+        }
+    }
+    ck_assert_uint_ge(keys, 50);
+    ck_assert_uint_ge(tries, 400);
+    sync_json_free(d0);
+    sync_arena_fini(&a);
+    free(txt);
+}
+END_TEST
+
 START_TEST(huge_string_and_not_an_object)
 {
     cJSON *o = cJSON_Parse(BASE), *arr = cJSON_CreateArray();
@@ -699,6 +756,7 @@ int main(void)
     tcase_add_test(tc, base_scene_maps_and_strips_apikey);
     tcase_add_loop_test(tc, hostile_scene_fields, 0,
                         (int)(sizeof MUTS / sizeof MUTS[0]));
+    tcase_add_test(tc, misspelled_members_do_not_match);
     tcase_add_test(tc, huge_string_and_not_an_object);
     tcase_add_test(tc, entities_strict);
     tcase_add_test(tc, ids_dates_times);
