@@ -282,11 +282,11 @@ static void entity_fields(struct enc *e, const struct kv_entity *en)
             put_uv(e, en->tags[i]);
 }
 
-/* Sizes and validates with fields(e, rec), then appends the bytes. */
-/* One pass into the room out already has (a record's worth once it has
- * held one; 4 KiB at first): a record that does not fit is encoded again
- * into room for its counted size.  (A sizing pass before every record was
- * a third of the encoding's instructions.) */
+/* Validates rec and appends its bytes with fields(e, rec), in one pass
+ * into the room out already has (a record's worth once it has held one;
+ * 4 KiB at first); a record that does not fit is encoded again into room
+ * for its counted size.  (A sizing pass before every record was a third
+ * of the encoding's instructions.) */
 static enum cm_status encode(void (*fields)(struct enc *, const void *),
                              const void *rec, struct cm_buf *out)
 {
