@@ -107,7 +107,7 @@ struct obj {
 };
 
 /* a[0..n) == b[0..n), inline: words of 8 bytes, the last one overlapping
- * (names are 2-31 bytes; a memcmp call cost more than the compare). */
+ * (names are 2 to 17 bytes; a memcmp call cost more than the compare). */
 static inline bool bytes_eq(const char *a, const char *b, size_t n)
 {
     uint64_t x, y;
