@@ -116,15 +116,15 @@ static const char *tsfmt(struct world *w, char *b, size_t n)
 /* The Stash id of the world's i-th entity of a type (1-based): i itself,
  * or i above 2^20 or 2^40 for a fifth and a seventh of them, so ids past
  * the entity cache's direct arrays (IDX_ECACHE_DIRECT) are derived too.
- * ENUM(id) gives i back. */
-static uint64_t EID(uint64_t i)
+ * ent_index(id) gives i back. */
+static uint64_t ent_id(uint64_t i)
 {
     return i % 5 == 0   ? i | (uint64_t)1 << 20
            : i % 7 == 0 ? i + ((uint64_t)1 << 40)
                         : i;
 }
 
-static uint64_t ENUM(uint64_t id)
+static uint64_t ent_index(uint64_t id)
 {
     return id & (((uint64_t)1 << 20) - 1);
 }
@@ -136,13 +136,13 @@ static void gen_entities(struct world *w)
         struct kv_entity *e = &w->ents[k];
         memset(e, 0, sizeof *e);
         e->type = KV_TAG;
-        e->id = EID(i);
+        e->id = ent_id(i);
         e->name = wstr(w, 1, 0);
         e->rating100 = -1;
         e->n_parents = i > 3 ? tg_below(&w->rng, 3) : 0;
         e->parents = tg_alloc(&w->a, 8 * (e->n_parents + 1));
         for (uint32_t j = 0; j < e->n_parents; j++)
-            e->parents[j] = EID(1 + tg_below(&w->rng, (uint32_t)i - 1));
+            e->parents[j] = ent_id(1 + tg_below(&w->rng, (uint32_t)i - 1));
         if (e->n_parents == 2 && e->parents[0] == e->parents[1])
             e->n_parents = 1;
     }
@@ -150,38 +150,38 @@ static void gen_entities(struct world *w)
         struct kv_entity *e = &w->ents[k];
         memset(e, 0, sizeof *e);
         e->type = KV_STUDIO;
-        e->id = EID(i);
+        e->id = ent_id(i);
         e->name = wstr(w, 1, 0);
         e->rating100 = -1;
         e->n_parents = i > 2 && tg_below(&w->rng, 3) ? 1 : 0;
         e->parents = tg_alloc(&w->a, 8);
-        e->parents[0] = EID(1 + tg_below(&w->rng, (uint32_t)i - 1));
+        e->parents[0] = ent_id(1 + tg_below(&w->rng, (uint32_t)i - 1));
         e->n_tags = tg_below(&w->rng, 3);
         e->tags = tg_alloc(&w->a, 8 * 3);
         for (uint32_t j = 0; j < e->n_tags; j++)
-            e->tags[j] = EID(1 + tg_below(&w->rng, NTAG));
+            e->tags[j] = ent_id(1 + tg_below(&w->rng, NTAG));
     }
     for (uint64_t i = 1; i <= NGROUP; i++, k++) {
         struct kv_entity *e = &w->ents[k];
         memset(e, 0, sizeof *e);
         e->type = KV_GROUP;
-        e->id = EID(i);
+        e->id = ent_id(i);
         e->name = wstr(w, 1, 0);
         e->rating100 = -1;
         e->n_parents = i > 2 && tg_below(&w->rng, 2) ? 1 : 0;
         e->parents = tg_alloc(&w->a, 8);
-        e->parents[0] = EID(1 + tg_below(&w->rng, (uint32_t)i - 1));
+        e->parents[0] = ent_id(1 + tg_below(&w->rng, (uint32_t)i - 1));
         e->n_tags = tg_below(&w->rng, 2);
         e->tags = tg_alloc(&w->a, 8 * 2);
         for (uint32_t j = 0; j < e->n_tags; j++)
-            e->tags[j] = EID(1 + tg_below(&w->rng, NTAG));
+            e->tags[j] = ent_id(1 + tg_below(&w->rng, NTAG));
     }
     for (uint64_t i = 1; i <= NPERF; i++, k++) {
         struct kv_entity *e = &w->ents[k];
         char b[16];
         memset(e, 0, sizeof *e);
         e->type = KV_PERFORMER;
-        e->id = EID(i);
+        e->id = ent_id(i);
         e->name = wstr(w, 2, 0);
         e->rating100 = -1;
         if (tg_below(&w->rng, 4)) {
@@ -194,13 +194,13 @@ static void gen_entities(struct world *w)
         e->n_tags = tg_below(&w->rng, 4);
         e->tags = tg_alloc(&w->a, 8 * 4);
         for (uint32_t j = 0; j < e->n_tags; j++)
-            e->tags[j] = EID(1 + tg_below(&w->rng, NTAG));
+            e->tags[j] = ent_id(1 + tg_below(&w->rng, NTAG));
     }
     for (uint64_t i = 1; i <= NGAL; i++, k++) {
         struct kv_entity *e = &w->ents[k];
         memset(e, 0, sizeof *e);
         e->type = KV_GALLERY;
-        e->id = EID(i);
+        e->id = ent_id(i);
         e->name = wstr(w, 1, 0);
         e->rating100 = -1;
     }
@@ -223,9 +223,9 @@ static struct kv_ref *refs(struct world *w, uint8_t type, uint32_t n,
         const struct kv_entity *e;
         uint64_t x = 1 + tg_below(&w->rng, max);
         for (uint32_t j = 0; j < i; j++)
-            if (r[j].id == EID(x))
+            if (r[j].id == ent_id(x))
                 x = 1 + (x % max);
-        r[i].id = EID(x);
+        r[i].id = ent_id(x);
         e = ent(w, type, r[i].id);
         r[i].name = e ? e->name : (struct kv_str){NULL, 0};
         r[i].rating100 = -1;
@@ -347,7 +347,7 @@ static void gen_scene(struct world *w, struct kv_scene *sc, uint64_t id)
     sc->studio.index = -1;
     if (tg_below(&w->rng, 4)) {
         const struct kv_entity *e;
-        sc->studio.id = EID(1 + tg_below(&w->rng, NSTUDIO));
+        sc->studio.id = ent_id(1 + tg_below(&w->rng, NSTUDIO));
         e = ent(w, KV_STUDIO, sc->studio.id);
         sc->studio.name = e ? e->name : (struct kv_str){NULL, 0};
         sc->studio.favorite = tg_below(&w->rng, 4) == 0;
@@ -608,12 +608,12 @@ static void load_ex(struct world *w, size_t n, uint64_t seed, bool qlong)
                 e->type == KV_GROUP) {
                 e->n_tags = tg_below(&w->rng, 2);
                 e->tags = tg_alloc(&w->a, 16);
-                e->tags[0] = EID(1 + tg_below(&w->rng, NTAG));
-            } else if (e->type == KV_TAG && ENUM(e->id) > 3) {
+                e->tags[0] = ent_id(1 + tg_below(&w->rng, NTAG));
+            } else if (e->type == KV_TAG && ent_index(e->id) > 3) {
                 e->n_parents = 1;
                 e->parents = tg_alloc(&w->a, 8);
-                e->parents[0] =
-                    EID(1 + tg_below(&w->rng, (uint32_t)ENUM(e->id) - 1));
+                e->parents[0] = ent_id(
+                    1 + tg_below(&w->rng, (uint32_t)ent_index(e->id) - 1));
             }
             ck_assert_int_eq(idx_entity_put(iw, e), CM_OK);
         }
@@ -687,8 +687,8 @@ static int gen_crit(struct world *w, char *b, size_t n)
             b, n,
             "\"%s\":{\"value\":[\"%llu\",\"%llu\"],\"modifier\":"
             "\"%s\",\"depth\":%d,\"excludes\":[%s]%s}",
-            f, (unsigned long long)EID(1 + tg_below(&w->rng, max)),
-            (unsigned long long)EID(1 + tg_below(&w->rng, max)), m,
+            f, (unsigned long long)ent_id(1 + tg_below(&w->rng, max)),
+            (unsigned long long)ent_id(1 + tg_below(&w->rng, max)), m,
             strcmp(f, "performers") && strcmp(f, "galleries") ? depth : 0,
             tg_below(&w->rng, 3) ? "" : "\"3\"",
             inh ? ",\"inherited\":true" : "");
@@ -2047,7 +2047,7 @@ START_TEST(test_order_plans)
             "{\"sort\":\"date\",\"page\":200}",
             "{\"organized\":true}",
             "{\"sort\":\"date\",\"page\":5}",
-            /* tag 1048581: EID(5) */
+            /* tag 1048581: ent_id(5) */
             "{\"tags\":{\"value\":[\"1048581\"],\"modifier\":\"INCLUDES\"}}",
             "{\"sort\":\"date\",\"page\":2,\"per_page\":10}",
             "{\"rating100\":{\"value\":90,\"modifier\":\"GREATER_THAN\"}}",
