@@ -579,9 +579,8 @@ static enum cm_status put_id_path(struct cm_buf *b, const char *pre,
 
 /* "/api/proxy/<kind>/<id>/image" or null when the entity has no image.
  * kind is a literal ("\"/api/proxy/studio/"). */
-#define PUT_ENTITY_IMAGE(b, prefix, id, img)                                   \
-    (((img).p && (img).len) ? PUT_ID_PATH((b), prefix, (id), "/image\"")       \
-                            : LIT((b), "null"))
+#define PUT_ENTITY_IMAGE(b, prefix, id, has)                                   \
+    ((has) ? PUT_ID_PATH((b), prefix, (id), "/image\"") : LIT((b), "null"))
 
 /* {"id":"<id>","instanceId":"peekd" */
 static enum cm_status put_ref_head(struct cm_buf *b, uint64_t id)
@@ -701,7 +700,7 @@ static enum cm_status put_studio(struct cm_buf *b, struct api_ecache *ec,
     TRY(LIT(b, ",\"name\":"));
     TRY(api_json_str(b, s->name));
     TRY(LIT(b, ",\"image_path\":"));
-    TRY(PUT_ENTITY_IMAGE(b, "\"/api/proxy/studio/", s->id, s->image));
+    TRY(PUT_ENTITY_IMAGE(b, "\"/api/proxy/studio/", s->id, s->has_image));
     TRY(s->favorite ? LIT(b, ",\"favorite\":true,\"parent_studio\":")
                     : LIT(b, ",\"favorite\":false,\"parent_studio\":"));
     st = ent_get(ec, KV_STUDIO, s->id, &e);
@@ -820,7 +819,8 @@ static enum cm_status put_refs(struct cm_buf *b, struct api_ecache *ec,
         TRY(LIT(b, ",\"gender\":"));
         TRY(put_gender(b, r->gender));
         TRY(LIT(b, ",\"image_path\":"));
-        TRY(PUT_ENTITY_IMAGE(b, "\"/api/proxy/performer/", r->id, r->image));
+        TRY(PUT_ENTITY_IMAGE(b, "\"/api/proxy/performer/", r->id,
+                             r->has_image));
         TRY(r->favorite ? LIT(b, ",\"favorite\":true,\"rating100\":")
                         : LIT(b, ",\"favorite\":false,\"rating100\":"));
         TRY(put_i32_or_null(b, r->rating100));
@@ -835,7 +835,7 @@ static enum cm_status put_refs(struct cm_buf *b, struct api_ecache *ec,
         TRY(LIT(b, ",\"name\":"));
         TRY(api_json_str(b, r->name));
         TRY(LIT(b, ",\"image_path\":"));
-        TRY(PUT_ENTITY_IMAGE(b, "\"/api/proxy/tag/", r->id, r->image));
+        TRY(PUT_ENTITY_IMAGE(b, "\"/api/proxy/tag/", r->id, r->has_image));
         TRY(r->favorite ? LIT(b, ",\"favorite\":true}")
                         : LIT(b, ",\"favorite\":false}"));
     }
@@ -850,9 +850,9 @@ static enum cm_status put_refs(struct cm_buf *b, struct api_ecache *ec,
         TRY(LIT(b, ",\"name\":"));
         TRY(api_json_str(b, r->name));
         TRY(LIT(b, ",\"front_image_path\":"));
-        TRY(PUT_ENTITY_IMAGE(b, "\"/api/proxy/group/", r->id, r->image));
+        TRY(PUT_ENTITY_IMAGE(b, "\"/api/proxy/group/", r->id, r->has_image));
         TRY(LIT(b, ",\"back_image_path\":"));
-        if (r->aux.p && r->aux.len)
+        if (r->has_back_image)
             TRY(PUT_ID_PATH(b, "\"/api/proxy/group/", r->id, "/back_image\""));
         else
             TRY(LIT(b, "null"));
@@ -869,7 +869,7 @@ static enum cm_status put_refs(struct cm_buf *b, struct api_ecache *ec,
         TRY(LIT(b, ",\"title\":"));
         TRY(api_json_str(b, r->name));
         TRY(LIT(b, ",\"cover\":"));
-        TRY(PUT_ENTITY_IMAGE(b, "\"/api/proxy/gallery/", r->id, r->image));
+        TRY(PUT_ENTITY_IMAGE(b, "\"/api/proxy/gallery/", r->id, r->has_image));
         TRY(api_put(b, "}", 1));
     }
     TRY(api_put(b, "]", 1));

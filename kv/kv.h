@@ -224,16 +224,20 @@ struct kv_str {
     uint32_t len;
 };
 
-/* A reference to an entity embedded in a scene (denormalized). */
+/* A reference to an entity embedded in a scene (denormalized).  Of the
+ * entity's images only their presence is embedded: the API answers with
+ * peekd's own proxy path, which the image proxy resolves from the entity
+ * record (STORE.md, "Scene records"). */
 struct kv_ref {
-    uint64_t id;         /* Stash id */
-    struct kv_str name;  /* performer/tag/studio/group name, gallery title */
-    struct kv_str image; /* image_path / front_image_path / cover */
-    struct kv_str aux;   /* performer disambiguation, group back image */
-    int32_t rating100;   /* -1 = null */
-    int32_t index;       /* group scene_index, -1 = null */
-    uint8_t gender;      /* performer: enum kv_gender */
+    uint64_t id;        /* Stash id */
+    struct kv_str name; /* performer/tag/studio/group name, gallery title */
+    struct kv_str aux;  /* performer disambiguation */
+    int32_t rating100;  /* -1 = null */
+    int32_t index;      /* group scene_index, -1 = null */
+    uint8_t gender;     /* performer: enum kv_gender */
     bool favorite;
+    bool has_image;      /* image_path / front_image_path / cover */
+    bool has_back_image; /* group back_image_path */
 };
 
 enum kv_gender {

@@ -6,14 +6,18 @@
  * signed ones zigzag varints, doubles 8 bytes IEEE-754 little-endian
  * (finite only), booleans one byte 0/1, strings a varint (length + 1,
  * 0 = null) then the bytes, arrays a varint count then the elements.
+ * Scene records are written as version 2, whose entity refs carry their
+ * images' presence in a flags byte instead of the image URLs (version 1,
+ * still read: a ref's URLs were a quarter of a record's bytes, and the API
+ * only ever asked whether they were there).
  *
- * Encoding runs twice over the record: a sizing pass that also validates
- * the limits, then a writing pass straight into the reserved buffer.
- * Decoding (untrusted bytes) also runs twice: a dry pass that bounds-checks
- * everything and sums the array sizes, then a filling pass into a single
- * allocation (the "arena").  The arena starts with the first non-empty
- * array in field order, which is how kv_scene_fini/kv_entity_fini find it.
- * Strings are borrowed from the input buffer.
+ * Encoding validates the limits and writes into the room the buffer has,
+ * once more when the record did not fit (encode()).  Decoding (untrusted bytes)
+ * also runs twice: a dry pass that bounds-checks everything and sums the array
+ * sizes, then a filling pass into a single allocation (the "arena").  The arena
+ * starts with the first non-empty array in field order, which is how
+ * kv_scene_fini/kv_entity_fini find it. Strings are borrowed from the input
+ * buffer.
  */
 #include <assert.h>
 #include <math.h>
@@ -40,6 +44,11 @@ const char *kv_gender_name(uint8_t g)
 }
 
 /* ---- Encoding -------------------------------------------------------- */
+
+/* The flags byte of a ref (scene records of version 2). */
+#define REF_FAVORITE   1
+#define REF_IMAGE      2
+#define REF_BACK_IMAGE 4
 
 struct enc {
     uint8_t *p;        /* the output */
@@ -141,16 +150,19 @@ static void put_date(struct enc *e, struct kv_date d)
     put_uv(e, d.day);
 }
 
+/* Refs of scene records since version 2: the image URLs are not
+ * embedded, only their presence, in one flags byte with favorite. */
 static void put_ref(struct enc *e, const struct kv_ref *r)
 {
     put_uv(e, r->id);
     put_str(e, r->name);
-    put_str(e, r->image);
     put_str(e, r->aux);
     put_sv(e, r->rating100);
     put_sv(e, r->index);
     put_gender(e, r->gender);
-    put_bool(e, r->favorite);
+    put_byte(e, (uint8_t)((r->favorite ? REF_FAVORITE : 0) |
+                          (r->has_image ? REF_IMAGE : 0) |
+                          (r->has_back_image ? REF_BACK_IMAGE : 0)));
 }
 
 static void put_refs(struct enc *e, uint32_t n, const struct kv_ref *a)
@@ -351,6 +363,7 @@ struct dec {
     size_t need; /* arena bytes needed (dry pass) */
     size_t cap;  /* arena bytes (filling pass) */
     bool short_; /* the filling pass ran out of arena (kv_scene_decode_in) */
+    uint8_t ver; /* the record's version */
 };
 
 #define RD(call)                                                               \
@@ -526,28 +539,63 @@ static enum cm_status get_array(struct dec *d, size_t min_enc, size_t elem,
 #define MIN_CAPTION  2
 #define MIN_STASH_ID 2
 #define MIN_MARKER   19
-#define MIN_REF      8
+#define MIN_REF      7
 
-static enum cm_status get_ref(struct dec *d, struct kv_ref *r)
+static bool str_set(struct kv_str s)
 {
-    RD(get_uv(d, &r->id));
-    RD(get_str(d, &r->name));
-    RD(get_str(d, &r->image));
+    return s.p && s.len;
+}
+
+/* A ref of a version 1 record: the image URL where version 2 has its
+ * presence, and a group's back image URL in aux. */
+static enum cm_status get_ref_v1(struct dec *d, struct kv_ref *r, bool group)
+{
+    struct kv_str image;
+    RD(get_str(d, &image));
     RD(get_str(d, &r->aux));
+    r->has_image = str_set(image);
+    if (group) {
+        r->has_back_image = str_set(r->aux);
+        r->aux = (struct kv_str){NULL, 0};
+    }
     RD(get_i32(d, &r->rating100));
     RD(get_i32(d, &r->index));
     RD(get_gender(d, &r->gender));
     return get_bool(d, &r->favorite);
 }
 
-static enum cm_status get_refs(struct dec *d, uint32_t *n, struct kv_ref **out)
+static enum cm_status get_ref(struct dec *d, struct kv_ref *r, bool group)
+{
+    uint8_t flags;
+    RD(get_uv(d, &r->id));
+    RD(get_str(d, &r->name));
+    if (d->ver == 1)
+        return get_ref_v1(d, r, group);
+    RD(get_str(d, &r->aux));
+    RD(get_i32(d, &r->rating100));
+    RD(get_i32(d, &r->index));
+    RD(get_gender(d, &r->gender));
+    RD(get_byte(d, &flags));
+    if (flags & ~(REF_FAVORITE | REF_IMAGE | REF_BACK_IMAGE))
+        return CM_CORRUPT;
+    r->favorite = (flags & REF_FAVORITE) != 0;
+    r->has_image = (flags & REF_IMAGE) != 0;
+    r->has_back_image = (flags & REF_BACK_IMAGE) != 0;
+    return CM_OK;
+}
+
+static enum cm_status get_refs(struct dec *d, uint32_t *n, struct kv_ref **out,
+                               bool group)
 {
     void *arr;
     struct kv_ref tmp;
     RD(get_array(d, MIN_REF, sizeof **out, n, &arr));
     *out = arr;
-    for (uint32_t i = 0; i < *n; i++)
-        RD(get_ref(d, arr ? &(*out)[i] : &tmp));
+    for (uint32_t i = 0; i < *n; i++) {
+        struct kv_ref *r = arr ? &(*out)[i] : &tmp;
+        memset(r, 0, sizeof *r);
+        RD(get_ref(d, r, group));
+    }
     return CM_OK;
 }
 
@@ -615,11 +663,11 @@ static enum cm_status scene_arrays(struct dec *d, struct kv_scene *o)
     o->markers = arr;
     for (uint32_t i = 0; i < o->n_markers; i++)
         RD(get_marker(d, arr ? &o->markers[i] : &tm));
-    RD(get_ref(d, &o->studio));
-    RD(get_refs(d, &o->n_performers, &o->performers));
-    RD(get_refs(d, &o->n_tags, &o->tags));
-    RD(get_refs(d, &o->n_groups, &o->groups));
-    return get_refs(d, &o->n_galleries, &o->galleries);
+    RD(get_ref(d, &o->studio, false));
+    RD(get_refs(d, &o->n_performers, &o->performers, false));
+    RD(get_refs(d, &o->n_tags, &o->tags, false));
+    RD(get_refs(d, &o->n_groups, &o->groups, true));
+    return get_refs(d, &o->n_galleries, &o->galleries, false);
 }
 
 static enum cm_status scene_body(struct dec *d, struct kv_scene *o)
@@ -705,7 +753,7 @@ static enum cm_status entity_body(struct dec *d, struct kv_entity *o)
 /* Checks the header, runs body() dry over the rest, then for real into
  * one arena.  On failure *out is zeroed. */
 static enum cm_status decode(const void *buf, size_t len, uint8_t magic,
-                             uint8_t version,
+                             uint8_t vmin, uint8_t vmax,
                              enum cm_status (*body)(struct dec *, void *),
                              void *out, size_t out_size)
 {
@@ -718,11 +766,11 @@ static enum cm_status decode(const void *buf, size_t len, uint8_t magic,
         return CM_INVALID;
     if (len < 2 || b[0] != magic)
         return CM_CORRUPT;
-    if (b[1] != version)
+    if (b[1] < vmin || b[1] > vmax)
         return CM_VERSION;
     if (len > CM_MAX_RECORD)
         return CM_CORRUPT;
-    d = (struct dec){b + 2, b + len, NULL, 0, 0, 0, false};
+    d = (struct dec){b + 2, b + len, NULL, 0, 0, 0, false, b[1]};
     st = body(&d, out);
     if (st == CM_OK && d.p != d.end)
         st = CM_CORRUPT; /* trailing bytes */
@@ -761,8 +809,8 @@ enum cm_status kv_scene_decode(const void *buf, size_t len,
 {
     if (!out)
         return CM_INVALID;
-    return decode(buf, len, KV_SCENE_MAGIC, KV_SCENE_VERSION, scene_body_v, out,
-                  sizeof *out);
+    return decode(buf, len, KV_SCENE_MAGIC, KV_SCENE_VERSION_MIN,
+                  KV_SCENE_VERSION, scene_body_v, out, sizeof *out);
 }
 
 enum cm_status kv_entity_decode(const void *buf, size_t len,
@@ -770,8 +818,8 @@ enum cm_status kv_entity_decode(const void *buf, size_t len,
 {
     if (!out)
         return CM_INVALID;
-    return decode(buf, len, KV_ENTITY_MAGIC, KV_ENTITY_VERSION, entity_body_v,
-                  out, sizeof *out);
+    return decode(buf, len, KV_ENTITY_MAGIC, KV_ENTITY_VERSION,
+                  KV_ENTITY_VERSION, entity_body_v, out, sizeof *out);
 }
 
 enum cm_status kv_scene_decode_in(const void *buf, size_t len,
@@ -788,7 +836,7 @@ enum cm_status kv_scene_decode_in(const void *buf, size_t len,
         return CM_INVALID;
     if (len < 2 || b[0] != KV_SCENE_MAGIC)
         return CM_CORRUPT;
-    if (b[1] != KV_SCENE_VERSION)
+    if (b[1] < KV_SCENE_VERSION_MIN || b[1] > KV_SCENE_VERSION)
         return CM_VERSION;
     if (len > CM_MAX_RECORD)
         return CM_CORRUPT;
@@ -796,16 +844,17 @@ enum cm_status kv_scene_decode_in(const void *buf, size_t len,
     /* One filling pass when the arena is big enough (the usual case once
      * it has grown); else the dry pass sizes it and the filling pass runs
      * again, as in kv_scene_decode. */
-    d = (struct dec){b + 2, b + len, arena->data, 0, 0, arena->cap, false};
+    d = (struct dec){b + 2, b + len,    arena->data, 0,
+                     0,     arena->cap, false,       b[1]};
     if (arena->data)
         st = scene_body(&d, out);
     if (!arena->data || d.short_) {
-        d = (struct dec){b + 2, b + len, NULL, 0, 0, 0, false};
+        d = (struct dec){b + 2, b + len, NULL, 0, 0, 0, false, b[1]};
         st = scene_body(&d, out);
         if (st == CM_OK && d.need) {
             st = cm_buf_reserve(arena, d.need);
             d = (struct dec){b + 2, b + len,    arena->data, 0,
-                             0,     arena->cap, false};
+                             0,     arena->cap, false,       b[1]};
             if (st == CM_OK)
                 st = scene_body(&d, out);
         }
@@ -870,9 +919,10 @@ static bool date_eq(struct kv_date a, struct kv_date b)
 static bool ref_eq(const struct kv_ref *a, const struct kv_ref *b)
 {
     return a->id == b->id && str_eq(a->name, b->name) &&
-           str_eq(a->image, b->image) && str_eq(a->aux, b->aux) &&
-           a->rating100 == b->rating100 && a->index == b->index &&
-           a->gender == b->gender && a->favorite == b->favorite;
+           str_eq(a->aux, b->aux) && a->rating100 == b->rating100 &&
+           a->index == b->index && a->gender == b->gender &&
+           a->favorite == b->favorite && a->has_image == b->has_image &&
+           a->has_back_image == b->has_back_image;
 }
 
 static bool refs_eq(uint32_t n, const struct kv_ref *a, const struct kv_ref *b)
@@ -993,12 +1043,12 @@ static void scene_visit_strs(struct kv_scene *sc,
                              void (*fn)(struct kv_str *, void *), void *ctx)
 {
     struct kv_str *top[] = {
-        &sc->title,        &sc->code,           &sc->details,
-        &sc->director,     &sc->last_played_at, &sc->created_at,
-        &sc->updated_at,   &sc->p_screenshot,   &sc->p_preview,
-        &sc->p_webp,       &sc->p_vtt,          &sc->p_sprite,
-        &sc->p_funscript,  &sc->p_caption,      &sc->studio.name,
-        &sc->studio.image, &sc->studio.aux};
+        &sc->title,       &sc->code,           &sc->details,
+        &sc->director,    &sc->last_played_at, &sc->created_at,
+        &sc->updated_at,  &sc->p_screenshot,   &sc->p_preview,
+        &sc->p_webp,      &sc->p_vtt,          &sc->p_sprite,
+        &sc->p_funscript, &sc->p_caption,      &sc->studio.name,
+        &sc->studio.aux};
     struct kv_ref *refs[] = {sc->performers, sc->tags, sc->groups,
                              sc->galleries};
     uint32_t nrefs[] = {sc->n_performers, sc->n_tags, sc->n_groups,
@@ -1029,7 +1079,6 @@ static void scene_visit_strs(struct kv_scene *sc,
     for (size_t k = 0; k < 4; k++)
         for (uint32_t i = 0; i < nrefs[k]; i++) {
             fn(&refs[k][i].name, ctx);
-            fn(&refs[k][i].image, ctx);
             fn(&refs[k][i].aux, ctx);
         }
 }

@@ -20,10 +20,11 @@
 #include "kv/kv.h"
 
 /* Record headers: magic byte then record version byte. */
-#define KV_SCENE_MAGIC    0xD5 /* scene record */
-#define KV_ENTITY_MAGIC   0xE7 /* entity record */
-#define KV_SCENE_VERSION  1
-#define KV_ENTITY_VERSION 1
+#define KV_SCENE_MAGIC       0xD5 /* scene record */
+#define KV_ENTITY_MAGIC      0xE7 /* entity record */
+#define KV_SCENE_VERSION     2    /* written; 1 is still read (kv_codec.c) */
+#define KV_SCENE_VERSION_MIN 1
+#define KV_ENTITY_VERSION    1
 
 /* Meta keys (bytes without the NUL; values u64 little-endian, 8 bytes). */
 #define KV_META_SCHEMA     "schema_version"

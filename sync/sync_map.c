@@ -1395,13 +1395,11 @@ static enum cm_status ref_lookup(struct kv_txn *t, uint8_t type, uint64_t id,
     if (type == KV_PERFORMER) {
         out->gender = e.gender;
         st = copy_str(a, e.disambiguation, &out->aux);
-    } else if (type == KV_GROUP) {
-        st = copy_str(a, e.back_image, &out->aux);
     }
+    out->has_image = e.image.p && e.image.len;
+    out->has_back_image = e.back_image.p && e.back_image.len;
     if (st == CM_OK)
         st = copy_str(a, e.name, &out->name);
-    if (st == CM_OK)
-        st = copy_str(a, e.image, &out->image);
 out:
     kv_entity_fini(&e);
     return st;

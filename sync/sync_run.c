@@ -382,17 +382,22 @@ static enum cm_status mark_rewrite(struct kv_txn *t, uint8_t type, uint64_t id)
     return kv_put(t, KV_DB_SYNC, k, sizeof k, v, sizeof v);
 }
 
-/* Does a change from old to e alter what scene records embed? */
+/* Does a change from old to e alter what scene records embed?  Of the
+ * images only their presence (a new image URL, as Stash gives one with
+ * every image change, leaves the records as they are). */
 static bool ref_fields_differ(const struct kv_entity *a,
                               const struct kv_entity *b)
 {
 #define SEQ(x, y)                                                              \
     ((x).len == (y).len && ((x).p == NULL) == ((y).p == NULL) &&               \
      ((x).len == 0 || memcmp((x).p, (y).p, (x).len) == 0))
-    return !SEQ(a->name, b->name) || !SEQ(a->image, b->image) ||
+#define HAS(x) ((x).p != NULL && (x).len != 0)
+    return !SEQ(a->name, b->name) || HAS(a->image) != HAS(b->image) ||
            !SEQ(a->disambiguation, b->disambiguation) ||
-           !SEQ(a->back_image, b->back_image) || a->favorite != b->favorite ||
-           a->rating100 != b->rating100 || a->gender != b->gender;
+           HAS(a->back_image) != HAS(b->back_image) ||
+           a->favorite != b->favorite || a->rating100 != b->rating100 ||
+           a->gender != b->gender;
+#undef HAS
 #undef SEQ
 }
 

@@ -242,6 +242,14 @@ export class FakeStash {
         C[kind].reindex(x);
         return { id: x.id, updated_at: x.updated_at };
       }
+      case 'newImage': { // an uploaded image: Stash bumps updated_at, the URL's ?t=
+        const kind = a.kind;
+        if (!['tag', 'performer', 'studio'].includes(kind)) throw new ControlError(400, 'newImage: kind must be tag, performer or studio');
+        const x = this.need(kind, a.id);
+        x.updated_at = this.bump();
+        C[kind].reindex(x);
+        return { id: x.id, updated_at: x.updated_at };
+      }
       case 'mergeTags': {
         const dest = this.need('tag', a.destination);
         const sources = [...new Set((a.source || []).map(String))].filter((id) => id !== dest.id); // a repeated id merges once

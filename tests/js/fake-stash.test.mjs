@@ -246,6 +246,14 @@ describe('fake stash (Z, api key)', () => {
     assert.equal(tag.name, 'Renamed Tag'); assert.equal(tag.updated_at, rt.updated_at);
     assert.equal((await get(2)).updated_at, e2.updated_at, 'tag rename does not bump scenes');
     await control(f.url, 'renamePerformer', { id: '1', name: 'New Name' });
+    const pq = '{ findPerformers(ids:["1"]) { performers { name image_path updated_at } } }';
+    const p0 = (await gql(f.url, pq, {}, { headers: H })).body.data.findPerformers.performers[0];
+    const ni = await control(f.url, 'newImage', { kind: 'performer', id: '1' });
+    const p1 = (await gql(f.url, pq, {}, { headers: H })).body.data.findPerformers.performers[0];
+    assert.equal(p1.name, p0.name); assert.equal(p1.updated_at, ni.updated_at);
+    assert.notEqual(p1.image_path, p0.image_path, 'a new image has a new URL');
+    assert.equal((await get(2)).updated_at, e2.updated_at, 'a new image does not bump scenes');
+    await assert.rejects(control(f.url, 'newImage', { kind: 'group', id: '1' }));
     await control(f.url, 'renameStudio', { id: '1', name: 'New Studio' });
 
     // merge tags 1,2 → 3 on scene 2 (a source named twice merges once)

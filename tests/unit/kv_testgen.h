@@ -150,12 +150,13 @@ static inline void tg_ref(struct tg_arena *a, uint64_t *s, struct kv_ref *r,
 {
     r->id = idpool ? tg_below(s, idpool) + 1 : tg_u64(s);
     r->name = tg_str(a, s);
-    r->image = tg_str(a, s);
     r->aux = tg_str(a, s);
     r->rating100 = tg_i32(s);
     r->index = tg_i32(s);
     r->gender = (uint8_t)tg_below(s, KV_GENDER_NON_BINARY + 1);
     r->favorite = tg_below(s, 2);
+    r->has_image = tg_below(s, 2);
+    r->has_back_image = tg_below(s, 2);
 }
 
 static inline struct kv_ref *tg_refs(struct tg_arena *a, uint64_t *s,

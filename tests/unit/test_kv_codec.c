@@ -117,13 +117,261 @@ START_TEST(equal_notices_each_field)
     memcpy(files, sc.files, sc.n_files * sizeof *files);
     MUT(m.tags = tags; tags[0].favorite = !tags[0].favorite);
     memcpy(tags, sc.tags, sc.n_tags * sizeof *tags);
+    MUT(m.tags = tags; tags[0].has_image = !tags[0].has_image);
+    memcpy(tags, sc.tags, sc.n_tags * sizeof *tags);
+    MUT(m.studio.has_back_image = !m.studio.has_back_image);
+    memcpy(tags, sc.tags, sc.n_tags * sizeof *tags);
     MUT(m.tags = tags; tags[sc.n_tags - 1].index ^= 4);
     MUT(m.files = files; files[0].height ^= 1);
     memcpy(files, sc.files, sc.n_files * sizeof *files);
     MUT(m.files = files; files[0].frame_rate += 1);
-    ck_assert_int_eq(n, 14);
+    ck_assert_int_eq(n, 16);
 #undef MUT
     tg_arena_free(&a);
+}
+END_TEST
+
+/* ---- Version 1 scene records ------------------------------------------
+ * Written here by hand from STORE.md's description of version 1 (the refs
+ * carried their image URLs, and a group's back image URL in aux), so the
+ * reading of stores written before version 2 is checked against a writer
+ * that is not the codec's. */
+
+static void v1_byte(struct cm_buf *b, uint8_t v)
+{
+    ck_assert_int_eq(cm_buf_append(b, &v, 1), CM_OK);
+}
+
+static void v1_uv(struct cm_buf *b, uint64_t v)
+{
+    while (v >= 0x80) {
+        v1_byte(b, (uint8_t)(v | 0x80));
+        v >>= 7;
+    }
+    v1_byte(b, (uint8_t)v);
+}
+
+static void v1_sv(struct cm_buf *b, int64_t v)
+{
+    v1_uv(b, v < 0 ? ~((uint64_t)v << 1) : (uint64_t)v << 1);
+}
+
+static void v1_dbl(struct cm_buf *b, double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, 8);
+    for (int i = 0; i < 8; i++)
+        v1_byte(b, (uint8_t)(u >> (8 * i)));
+}
+
+static void v1_str(struct cm_buf *b, struct kv_str s)
+{
+    if (!s.p) {
+        v1_uv(b, 0);
+        return;
+    }
+    v1_uv(b, (uint64_t)s.len + 1);
+    ck_assert_int_eq(cm_buf_append(b, s.p, s.len), CM_OK);
+}
+
+/* r as version 1 wrote it, with image (and, for a group, back) URLs. */
+static void v1_ref(struct cm_buf *b, const struct kv_ref *r,
+                   struct kv_str image, struct kv_str aux)
+{
+    v1_uv(b, r->id);
+    v1_str(b, r->name);
+    v1_str(b, image);
+    v1_str(b, aux);
+    v1_sv(b, r->rating100);
+    v1_sv(b, r->index);
+    v1_uv(b, r->gender);
+    v1_byte(b, r->favorite);
+}
+
+/* A URL for a ref whose has_image (has) is set, else null or "" (both
+ * read as no image). */
+static struct kv_str v1_url(uint64_t *seed, bool has)
+{
+    static const struct kv_str urls[] = {
+        {"http://stash:9999/performer/7/image?t=1", 38}, {"x", 1}};
+    if (has)
+        return urls[tg_below(seed, 2)];
+    return tg_below(seed, 2) ? (struct kv_str){"", 0}
+                             : (struct kv_str){NULL, 0};
+}
+
+static void v1_refs(struct cm_buf *b, uint64_t *seed, uint32_t n,
+                    const struct kv_ref *r, bool group)
+{
+    v1_uv(b, n);
+    for (uint32_t i = 0; i < n; i++)
+        v1_ref(b, &r[i], v1_url(seed, r[i].has_image),
+               group ? v1_url(seed, r[i].has_back_image) : r[i].aux);
+}
+
+static void v1_scene(struct cm_buf *b, uint64_t *seed,
+                     const struct kv_scene *sc)
+{
+    const struct kv_str *paths[] = {
+        &sc->p_screenshot, &sc->p_preview,   &sc->p_webp,   &sc->p_vtt,
+        &sc->p_sprite,     &sc->p_funscript, &sc->p_caption};
+    v1_byte(b, 0xD5);
+    v1_byte(b, 1);
+    v1_uv(b, sc->id);
+    v1_str(b, sc->title);
+    v1_str(b, sc->code);
+    v1_str(b, sc->details);
+    v1_str(b, sc->director);
+    v1_sv(b, sc->date.year);
+    v1_uv(b, sc->date.month);
+    v1_uv(b, sc->date.day);
+    v1_sv(b, sc->rating100);
+    v1_byte(b, (uint8_t)(sc->organized | sc->interactive << 1));
+    v1_sv(b, sc->interactive_speed);
+    v1_sv(b, sc->o_counter);
+    v1_sv(b, sc->play_count);
+    v1_dbl(b, sc->play_duration);
+    v1_dbl(b, sc->resume_time);
+    v1_str(b, sc->last_played_at);
+    v1_str(b, sc->created_at);
+    v1_str(b, sc->updated_at);
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+        v1_str(b, *paths[i]);
+    v1_uv(b, sc->n_urls);
+    for (uint32_t i = 0; i < sc->n_urls; i++)
+        v1_str(b, sc->urls[i]);
+    v1_uv(b, sc->n_files);
+    for (uint32_t i = 0; i < sc->n_files; i++) {
+        const struct kv_file *f = &sc->files[i];
+        v1_uv(b, f->id);
+        v1_str(b, f->path);
+        v1_str(b, f->basename);
+        v1_str(b, f->format);
+        v1_str(b, f->video_codec);
+        v1_str(b, f->audio_codec);
+        v1_str(b, f->mod_time);
+        v1_str(b, f->oshash);
+        v1_str(b, f->md5);
+        v1_str(b, f->phash);
+        v1_sv(b, f->size);
+        v1_dbl(b, f->duration);
+        v1_dbl(b, f->frame_rate);
+        v1_sv(b, f->bit_rate);
+        v1_sv(b, f->width);
+        v1_sv(b, f->height);
+    }
+    v1_uv(b, sc->n_captions);
+    for (uint32_t i = 0; i < sc->n_captions; i++) {
+        v1_str(b, sc->captions[i].language_code);
+        v1_str(b, sc->captions[i].caption_type);
+    }
+    v1_uv(b, sc->n_stash_ids);
+    for (uint32_t i = 0; i < sc->n_stash_ids; i++) {
+        v1_str(b, sc->stash_ids[i].endpoint);
+        v1_str(b, sc->stash_ids[i].stash_id);
+    }
+    v1_uv(b, sc->n_markers);
+    for (uint32_t i = 0; i < sc->n_markers; i++) {
+        const struct kv_marker *m = &sc->markers[i];
+        v1_uv(b, m->id);
+        v1_str(b, m->title);
+        v1_dbl(b, m->seconds);
+        v1_dbl(b, m->end_seconds);
+        v1_uv(b, m->primary_tag_id);
+    }
+    v1_ref(b, &sc->studio, v1_url(seed, sc->studio.has_image), sc->studio.aux);
+    v1_refs(b, seed, sc->n_performers, sc->performers, false);
+    v1_refs(b, seed, sc->n_tags, sc->tags, false);
+    v1_refs(b, seed, sc->n_groups, sc->groups, true);
+    v1_refs(b, seed, sc->n_galleries, sc->galleries, false);
+}
+
+/* Version 1 records (stores written before version 2) still decode, each
+ * ref's image URLs read as their presence and a group's aux (its back
+ * image URL then) as has_back_image; re-encoded they are version 2 and
+ * decode to the same scene. */
+START_TEST(version1_records_decode)
+{
+    uint64_t seed = 4242;
+    struct cm_buf arena;
+    int imgs = 0, backs = 0;
+
+    cm_buf_init(&arena, CM_MAX_RECORD);
+    for (int i = 0; i < 1500; i++) {
+        struct tg_arena a = {0};
+        struct kv_scene sc, dec, din;
+        struct cm_buf b, b2;
+
+        tg_scene(&a, &seed, &sc, tg_u64(&seed), 0);
+        sc.studio.has_back_image = false; /* a group's only */
+        for (uint32_t k = 0; k < sc.n_groups; k++)
+            sc.groups[k].aux = (struct kv_str){NULL, 0};
+        for (uint32_t k = 0; k < sc.n_performers; k++)
+            sc.performers[k].has_back_image = false;
+        for (uint32_t k = 0; k < sc.n_tags; k++) {
+            sc.tags[k].has_back_image = false;
+            imgs += sc.tags[k].has_image;
+        }
+        for (uint32_t k = 0; k < sc.n_galleries; k++)
+            sc.galleries[k].has_back_image = false;
+        for (uint32_t k = 0; k < sc.n_groups; k++)
+            backs += sc.groups[k].has_back_image;
+        cm_buf_init(&b, CM_MAX_RECORD);
+        cm_buf_init(&b2, CM_MAX_RECORD);
+        v1_scene(&b, &seed, &sc);
+        ck_assert_int_eq(kv_scene_decode(b.data, b.len, &dec), CM_OK);
+        ck_assert_msg(kv_scene_equal(&sc, &dec), "v1 record %d differs", i);
+        ck_assert_int_eq(kv_scene_decode_in(b.data, b.len, &arena, &din),
+                         CM_OK);
+        ck_assert_msg(kv_scene_equal(&sc, &din), "v1 record %d differs (in)",
+                      i);
+        ck_assert_int_eq(kv_scene_encode(&dec, &b2), CM_OK);
+        ck_assert_int_eq((uint8_t)b2.data[1], 2);
+        ck_assert_uint_le(b2.len, b.len);
+        kv_scene_fini(&dec);
+        ck_assert_int_eq(kv_scene_decode(b2.data, b2.len, &dec), CM_OK);
+        ck_assert(kv_scene_equal(&sc, &dec));
+        kv_scene_fini(&dec);
+        cm_buf_fini(&b);
+        cm_buf_fini(&b2);
+        tg_arena_free(&a);
+    }
+    ck_assert_int_gt(imgs, 100); /* both kinds of refs were seen */
+    ck_assert_int_gt(backs, 10);
+    cm_buf_fini(&arena);
+}
+END_TEST
+
+/* A version 2 ref's flags byte takes three bits; any other is corrupt. */
+START_TEST(ref_flags_checked)
+{
+    struct kv_scene sc, dec;
+    struct cm_buf b;
+
+    memset(&sc, 0, sizeof sc);
+    sc.id = 1;
+    sc.studio = (struct kv_ref){.id = 5,
+                                .rating100 = -1,
+                                .index = -1,
+                                .favorite = true,
+                                .has_image = true,
+                                .has_back_image = true};
+    cm_buf_init(&b, CM_MAX_RECORD);
+    ck_assert_int_eq(kv_scene_encode(&sc, &b), CM_OK);
+    /* the studio's flags byte, then the 4 empty ref counts */
+    ck_assert_uint_eq((uint8_t)b.data[b.len - 5], 7);
+    ck_assert_int_eq(kv_scene_decode(b.data, b.len, &dec), CM_OK);
+    ck_assert(dec.studio.favorite && dec.studio.has_image &&
+              dec.studio.has_back_image);
+    kv_scene_fini(&dec);
+    b.data[b.len - 5] = 8;
+    ck_assert_int_eq(kv_scene_decode(b.data, b.len, &dec), CM_CORRUPT);
+    b.data[b.len - 5] = 2;
+    ck_assert_int_eq(kv_scene_decode(b.data, b.len, &dec), CM_OK);
+    ck_assert(!dec.studio.favorite && dec.studio.has_image &&
+              !dec.studio.has_back_image);
+    kv_scene_fini(&dec);
+    cm_buf_fini(&b);
 }
 END_TEST
 
@@ -281,6 +529,8 @@ START_TEST(header_checks)
     ck_assert_int_eq(kv_entity_decode(sb.data, sb.len, &e), CM_CORRUPT);
     ck_assert_int_eq(kv_scene_decode(eb.data, eb.len, &sc), CM_CORRUPT);
     sb.data[1]++;
+    ck_assert_int_eq(kv_scene_decode(sb.data, sb.len, &sc), CM_VERSION);
+    sb.data[1] = 0;
     ck_assert_int_eq(kv_scene_decode(sb.data, sb.len, &sc), CM_VERSION);
     eb.data[1] = 0;
     ck_assert_int_eq(kv_entity_decode(eb.data, eb.len, &e), CM_VERSION);
@@ -592,6 +842,8 @@ static Suite *suite(void)
     tcase_add_test(tc, equal_notices_each_field);
     tcase_add_test(tc, every_truncation_fails);
     tcase_add_test(tc, header_checks);
+    tcase_add_test(tc, version1_records_decode);
+    tcase_add_test(tc, ref_flags_checked);
     tcase_add_test(tc, decode_in_matches_decode);
     tcase_add_test(tc, random_corruption);
     tcase_add_test(tc, hostile_counts_allocate_nothing);

@@ -332,12 +332,13 @@ static void dump_ref(struct cm_buf *b, const char *what, uint32_t i,
     dump_line(b, "%s[%u].id=%llu", what, i, (unsigned long long)r->id);
     snprintf(n, sizeof n, "%s[%u].name", what, i);
     dump_str(b, n, r->name);
-    snprintf(n, sizeof n, "%s[%u].image", what, i);
-    dump_str(b, n, r->image);
     snprintf(n, sizeof n, "%s[%u].aux", what, i);
     dump_str(b, n, r->aux);
-    dump_line(b, "%s[%u].rating100=%d index=%d gender=%u favorite=%d", what, i,
-              r->rating100, r->index, r->gender, r->favorite);
+    dump_line(b,
+              "%s[%u].rating100=%d index=%d gender=%u favorite=%d image=%d "
+              "back_image=%d",
+              what, i, r->rating100, r->index, r->gender, r->favorite,
+              r->has_image, r->has_back_image);
 }
 
 static void dump_scene(struct cm_buf *b, const struct kv_scene *s)
@@ -719,6 +720,39 @@ START_TEST(incremental_converges_to_full)
     /* and it stays converged */
     sync_ok(a, &cfg, SYNC_INCREMENTAL, &st);
     compare_stores(a, b);
+    kv_close(a);
+    kv_close(b);
+    cm_config_fini(&cfg);
+    fake_stop(&f);
+}
+END_TEST
+
+/* A new image (its URL's ?t= changes, nothing else) updates the entity
+ * record and rewrites no scene: records embed only an image's presence. */
+START_TEST(new_image_rewrites_no_scene)
+{
+    struct fake f;
+    struct cm_config cfg;
+    struct kv_store *a, *b;
+    struct sync_stats st;
+
+    fake_start(&f, 1200, NULL);
+    cfg_for(&cfg, &f, 500, 1);
+    a = open_store(tu_tmpdir());
+    sync_ok(a, &cfg, SYNC_FULL, &st);
+    control(&f, "{\"op\":\"setClock\",\"now\":\"2026-01-05T10:00:00Z\"}");
+    control(&f, "{\"op\":\"newImage\",\"kind\":\"performer\",\"id\":\"2\"}");
+    control(&f, "{\"op\":\"newImage\",\"kind\":\"tag\",\"id\":\"3\"}");
+    control(&f, "{\"op\":\"newImage\",\"kind\":\"studio\",\"id\":\"1\"}");
+    sync_ok(a, &cfg, SYNC_INCREMENTAL, &st);
+    ck_assert_uint_eq(st.written[SYNC_PERFORMERS], 1);
+    ck_assert_uint_eq(st.written[SYNC_TAGS], 1);
+    ck_assert_uint_eq(st.written[SYNC_STUDIOS], 1);
+    ck_assert_uint_eq(st.rewritten, 0);
+    b = open_store(tu_tmpdir());
+    sync_ok(b, &cfg, SYNC_FULL, &st);
+    compare_stores(a, b);
+    compare_stores(b, a);
     kv_close(a);
     kv_close(b);
     cm_config_fini(&cfg);
@@ -1732,6 +1766,7 @@ int main(void)
     tcase_add_test(tc, client_gzip_bodies);
     tcase_add_test(tc, full_sync_equals_generated_library);
     tcase_add_loop_test(tc, incremental_converges_to_full, 0, 2);
+    tcase_add_test(tc, new_image_rewrites_no_scene);
     tcase_add_test(tc, sweep_and_reconcile_schedule);
     tcase_add_loop_test(tc, updated_at_quirk, 0, 2);
     tcase_add_loop_test(tc, faults_fail_cleanly, 0,
