@@ -227,7 +227,7 @@ struct kv_str {
 /* A reference to an entity embedded in a scene (denormalized).  Of the
  * entity's images only their presence is embedded: the API answers with
  * peekd's own proxy path, which the image proxy resolves from the entity
- * record (STORE.md, "Scene records"). */
+ * record (STORE.md, "Records"). */
 struct kv_ref {
     uint64_t id;        /* Stash id */
     struct kv_str name; /* performer/tag/studio/group name, gallery title */
