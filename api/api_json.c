@@ -390,7 +390,7 @@ static enum cm_status einfo_load(struct kv_txn *t, uint8_t type, uint64_t id,
         out->name.len = e.name.len;
     }
     out->parent0 = e.n_parents > 0 ? e.parents[0] : 0;
-    out->has_image = e.image.p && e.image.len;
+    out->has_image = kv_str_set(e.image);
     out->favorite = e.favorite;
     kv_entity_fini(&e);
     return CM_OK;

@@ -224,6 +224,13 @@ struct kv_str {
     uint32_t len;
 };
 
+/* s is there and not empty: what makes an image URL an image (a ref's
+ * has_image, the API's image paths, the sync's rewrite test). */
+static inline bool kv_str_set(struct kv_str s)
+{
+    return s.p != NULL && s.len != 0;
+}
+
 /* A reference to an entity embedded in a scene (denormalized).  Of the
  * entity's images only their presence is embedded: the API answers with
  * peekd's own proxy path, which the image proxy resolves from the entity

@@ -541,11 +541,6 @@ static enum cm_status get_array(struct dec *d, size_t min_enc, size_t elem,
 #define MIN_MARKER   19
 #define MIN_REF      7
 
-static bool str_set(struct kv_str s)
-{
-    return s.p && s.len;
-}
-
 /* A ref of a version 1 record: the image URL where version 2 has its
  * presence, and a group's back image URL in aux. */
 static enum cm_status get_ref_v1(struct dec *d, struct kv_ref *r, bool group)
@@ -553,11 +548,10 @@ static enum cm_status get_ref_v1(struct dec *d, struct kv_ref *r, bool group)
     struct kv_str image;
     RD(get_str(d, &image));
     RD(get_str(d, &r->aux));
-    r->has_image = str_set(image);
-    if (group) {
-        r->has_back_image = str_set(r->aux);
+    r->has_image = kv_str_set(image);
+    r->has_back_image = group && kv_str_set(r->aux);
+    if (group)
         r->aux = (struct kv_str){NULL, 0};
-    }
     RD(get_i32(d, &r->rating100));
     RD(get_i32(d, &r->index));
     RD(get_gender(d, &r->gender));
@@ -591,11 +585,8 @@ static enum cm_status get_refs(struct dec *d, uint32_t *n, struct kv_ref **out,
     struct kv_ref tmp;
     RD(get_array(d, MIN_REF, sizeof **out, n, &arr));
     *out = arr;
-    for (uint32_t i = 0; i < *n; i++) {
-        struct kv_ref *r = arr ? &(*out)[i] : &tmp;
-        memset(r, 0, sizeof *r);
-        RD(get_ref(d, r, group));
-    }
+    for (uint32_t i = 0; i < *n; i++)
+        RD(get_ref(d, arr ? &(*out)[i] : &tmp, group));
     return CM_OK;
 }
 

@@ -1396,8 +1396,8 @@ static enum cm_status ref_lookup(struct kv_txn *t, uint8_t type, uint64_t id,
         out->gender = e.gender;
         st = copy_str(a, e.disambiguation, &out->aux);
     }
-    out->has_image = e.image.p && e.image.len;
-    out->has_back_image = e.back_image.p && e.back_image.len;
+    out->has_image = kv_str_set(e.image);
+    out->has_back_image = kv_str_set(e.back_image);
     if (st == CM_OK)
         st = copy_str(a, e.name, &out->name);
 out:

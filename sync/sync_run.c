@@ -391,13 +391,12 @@ static bool ref_fields_differ(const struct kv_entity *a,
 #define SEQ(x, y)                                                              \
     ((x).len == (y).len && ((x).p == NULL) == ((y).p == NULL) &&               \
      ((x).len == 0 || memcmp((x).p, (y).p, (x).len) == 0))
-#define HAS(x) ((x).p != NULL && (x).len != 0)
-    return !SEQ(a->name, b->name) || HAS(a->image) != HAS(b->image) ||
+    return !SEQ(a->name, b->name) ||
+           kv_str_set(a->image) != kv_str_set(b->image) ||
            !SEQ(a->disambiguation, b->disambiguation) ||
-           HAS(a->back_image) != HAS(b->back_image) ||
+           kv_str_set(a->back_image) != kv_str_set(b->back_image) ||
            a->favorite != b->favorite || a->rating100 != b->rating100 ||
            a->gender != b->gender;
-#undef HAS
 #undef SEQ
 }
 
