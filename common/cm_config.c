@@ -26,6 +26,7 @@ enum kind {
     K_LOGLEVEL,
     K_LOGFMT,
     K_PATHMAP, /* FROM=TO[;FROM=TO...] */
+    K_GZIP,    /* auto, on or off */
 };
 
 struct setting {
@@ -90,6 +91,10 @@ static const struct setting settings[] = {
      "120s", SYN, 1, 3600, "timeout of one request to Stash"},
     {"sync-retries", "PEEKD_SYNC_RETRIES", K_INT, OFF(sync_retries), "4", SYN,
      0, 20, "retries of a failed request to Stash (with backoff)"},
+    {"sync-gzip", "PEEKD_SYNC_GZIP", K_GZIP, 0, "auto", SYN, 0, 0,
+     "ask Stash for gzip responses: auto = yes unless Stash answers from a "
+     "loopback address (there compression costs both sides CPU and saves "
+     "nothing), on or off"},
     {"full", NULL, K_BOOL, OFF(full), "0", CM_CMD_SYNC, 0, 0,
      "force a full sync instead of an incremental one"},
     {"sweep", NULL, K_BOOL, OFF(sweep), "0", CM_CMD_SYNC, 0, 0,
@@ -368,6 +373,18 @@ static enum cm_status apply(struct cm_config *cfg, const struct setting *s,
         }
         return CM_OK;
     case K_PATHMAP: return parse_pathmap(cfg, v, what, err, errlen);
+    case K_GZIP:
+        if (strcasecmp(v, "auto") == 0)
+            cfg->sync_gzip = CM_GZIP_AUTO;
+        else if (strcasecmp(v, "on") == 0)
+            cfg->sync_gzip = CM_GZIP_ON;
+        else if (strcasecmp(v, "off") == 0)
+            cfg->sync_gzip = CM_GZIP_OFF;
+        else {
+            errf(err, errlen, "%s: '%s' is not auto, on or off", what, v);
+            return CM_INVALID;
+        }
+        return CM_OK;
     }
     return CM_INTERNAL;
 }

@@ -26,6 +26,13 @@ struct cm_path_map {
     char *to;   /* local path prefix */
 };
 
+/* Whether sync asks Stash for gzip bodies (docs/SYNC.md, "HTTP client"). */
+enum cm_gzip {
+    CM_GZIP_AUTO, /* yes, unless Stash answers from a loopback address */
+    CM_GZIP_ON,
+    CM_GZIP_OFF,
+};
+
 struct cm_config {
     char *data_dir;       /* LMDB store directory */
     char *listen_host;    /* bind address */
@@ -42,6 +49,7 @@ struct cm_config {
     int64_t sync_commit;    /* full sync: items per write transaction */
     int64_t sync_timeout;   /* seconds per HTTP request to Stash */
     int64_t sync_retries;   /* retries per request */
+    enum cm_gzip sync_gzip; /* Accept-Encoding: gzip or not */
     int full;               /* sync: force a full pass */
     int64_t threads;        /* HTTP worker threads */
     int64_t map_size;       /* initial LMDB map size in bytes */

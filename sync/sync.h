@@ -176,6 +176,7 @@ struct sync_client_opts {
     int retries;            /* extra attempts on 5xx, timeouts, resets */
     long backoff_ms;        /* first backoff; 0 = 250 ms */
     atomic_int *stop;       /* non-zero aborts retries (may be NULL) */
+    enum cm_gzip gzip;      /* ask for gzip bodies; 0 = CM_GZIP_AUTO */
 };
 
 /* OUT *out: caller owns, free with sync_client_free().  CM_NOMEM,

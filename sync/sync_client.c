@@ -6,12 +6,17 @@
  * libcurl does not decode bodies: we ask for gzip ourselves and, the body
  * being buffered whole anyway, decode it in one pass with libdeflate
  * (sync_gzip.c), which is about 2.5 times faster than libcurl's streaming
- * zlib on Stash's pages (docs/SYNC.md, "HTTP client").
+ * zlib on Stash's pages (docs/SYNC.md, "HTTP client").  With --sync-gzip
+ * auto we stop asking once Stash answers from a loopback address: there
+ * compressing costs Stash and us CPU and saves nothing.  A gzip body is
+ * decoded whether we asked for it or not.
  *
  * CURLcode and HTTP statuses are translated here, once.  The API key goes
  * into a header and nowhere else: no log line or message carries it.
  */
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,8 +34,11 @@
 
 struct sync_client {
     CURL *curl;
-    struct curl_slist *headers;
-    char *endpoint;      /* <url>/graphql */
+    struct curl_slist *headers;       /* with Accept-Encoding: gzip */
+    struct curl_slist *headers_plain; /* without it */
+    enum cm_gzip gzip;                /* the setting */
+    bool asks_gzip;                   /* the headers in use */
+    char *endpoint;                   /* <url>/graphql */
     struct cm_buf body;  /* response body of the current attempt, as sent */
     struct cm_buf plain; /* the same, gzip-decoded */
     struct sync_gunzip *gz;
@@ -69,12 +77,69 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
+/* OUT *out: the request headers, with Accept-Encoding: gzip when gzip is
+ * set, and key (NULL = none) as a header line.  CM_NOMEM. */
+static enum cm_status headers(struct curl_slist **out, bool gzip,
+                              const char *key)
+{
+    const char *lines[] = {"Content-Type: application/json",
+                           "Accept: application/json",
+                           gzip ? "Accept-Encoding: gzip" : NULL, key};
+    struct curl_slist *l = NULL, *h;
+
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        if (!lines[i])
+            continue;
+        if (!(h = curl_slist_append(l, lines[i]))) {
+            curl_slist_free_all(l);
+            return CM_NOMEM;
+        }
+        l = h;
+    }
+    *out = l;
+    return CM_OK;
+}
+
+/* True for an address text of 127.0.0.0/8, ::1 or ::ffff:127.x.y.z. */
+static bool loopback(const char *ip)
+{
+    unsigned char a[16];
+
+    if (!ip)
+        return false;
+    if (inet_pton(AF_INET, ip, a) == 1)
+        return a[0] == 127;
+    if (inet_pton(AF_INET6, ip, a) != 1)
+        return false;
+    if (memcmp(a, in6addr_loopback.s6_addr, 16) == 0)
+        return true;
+    return memcmp(a, "\0\0\0\0\0\0\0\0\0\0\xff\xff", 12) == 0 && a[12] == 127;
+}
+
+/* --sync-gzip auto: once Stash has answered from a loopback address, asks
+ * for plain bodies from then on. */
+static void gzip_auto(struct sync_client *c)
+{
+    char *ip = NULL;
+
+    if (c->gzip != CM_GZIP_AUTO || !c->asks_gzip)
+        return;
+    if (curl_easy_getinfo(c->curl, CURLINFO_PRIMARY_IP, &ip) != CURLE_OK ||
+        !loopback(ip))
+        return;
+    c->asks_gzip = false;
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers_plain);
+    cm_info("sync",
+            "Stash answers from %s, a loopback address: asking for "
+            "uncompressed responses (--sync-gzip)",
+            ip);
+}
+
 enum cm_status sync_client_new(const struct sync_client_opts *o,
                                struct sync_client **out)
 {
     struct sync_client *c = NULL;
     struct cm_buf hdr;
-    struct curl_slist *h;
     enum cm_status st = CM_NOMEM;
     size_t ulen;
 
@@ -95,6 +160,9 @@ enum cm_status sync_client_new(const struct sync_client_opts *o,
     if ((st = sync_gunzip_new(&c->gz)) != CM_OK)
         goto out;
     st = CM_NOMEM;
+    if (o->api_key && *o->api_key &&
+        cm_buf_printf(&hdr, "ApiKey: %s", o->api_key) != CM_OK)
+        goto out;
     ulen = strlen(o->url);
     while (ulen && o->url[ulen - 1] == '/')
         ulen--;
@@ -110,24 +178,14 @@ enum cm_status sync_client_new(const struct sync_client_opts *o,
         st = CM_INTERNAL;
         goto out;
     }
-    if (!(h = curl_slist_append(NULL, "Content-Type: application/json")))
+    if (headers(&c->headers, true, hdr.data) != CM_OK ||
+        headers(&c->headers_plain, false, hdr.data) != CM_OK)
         goto out;
-    c->headers = h;
-    if (!(h = curl_slist_append(c->headers, "Accept: application/json")))
-        goto out;
-    c->headers = h;
-    if (!(h = curl_slist_append(c->headers, "Accept-Encoding: gzip")))
-        goto out;
-    c->headers = h;
-    if (o->api_key && *o->api_key) {
-        if (cm_buf_printf(&hdr, "ApiKey: %s", o->api_key) != CM_OK)
-            goto out;
-        if (!(h = curl_slist_append(c->headers, hdr.data)))
-            goto out;
-        c->headers = h;
-    }
+    c->gzip = o->gzip;
+    c->asks_gzip = o->gzip != CM_GZIP_OFF;
     curl_easy_setopt(c->curl, CURLOPT_URL, c->endpoint);
-    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, c->headers);
+    curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER,
+                     c->asks_gzip ? c->headers : c->headers_plain);
     /* Our own Accept-Encoding header above, CURLOPT_ACCEPT_ENCODING left
      * unset (it would also make libcurl decode), and decoding off for good
      * measure: the write callback gets the body as sent. */
@@ -160,6 +218,7 @@ void sync_client_free(struct sync_client *c)
     if (c->curl)
         curl_easy_cleanup(c->curl);
     curl_slist_free_all(c->headers);
+    curl_slist_free_all(c->headers_plain);
     cm_free(c->endpoint);
     cm_buf_fini(&c->body);
     cm_buf_fini(&c->plain);
@@ -381,8 +440,8 @@ static enum cm_status decode_body(struct sync_client *c, const char **body,
         return CM_OK;
     case CODING_OTHER:
         errf(err, errlen,
-             "response from %s has Content-Encoding \"%s\" (peekd asks for "
-             "gzip and decodes only gzip)",
+             "response from %s has Content-Encoding \"%s\" (peekd decodes "
+             "only gzip)",
              c->endpoint, name);
         return CM_UPSTREAM;
     case CODING_GZIP: break;
@@ -488,6 +547,7 @@ enum cm_status sync_client_query(struct sync_client *c, const char *op,
         c->requests++;
         rc = curl_easy_perform(c->curl);
         if (rc == CURLE_OK) {
+            gzip_auto(c);
             const char *body;
             size_t blen;
             curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &http);

@@ -2176,6 +2176,7 @@ enum cm_status sync_run(struct kv_store *s, const struct cm_config *cfg,
     o.timeout_s = (long)cfg->sync_timeout;
     o.connect_timeout_s = cfg->sync_timeout < 10 ? (long)cfg->sync_timeout : 10;
     o.retries = (int)cfg->sync_retries;
+    o.gzip = cfg->sync_gzip;
     o.stop = status ? &status->stop : NULL;
     if (status) {
         pthread_mutex_lock(&status->mu);

@@ -94,6 +94,7 @@ export class FakeStash {
     if (mediaDir) this.loadMedia(mediaDir);
     this.faults = [];
     this.opStats = {};
+    this.gzipAsked = 0; // GraphQL requests whose Accept-Encoding named gzip
     this.docCache = new Map();
     this.derivedVersion = -1;
     this.useUpdatedIndex = true; // false: updated_at sorts are built and cached as other sorts (control op updatedIndex)
@@ -339,7 +340,7 @@ export class FakeStash {
         this.useUpdatedIndex = a.on;
         return { on: a.on };
       case 'snapshot': return this.snapshot();
-      case 'stats': return { requests: this.opStats };
+      case 'stats': return { requests: this.opStats, gzipAsked: this.gzipAsked };
       default: throw new ControlError(400, `unknown op ${op}`);
     }
   }
@@ -800,6 +801,7 @@ export function createServer(fs_) {
     if (!opName && entry.doc) opName = entry.doc.definitions.find((d) => d.kind === 'OperationDefinition')?.name?.value;
     opName = opName || '(anonymous)';
     fs_.opStats[opName] = (fs_.opStats[opName] || 0) + 1;
+    if (/\bgzip\b/.test(req.headers['accept-encoding'] || '')) fs_.gzipAsked++;
 
     const fault = fs_.takeFault();
     if (fault) {

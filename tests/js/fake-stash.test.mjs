@@ -298,6 +298,10 @@ describe('fake stash (Z, api key)', () => {
 
     const st = await control(f.url, 'stats');
     assert.ok(st.requests.SyncSceneIds > 5);
+    const asked = st.gzipAsked;
+    await gql(f.url, '{ version { version } }', {}, { headers: { ...H, 'Accept-Encoding': 'gzip, br' } });
+    await gql(f.url, '{ version { version } }', {}, { headers: { ...H, 'Accept-Encoding': 'identity' } });
+    assert.equal((await control(f.url, 'stats')).gzipAsked, asked + 1);
 
     const bad = await fetch(`${f.url}/__control`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ op: 'editScene', id: '99999' }) });
     assert.equal(bad.status, 404);

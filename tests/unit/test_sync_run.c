@@ -167,6 +167,24 @@ static uint64_t fake_requests(const struct fake *f, const char *op)
     return v;
 }
 
+/* OUT *all: GraphQL requests the fake has answered; returns how many of
+ * them asked for gzip. */
+static uint64_t fake_gzip_asked(const struct fake *f, uint64_t *all)
+{
+    cJSON *j = control_json(f, "{\"op\":\"stats\"}");
+    const cJSON *reqs = cJSON_GetObjectItemCaseSensitive(j, "requests");
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(j, "gzipAsked");
+    const cJSON *n;
+    uint64_t v;
+    ck_assert_msg(cJSON_IsObject(reqs) && cJSON_IsNumber(g), "stats");
+    *all = 0;
+    cJSON_ArrayForEach (n, reqs)
+        *all += (uint64_t)n->valuedouble;
+    v = (uint64_t)g->valuedouble;
+    cJSON_Delete(j);
+    return v;
+}
+
 /* Requests of the sweep's and the reconciliation's documents so far. */
 struct extra_reqs {
     uint64_t activity, ids;
@@ -596,6 +614,8 @@ static char *rebase(const char *line, const char *url)
     return cm_buf_take(&b, NULL);
 }
 
+/* Loop: --sync-gzip auto (the fake is on loopback: plain bodies after the
+ * first answer), on (every body gzip). */
 START_TEST(full_sync_equals_generated_library)
 {
     struct fake f;
@@ -608,11 +628,18 @@ START_TEST(full_sync_equals_generated_library)
     FILE *fp;
     struct kv_txn *t;
     struct sync_arena a;
+    uint64_t asked, all;
 
     fake_start(&f, 5000, "Z");
     cfg_for(&cfg, &f, 1000, 1);
+    ck_assert_int_eq(
+        cm_config_set(&cfg, "sync-gzip", _i ? "on" : "auto", err, sizeof err),
+        CM_OK);
     s = open_store(tu_tmpdir());
     sync_ok(s, &cfg, SYNC_INCREMENTAL, &st); /* fresh store: full */
+    asked = fake_gzip_asked(&f, &all);
+    ck_assert_uint_gt(all, 10);
+    ck_assert_uint_eq(asked, _i ? all : 1);
     ck_assert_uint_eq(st.fetched[SYNC_SCENES], 5000);
     ck_assert_uint_eq(st.written[SYNC_SCENES], 5000);
     ck_assert_uint_eq(st.unknown_refs, 0);
@@ -1665,6 +1692,7 @@ static uint64_t faulted_query(const struct fake *f, const char *fault,
     o.retries = retries;
     o.backoff_ms = 1;
     o.timeout_s = 5;
+    o.gzip = CM_GZIP_ON;
     control(f, "{\"op\":\"clearFaults\"}");
     if (fault)
         control(f, fault);
@@ -1705,7 +1733,8 @@ START_TEST(client_gzip_bodies)
          NULL},
         {"{\"op\":\"fault\",\"kind\":\"encoding\",\"encoding\":\"br\","
          "\"count\":9}",
-         2, CM_UPSTREAM, 1, "has Content-Encoding \"br\" (peekd asks for gzip"},
+         2, CM_UPSTREAM, 1,
+         "has Content-Encoding \"br\" (peekd decodes only gzip"},
         {"{\"op\":\"fault\",\"kind\":\"encoding\",\"encoding\":\"gzip, "
          "gzip\",\"count\":9}",
          2, CM_UPSTREAM, 1, "Content-Encoding \"gzip, gzip\""},
@@ -1754,6 +1783,55 @@ START_TEST(client_gzip_bodies)
 }
 END_TEST
 
+/* --sync-gzip: on asks for gzip in every request, off in none, auto in
+ * the first only when Stash answers from a loopback address (the fake
+ * listens on 127.0.0.1), and a gzip body is decoded whatever was asked. */
+START_TEST(client_gzip_setting)
+{
+    static const struct {
+        enum cm_gzip mode;
+        uint64_t asked;
+    } cases[] = {{CM_GZIP_ON, 3}, {CM_GZIP_OFF, 0}, {CM_GZIP_AUTO, 1}};
+    struct fake f;
+    char err[512];
+
+    fake_start(&f, 10, "Z");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct sync_client *c;
+        struct sync_client_opts o = {0};
+        struct sync_json *doc = NULL;
+        struct sjv data;
+        uint64_t before, after, all;
+
+        o.url = f.url;
+        o.gzip = cases[i].mode;
+        before = fake_gzip_asked(&f, &all);
+        ck_assert_int_eq(sync_client_new(&o, &c), CM_OK);
+        for (int k = 0; k < 3; k++) {
+            ck_assert_int_eq(sync_client_query(c, "Version", NULL, &doc, &data,
+                                               err, sizeof err),
+                             CM_OK);
+            ck_assert_int_eq(sj_type(sj_get(data, "version")), SJ_OBJECT);
+            sync_json_free(doc);
+        }
+        after = fake_gzip_asked(&f, &all);
+        ck_assert_msg(after - before == cases[i].asked,
+                      "case %zu: %llu of 3 asked for gzip", i,
+                      (unsigned long long)(after - before));
+        /* a gzip body that was not asked for is still decoded */
+        control(&f, "{\"op\":\"fault\",\"kind\":\"encoding\","
+                    "\"encoding\":\"gzip\",\"count\":1}");
+        ck_assert_int_eq(
+            sync_client_query(c, "Version", NULL, &doc, &data, err, sizeof err),
+            CM_OK);
+        ck_assert_int_eq(sj_type(sj_get(data, "version")), SJ_OBJECT);
+        sync_json_free(doc);
+        sync_client_free(c);
+    }
+    fake_stop(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sync_run");
@@ -1764,7 +1842,8 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, client_auth_and_validation);
     tcase_add_test(tc, client_gzip_bodies);
-    tcase_add_test(tc, full_sync_equals_generated_library);
+    tcase_add_loop_test(tc, full_sync_equals_generated_library, 0, 2);
+    tcase_add_test(tc, client_gzip_setting);
     tcase_add_loop_test(tc, incremental_converges_to_full, 0, 2);
     tcase_add_test(tc, new_image_rewrites_no_scene);
     tcase_add_test(tc, sweep_and_reconcile_schedule);
