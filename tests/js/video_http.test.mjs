@@ -445,3 +445,60 @@ test('unmapped files play through Stash (ffmpeg sends the key); limit 1 → 503 
   }
   assert.ok(!B.log().includes(KEY), 'the key is never logged');
 });
+
+// ---- the heap on huge pages (cmd/peekd.c, huge_heap) ----------------------------
+
+test('serve runs re-executed with glibc.malloc.hugetlb=1 added; ffprobe and ffmpeg get the caller\'s GLIBC_TUNABLES', async () => {
+  const envs = path.join(root, 'child-env');
+  const wrap = (real) => {
+    const f = path.join(root, `wrap-${real}`);
+    fs.writeFileSync(f, `#!/bin/sh\n{ echo "== ${real}"; env; } >> '${envs}'\nexec ${real} "$@"\n`, { mode: 0o755 });
+    return f;
+  };
+  const caller = 'glibc.malloc.arena_max=4';
+  const C = await startServe(['serve', '--data', store, '--listen', '127.0.0.1:0',
+    '--path-map', `/data/media=${media}`, '--sync-interval', '0', '--cache-dir', path.join(root, 'cacheC'),
+    '--ffmpeg', wrap('ffmpeg'), '--ffprobe', wrap('ffprobe')], { env: { GLIBC_TUNABLES: caller } });
+  try {
+    // The environment the running image was executed with keeps the
+    // caller's GLIBC_TUNABLES aside (glibc rewrites its own copy of the
+    // variable in place, so that one is not compared).
+    const pid = C.child.pid;
+    const environ = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+    assert.ok(environ.includes(`PEEKD_HUGE_HEAP=${caller}`), environ.filter((e) => /TUNABLES|HUGE/.test(e)).join(' '));
+    // glibc's malloc (not ASan's) advises huge pages for the heap when the
+    // kernel's THP mode is madvise: the [heap] mapping carries "hg".
+    const maps = fs.readFileSync(`/proc/${pid}/maps`, 'utf8');
+    const thp = fs.readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8');
+    if (!/libasan/.test(maps) && /\[madvise\]/.test(thp)) {
+      const heap = /\[heap\]\n[\s\S]*?VmFlags:([^\n]*)/.exec(fs.readFileSync(`/proc/${pid}/smaps`, 'utf8'));
+      assert.ok(heap, 'a [heap] mapping');
+      assert.match(heap[1], /\bhg\b/, `heap VmFlags:${heap[1]}`);
+    }
+    const v = VIDEOS.h264;
+    assert.equal((await get(C, `/api/scene/${v.id}/hls/master.m3u8`)).status, 200);
+    await fetchSegments(C, v, '240p', [0], path.join(root, 'hugeC'));
+  } finally {
+    assert.equal(await C.stop(), 0);
+  }
+  const dumps = fs.readFileSync(envs, 'utf8').split(/^== /m).filter(Boolean);
+  assert.ok(dumps.some((d) => d.startsWith('ffmpeg')), 'ffmpeg ran');
+  assert.ok(dumps.some((d) => d.startsWith('ffprobe')), 'ffprobe ran');
+  for (const d of dumps) {
+    const lines = d.split('\n');
+    assert.ok(lines.includes(`GLIBC_TUNABLES=${caller}`), d.slice(0, 300));
+    assert.ok(!lines.some((l) => l.startsWith('PEEKD_HUGE_HEAP=')), 'the mark is not passed on');
+  }
+  // A GLIBC_TUNABLES that names the tunable already is left alone: no re-exec.
+  const D = await startServe(['serve', '--data', store, '--listen', '127.0.0.1:0', '--sync-interval', '0',
+    '--cache-dir', path.join(root, 'cacheD')], { env: { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' } });
+  try {
+    const environ = fs.readFileSync(`/proc/${D.child.pid}/environ`, 'utf8').split('\0');
+    assert.ok(environ.includes('GLIBC_TUNABLES=glibc.malloc.hugetlb=0'));
+    assert.ok(!environ.some((e) => e.startsWith('PEEKD_HUGE_HEAP=')));
+    const heap = /\[heap\]\n[\s\S]*?VmFlags:([^\n]*)/.exec(fs.readFileSync(`/proc/${D.child.pid}/smaps`, 'utf8'));
+    assert.ok(!heap || !/\bhg\b/.test(heap[1]), 'no advice with hugetlb=0');
+  } finally {
+    assert.equal(await D.stop(), 0);
+  }
+});
