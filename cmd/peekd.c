@@ -45,7 +45,7 @@ static int cmd_config_table(int argc, char **argv)
  * write transaction, 4 KiB at a time, and a first sync or a reindex of 1M
  * scenes dirties about 1 GB of them: on 4 KiB pages each is a page fault
  * of its own.  `peekd reindex` of 1M scenes: 18.8-22.2 s of CPU without,
- * 13.0-14.5 s with (docs/PERFORMANCE.md).  GLIBC_TUNABLES is read only when
+ * 13.0-15.1 s with (docs/PERFORMANCE.md).  GLIBC_TUNABLES is read only when
  * a process starts, so the commands that write re-execute themselves once
  * with it added (same pid, same arguments and descriptors).  A
  * GLIBC_TUNABLES that already names glibc.malloc.hugetlb is left alone
@@ -71,7 +71,6 @@ static void huge_heap(char **argv)
     }
     if (t && strstr(t, "glibc.malloc.hugetlb"))
         return;
-    /* first: glibc drops what follows a tunable it does not know */
     n = snprintf(buf, sizeof buf, HUGE_TUNABLE "%s%s", t && *t ? ":" : "",
                  t ? t : "");
     if (n < 0 || (size_t)n >= sizeof buf)
