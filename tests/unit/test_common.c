@@ -302,6 +302,8 @@ START_TEST(config_rejects)
         {"sweep", "sometimes"},
         {"log-level", "loud"},
         {"log-format", "xml"},
+        {"sync-gzip", "yes"},
+        {"sync-gzip", ""},
         {"allow-network-fs", "2"},
         {"path-map", "noequals"},
         {"path-map", "=/x"},
@@ -319,6 +321,17 @@ START_TEST(config_rejects)
         ck_assert_msg(strstr(err, bad[i][0]) != NULL, "message '%s'", err);
     }
     ck_assert_int_eq(set(&c, "no-such", "1", err), CM_NOTFOUND);
+    cm_config_fini(&c);
+
+    /* sync-gzip: auto by default; its three words in any case */
+    ck_assert_int_eq(cm_config_init(&c), CM_OK);
+    ck_assert_int_eq(c.sync_gzip, CM_GZIP_AUTO);
+    ck_assert_int_eq(set(&c, "sync-gzip", "OFF", err), CM_OK);
+    ck_assert_int_eq(c.sync_gzip, CM_GZIP_OFF);
+    ck_assert_int_eq(set(&c, "sync-gzip", "on", err), CM_OK);
+    ck_assert_int_eq(c.sync_gzip, CM_GZIP_ON);
+    ck_assert_int_eq(set(&c, "sync-gzip", "Auto", err), CM_OK);
+    ck_assert_int_eq(c.sync_gzip, CM_GZIP_AUTO);
     cm_config_fini(&c);
 }
 END_TEST
