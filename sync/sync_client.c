@@ -547,9 +547,9 @@ enum cm_status sync_client_query(struct sync_client *c, const char *op,
         c->requests++;
         rc = curl_easy_perform(c->curl);
         if (rc == CURLE_OK) {
-            gzip_auto(c);
             const char *body;
             size_t blen;
+            gzip_auto(c);
             curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &http);
             st = decode_body(c, &body, &blen, &retry, err, errlen);
             if (st == CM_OK) {
