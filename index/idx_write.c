@@ -37,10 +37,16 @@ struct idx_pend {
     uint8_t key[];
 };
 
+/* A column chunk the batch writes.  Cells are set before the stored
+ * chunk is read (set[] marks them): the stored chunks are read at flush,
+ * all of them advised first (kv_prefetch), so that a cold store reads
+ * them together rather than one page fault after another. */
 struct idx_chunk {
     struct idx_chunk *all;
     uint32_t chunk;
     uint8_t f;
+    bool loaded; /* the stored cells are in v[] */
+    uint64_t set[IDX_CHUNK / 64];
     uint64_t v[IDX_CHUNK];
 };
 
@@ -202,56 +208,73 @@ void idx_col_key(uint8_t k[6], enum idx_sort_field f, uint32_t chunk)
     idx_be32(k + 2, chunk);
 }
 
-static enum cm_status chunk_get(struct idx_writer *w, uint8_t f, uint32_t chunk,
-                                struct idx_chunk **out)
+/* The stored chunk c->f/c->chunk, if any, under the cells the batch
+ * has set. */
+static enum cm_status chunk_load(struct idx_writer *w, struct idx_chunk *c)
 {
-    uint64_t key = (uint64_t)1 << 63 | (uint64_t)f << 32 | chunk;
-    void **slot = idx_map_find(&w->chunks, key);
-    struct idx_chunk *c;
     uint8_t k[6];
     const void *v;
     size_t n;
     enum cm_status st;
 
-    if (slot) {
-        *out = *slot;
+    if (c->loaded)
         return CM_OK;
-    }
-    c = cm_calloc(1, sizeof *c);
-    if (!c)
-        return CM_NOMEM;
-    c->f = f;
-    c->chunk = chunk;
-    idx_col_key(k, (enum idx_sort_field)f, chunk);
+    idx_col_key(k, (enum idx_sort_field)c->f, c->chunk);
     st = kv_get(w->t, KV_DB_COLUMNS, k, sizeof k, &v, &n);
     if (st == CM_OK) {
-        if (n > sizeof c->v || n % 8) {
-            cm_free(c);
+        const uint8_t *p = v;
+        if (n > sizeof c->v || n % 8)
             return CM_CORRUPT;
-        }
-        memcpy(c->v, v, n);
+        for (size_t i = 0; i < n / 8; i++)
+            if (!(c->set[i / 64] >> (i % 64) & 1))
+                memcpy(&c->v[i], p + i * 8, 8);
     } else if (st != CM_NOTFOUND) {
-        cm_free(c);
         return st;
     }
-    st = idx_map_put(&w->chunks, key, c);
-    if (st != CM_OK) {
-        cm_free(c);
-        return st;
-    }
-    c->all = w->chunk_list;
-    w->chunk_list = c;
-    *out = c;
+    c->loaded = true;
     return CM_OK;
+}
+
+/* The batch's chunk f/chunk, created empty (not loaded) the first time;
+ * load: with its stored cells. */
+static enum cm_status chunk_get(struct idx_writer *w, uint8_t f, uint32_t chunk,
+                                bool load, struct idx_chunk **out)
+{
+    uint64_t key = (uint64_t)1 << 63 | (uint64_t)f << 32 | chunk;
+    void **slot = idx_map_find(&w->chunks, key);
+    struct idx_chunk *c;
+    enum cm_status st;
+
+    if (slot) {
+        c = *slot;
+    } else {
+        c = cm_calloc(1, sizeof *c);
+        if (!c)
+            return CM_NOMEM;
+        c->f = f;
+        c->chunk = chunk;
+        st = idx_map_put(&w->chunks, key, c);
+        if (st != CM_OK) {
+            cm_free(c);
+            return st;
+        }
+        c->all = w->chunk_list;
+        w->chunk_list = c;
+    }
+    *out = c;
+    return load ? chunk_load(w, c) : CM_OK;
 }
 
 static enum cm_status col_set(struct idx_writer *w, enum idx_sort_field f,
                               uint32_t docid, uint64_t v)
 {
     struct idx_chunk *c;
-    enum cm_status st = chunk_get(w, (uint8_t)f, docid / IDX_CHUNK, &c);
-    if (st == CM_OK)
-        c->v[docid % IDX_CHUNK] = v;
+    uint32_t i = docid % IDX_CHUNK;
+    enum cm_status st = chunk_get(w, (uint8_t)f, docid / IDX_CHUNK, false, &c);
+    if (st == CM_OK) {
+        c->v[i] = v;
+        c->set[i / 64] |= (uint64_t)1 << (i % 64);
+    }
     return st;
 }
 
@@ -358,13 +381,17 @@ static enum cm_status renumber(struct idx_writer *w, enum idx_sort_field f)
         struct idx_chunk *c;
         if (k.mv_size != 6 || p[0] != 'c' || p[1] != (uint8_t)f)
             break;
-        st = chunk_get(w, (uint8_t)f, idx_rd_be32(p + 2), &c);
+        st = chunk_get(w, (uint8_t)f, idx_rd_be32(p + 2), true, &c);
         if (st != CM_OK)
             goto out;
     }
     for (struct idx_chunk *c = w->chunk_list; c; c = c->all) {
         if (c->f != (uint8_t)f)
             continue;
+        /* every stored chunk of f is loaded now: one that is not has no
+         * stored cells (it only marks itself loaded) */
+        if ((st = chunk_load(w, c)) != CM_OK)
+            goto out;
         for (size_t j = 0; j < IDX_CHUNK; j++) {
             uint64_t lo = 0, hi = i;
             if (!c->v[j])
@@ -763,6 +790,16 @@ static enum cm_status postings_flush(struct idx_writer *w)
     for (struct idx_pend *p = w->pend_list; p; p = p->all)
         v[n++] = p;
     qsort(v, n, sizeof *v, pend_cmp);
+    for (size_t i = 0; i < n && st == CM_OK; i++) { /* name them all first */
+        const void *bp;
+        size_t len;
+        st = kv_get(w->t, (enum kv_db)v[i]->db, v[i]->key, v[i]->klen, &bp,
+                    &len);
+        if (st == CM_OK)
+            kv_prefetch(bp, len);
+        else if (st == CM_NOTFOUND)
+            st = CM_OK;
+    }
     for (size_t i = 0; i < n && st == CM_OK; i++) {
         struct idx_pend *p = v[i];
         roaring_bitmap_t *bm = NULL, *add = NULL, *rem = NULL;
@@ -833,10 +870,26 @@ static enum cm_status columns_flush(struct idx_writer *w)
     for (struct idx_chunk *c = w->chunk_list; c; c = c->all)
         v[n++] = c;
     qsort(v, n, sizeof *v, chunk_cmp);
+    for (size_t i = 0; i < n && st == CM_OK; i++) { /* name them all first */
+        uint8_t k[6];
+        const void *p;
+        size_t len;
+        if (v[i]->loaded)
+            continue;
+        idx_col_key(k, (enum idx_sort_field)v[i]->f, v[i]->chunk);
+        st = kv_get(w->t, KV_DB_COLUMNS, k, sizeof k, &p, &len);
+        if (st == CM_OK)
+            kv_prefetch(p, len);
+        else if (st == CM_NOTFOUND)
+            st = CM_OK;
+    }
     for (size_t i = 0; i < n && st == CM_OK; i++) {
         uint8_t k[6];
         idx_col_key(k, (enum idx_sort_field)v[i]->f, v[i]->chunk);
-        st = put_raw(w, KV_DB_COLUMNS, k, sizeof k, v[i]->v, sizeof v[i]->v);
+        st = chunk_load(w, v[i]);
+        if (st == CM_OK)
+            st =
+                put_raw(w, KV_DB_COLUMNS, k, sizeof k, v[i]->v, sizeof v[i]->v);
     }
     cm_free(v);
     return st;

@@ -138,6 +138,17 @@ enum cm_status kv_grow(struct kv_store *s) CM_WUR;
  * map growth.  Only advice: a failing madvise is logged, not returned. */
 void kv_random_access(struct kv_store *s, bool on);
 
+/* Asks the kernel to start reading the pages of a value kv_get returned
+ * (MADV_WILLNEED), so that a batch can name every value it will read
+ * before it reads any and a cold store's disk reads overlap instead of
+ * coming one page fault at a time.  Only values LMDB keeps on pages of
+ * their own (KV_PREFETCH_MIN bytes and more) are advised: a smaller one
+ * lies in the leaf page kv_get has just read.  Only advice: nothing is
+ * returned.  (A value in a write transaction's own dirty pages is heap
+ * memory, for which the advice does nothing.) */
+#define KV_PREFETCH_MIN 2048
+void kv_prefetch(const void *val, size_t n);
+
 /* Runs fn(t, ctx) in a write transaction and commits; on CM_TOOBIG from a
  * full map grows the map and runs fn again from the start (fn must be
  * repeatable).  Any other error from fn aborts and is returned. */

@@ -301,6 +301,20 @@ void kv_random_access(struct kv_store *s, bool on)
     kv_unhold(s);
 }
 
+void kv_prefetch(const void *val, size_t n)
+{
+    long page = sysconf(_SC_PAGESIZE); /* glibc reads it from auxv */
+    uintptr_t a, e;
+
+    if (!val || n < KV_PREFETCH_MIN)
+        return;
+    if (page <= 0)
+        page = 4096;
+    a = (uintptr_t)val & ~(uintptr_t)(page - 1);
+    e = ((uintptr_t)val + n + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
+    (void)madvise((void *)a, e - a, MADV_WILLNEED);
+}
+
 /* Another process grew the map past ours: adopt its size. */
 static enum cm_status adopt_map_size(struct kv_store *s)
 {

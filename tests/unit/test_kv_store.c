@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1333,6 +1334,76 @@ START_TEST(random_access_advice)
 }
 END_TEST
 
+/* How many of the pages under [p, p + n) are in the page cache. */
+static size_t resident_pages(const void *p, size_t n, size_t *pages)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(pg - 1);
+    size_t len = (uintptr_t)p + n - a, np = (len + (size_t)pg - 1) / (size_t)pg,
+           in = 0;
+    unsigned char *v = malloc(np);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_eq(mincore((void *)a, len, v), 0);
+    for (size_t i = 0; i < np; i++)
+        in += v[i] & 1;
+    free(v);
+    *pages = np;
+    return in;
+}
+
+/* kv_prefetch: the pages of a value on overflow pages, dropped from the
+ * page cache, are read in by the advice alone (nothing touches them), even
+ * with MADV_RANDOM on the map; a value under KV_PREFETCH_MIN is not advised.
+ * Polls mincore until the read-ahead lands (bounded: 30 s). */
+START_TEST(prefetch_reads_value_pages)
+{
+    const char *dir = tu_tmpdir();
+    struct kv_store *s = open_at(dir, 64 * CM_MiB, 0);
+    struct kv_txn *t;
+    size_t big = 256 * 1024, np = 0, in;
+    unsigned char *val = malloc(big);
+    const void *p;
+    size_t n;
+    int fd;
+
+    ck_assert_ptr_nonnull(val);
+    for (size_t i = 0; i < big; i++)
+        val[i] = (unsigned char)(i * 131 + 7);
+    ck_assert_int_eq(kv_write_begin(s, &t), CM_OK);
+    ck_assert_int_eq(kv_put(t, KV_DB_POSTINGS, "big", 3, val, big), CM_OK);
+    ck_assert_int_eq(kv_commit(t), CM_OK);
+    /* written with write(), never mapped: DONTNEED drops the pages */
+    fd = open(path_in(dir, "data.mdb"), O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(fdatasync(fd), 0);
+    ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    close(fd);
+    kv_random_access(s, true);
+
+    ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
+    ck_assert_int_eq(kv_get(t, KV_DB_POSTINGS, "big", 3, &p, &n), CM_OK);
+    ck_assert_uint_eq(n, big);
+    in = resident_pages(p, n, &np);
+    ck_assert_uint_ge(np, 64);
+    ck_assert_msg(in < np / 2,
+                  "%zu of %zu pages still cached after POSIX_FADV_DONTNEED: "
+                  "TMPDIR must be on a disk filesystem (not tmpfs)",
+                  in, np);
+    kv_prefetch(p, KV_PREFETCH_MIN - 1); /* too small: not advised */
+    ck_assert_uint_eq(resident_pages(p, n, &np), in);
+    kv_prefetch(p, n);
+    for (int i = 0; i < 30000 && (in = resident_pages(p, n, &np)) < np; i++)
+        usleep(1000);
+    ck_assert_uint_eq(in, np);
+    ck_assert_mem_eq(p, val, big); /* and the value reads as written */
+    kv_read_end(t);
+    kv_prefetch(NULL, 0);
+    kv_prefetch(val, big); /* heap memory: harmless */
+    free(val);
+    kv_close(s);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("kv_store");
@@ -1349,6 +1420,7 @@ static Suite *suite(void)
     tcase_add_test(tc, reverse_queue);
     tcase_add_test(tc, map_growth);
     tcase_add_test(tc, random_access_advice);
+    tcase_add_test(tc, prefetch_reads_value_pages);
     tcase_add_test(tc, write_run_error_aborts);
     tcase_add_test(tc, nested_read_in_write);
     tcase_add_test(tc, stale_reader_cleared);
