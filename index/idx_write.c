@@ -790,16 +790,6 @@ static enum cm_status postings_flush(struct idx_writer *w)
     for (struct idx_pend *p = w->pend_list; p; p = p->all)
         v[n++] = p;
     qsort(v, n, sizeof *v, pend_cmp);
-    for (size_t i = 0; i < n && st == CM_OK; i++) { /* name them all first */
-        const void *bp;
-        size_t len;
-        st = kv_get(w->t, (enum kv_db)v[i]->db, v[i]->key, v[i]->klen, &bp,
-                    &len);
-        if (st == CM_OK)
-            kv_prefetch(bp, len);
-        else if (st == CM_NOTFOUND)
-            st = CM_OK;
-    }
     for (size_t i = 0; i < n && st == CM_OK; i++) {
         struct idx_pend *p = v[i];
         roaring_bitmap_t *bm = NULL, *add = NULL, *rem = NULL;
@@ -870,19 +860,6 @@ static enum cm_status columns_flush(struct idx_writer *w)
     for (struct idx_chunk *c = w->chunk_list; c; c = c->all)
         v[n++] = c;
     qsort(v, n, sizeof *v, chunk_cmp);
-    for (size_t i = 0; i < n && st == CM_OK; i++) { /* name them all first */
-        uint8_t k[6];
-        const void *p;
-        size_t len;
-        if (v[i]->loaded)
-            continue;
-        idx_col_key(k, (enum idx_sort_field)v[i]->f, v[i]->chunk);
-        st = kv_get(w->t, KV_DB_COLUMNS, k, sizeof k, &p, &len);
-        if (st == CM_OK)
-            kv_prefetch(p, len);
-        else if (st == CM_NOTFOUND)
-            st = CM_OK;
-    }
     for (size_t i = 0; i < n && st == CM_OK; i++) {
         uint8_t k[6];
         idx_col_key(k, (enum idx_sort_field)v[i]->f, v[i]->chunk);
@@ -895,10 +872,51 @@ static enum cm_status columns_flush(struct idx_writer *w)
     return st;
 }
 
+/* Has every stored value the flush will read looked up ahead, in parallel
+ * (kv_warm_keys: only while the store is in random-access mode, that is in
+ * an incremental pass): the bitmaps of the pending keys, the dictionary
+ * entries, and the column chunks, those of the dictionary cells included. */
+static void warm_flush(struct idx_writer *w)
+{
+    struct kv_store *s = kv_txn_store(w->t);
+    struct kv_keyref *k;
+    uint8_t(*ck)[6];
+    size_t n = 0, nc = 0, max = w->npend + w->ndict + w->ncs;
+
+    if (!kv_warming(s))
+        return;
+    for (struct idx_chunk *c = w->chunk_list; c; c = c->all)
+        max++;
+    if (max < KV_WARM_MIN)
+        return;
+    k = cm_malloc(max * sizeof *k);
+    ck = cm_malloc(max * sizeof *ck);
+    if (k && ck) {
+        for (struct idx_pend *p = w->pend_list; p; p = p->all)
+            k[n++] = (struct kv_keyref){p->key, p->klen, p->db};
+        for (struct idx_dent *e = w->dict_list; e; e = e->all)
+            k[n++] = (struct kv_keyref){e->key, e->klen, KV_DB_SORTS};
+        for (struct idx_chunk *c = w->chunk_list; c; c = c->all)
+            if (!c->loaded)
+                idx_col_key(ck[nc++], (enum idx_sort_field)c->f, c->chunk);
+        for (size_t i = 0; i < w->ncs; i++)
+            idx_col_key(ck[nc++], (enum idx_sort_field)w->cs[i].f,
+                        w->cs[i].docid / IDX_CHUNK);
+        for (size_t i = 0; i < nc; i++)
+            k[n++] = (struct kv_keyref){ck[i], 6, KV_DB_COLUMNS};
+        kv_warm_keys(s, k, n);
+    }
+    cm_free(k);
+    cm_free(ck);
+}
+
 enum cm_status idx_writer_flush(struct idx_writer *w)
 {
     bool changed = w->pend_list || w->chunk_list || w->dict_list;
-    enum cm_status st = postings_flush(w);
+    enum cm_status st;
+
+    warm_flush(w);
+    st = postings_flush(w);
 
     if (st == CM_OK)
         st = dict_flush(w);

@@ -149,6 +149,32 @@ void kv_random_access(struct kv_store *s, bool on);
 #define KV_PREFETCH_MIN 2048
 void kv_prefetch(const void *val, size_t n);
 
+/* Reading a batch's pages ahead, in parallel (kv_warm.c).  While the store
+ * is in random-access mode (kv_random_access: an incremental pass), a batch
+ * about to look up many keys one after another in its write transaction
+ * can first have them looked up by KV_WARM_THREADS threads, each in a read
+ * transaction of its own, so that the page faults of a cold store are in
+ * flight together; values of KV_PREFETCH_MIN bytes and more are advised
+ * with kv_prefetch.  Only a warm-up: nothing is returned, a failure only
+ * leaves the pages to the batch, and fewer than KV_WARM_MIN items or a
+ * store not in random-access mode do nothing (a cached store would pay
+ * for each lookup twice).  The caller's own transaction is untouched: the
+ * threads are new and read the last committed state. */
+#define KV_WARM_THREADS 16
+#define KV_WARM_MIN     64
+struct kv_keyref {
+    const void *key;
+    uint16_t len;
+    uint8_t db; /* enum kv_db */
+};
+typedef void kv_warm_fn(struct kv_txn *t, size_t lo, size_t hi, void *ctx);
+bool kv_warming(struct kv_store *s);
+/* fn(t, lo, hi, ctx) on slices of [0, n), each in a thread's read txn. */
+void kv_warm_run(struct kv_store *s, size_t n, kv_warm_fn *fn, void *ctx);
+void kv_warm_keys(struct kv_store *s, const struct kv_keyref *keys, size_t n);
+/* The id-map entries and the records of these scenes (by Stash id). */
+void kv_warm_scenes(struct kv_store *s, const uint64_t *stash_ids, size_t n);
+
 /* Runs fn(t, ctx) in a write transaction and commits; on CM_TOOBIG from a
  * full map grows the map and runs fn again from the start (fn must be
  * repeatable).  Any other error from fn aborts and is returned. */

@@ -186,6 +186,24 @@ enum cm_status kv_scene_get_raw(struct kv_txn *t, uint32_t docid,
     return kv_get(t, KV_DB_SCENES, &docid, sizeof docid, rec, len);
 }
 
+static void warm_scenes_fn(struct kv_txn *t, size_t lo, size_t hi, void *ctx)
+{
+    const uint64_t *ids = ctx;
+    for (size_t i = lo; i < hi; i++) {
+        uint32_t docid;
+        const void *rec;
+        size_t len;
+        if (kv_docid_of(t, ids[i], &docid) == CM_OK &&
+            kv_scene_get_raw(t, docid, &rec, &len) == CM_OK)
+            kv_prefetch(rec, len);
+    }
+}
+
+void kv_warm_scenes(struct kv_store *s, const uint64_t *stash_ids, size_t n)
+{
+    kv_warm_run(s, n, warm_scenes_fn, (void *)stash_ids);
+}
+
 enum cm_status kv_scene_get(struct kv_txn *t, uint32_t docid,
                             struct kv_scene *out)
 {

@@ -718,6 +718,32 @@ static enum cm_status put_item(struct page *pg, struct kv_txn *t,
     return put_entity(pg, t, w, it);
 }
 
+/* In an incremental pass on a cold store the id-map entries and records
+ * of the page's scenes are read ahead together (kv_warm_scenes does
+ * nothing while the store is not in random-access mode).  An item without
+ * a valid id is left to put_item, which reports it. */
+static void warm_page(const struct page *pg, struct kv_txn *t)
+{
+    bool items = pg->activity || pg->type == SYNC_SCENES;
+    size_t n = 0, max = (items ? pg->n_items : 0) +
+                        (pg->del_type == SYNC_SCENES ? pg->n_del : 0);
+    uint64_t *ids;
+
+    if (!kv_warming(kv_txn_store(t)) || max < KV_WARM_MIN)
+        return;
+    if (!(ids = cm_malloc(max * sizeof *ids)))
+        return;
+    for (size_t i = 0; items && i < pg->n_items; i++) {
+        const char *v = sj_str(sj_get(pg->items[i], "id"), NULL);
+        if (v && sync_parse_id(v, &ids[n]) == CM_OK)
+            n++;
+    }
+    for (size_t i = 0; pg->del_type == SYNC_SCENES && i < pg->n_del; i++)
+        ids[n++] = pg->del[i];
+    kv_warm_scenes(kv_txn_store(t), ids, n);
+    cm_free(ids);
+}
+
 static enum cm_status page_fn(struct kv_txn *t, void *ctx)
 {
     struct page *pg = ctx;
@@ -728,6 +754,7 @@ static enum cm_status page_fn(struct kv_txn *t, void *ctx)
     pg->written = pg->rewritten = pg->deleted = pg->unknown = 0;
     if ((st = idx_writer_begin(t, &w)) != CM_OK)
         return st;
+    warm_page(pg, t);
     for (size_t i = 0; i < pg->n_items; i++)
         if ((st = put_item(pg, t, w, pg->items[i])) != CM_OK)
             goto fail;

@@ -1404,6 +1404,177 @@ START_TEST(prefetch_reads_value_pages)
 }
 END_TEST
 
+/* Pages of dir/data.mdb in the page cache: mincore on a map of our own,
+ * which reads nothing. */
+static size_t file_cached(const char *dir)
+{
+    int fd = open(path_in(dir, "data.mdb"), O_RDONLY);
+    struct stat sb;
+    size_t np, in = 0;
+    long pg = sysconf(_SC_PAGESIZE);
+    unsigned char *v;
+    void *m;
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(fstat(fd, &sb), 0);
+    np = ((size_t)sb.st_size + (size_t)pg - 1) / (size_t)pg;
+    m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    ck_assert(m != MAP_FAILED);
+    v = malloc(np);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_eq(mincore(m, (size_t)sb.st_size, v), 0);
+    for (size_t i = 0; i < np; i++)
+        in += v[i] & 1;
+    free(v);
+    munmap(m, (size_t)sb.st_size);
+    close(fd);
+    return in;
+}
+
+#define WARM_SCENES 3000
+#define WARM_SMALL  3000
+#define WARM_BIG    16
+
+static void warm_key(char k[16], int i)
+{
+    snprintf(k, 16, "w%06d", i);
+}
+
+static enum cm_status put_warm(struct kv_txn *t, void *ctx)
+{
+    uint64_t seed = 99;
+    unsigned char v[64 * 1024];
+    char k[16];
+    enum cm_status st = CM_OK;
+    (void)ctx;
+    for (int i = 0; i < WARM_SMALL + WARM_BIG && st == CM_OK; i++) {
+        memset(v, i & 0xff, sizeof v);
+        warm_key(k, i);
+        st = kv_put(t, KV_DB_POSTINGS, k, strlen(k), v,
+                    i < WARM_SMALL ? 500 : sizeof v);
+    }
+    for (uint64_t i = 1; i <= WARM_SCENES && st == CM_OK; i++) {
+        struct tg_arena a = {0};
+        struct kv_scene sc;
+        uint32_t d;
+        bool created;
+        tg_scene(&a, &seed, &sc, i * 10, 20);
+        st = kv_scene_store(t, &sc, NULL, &d, &created);
+        tg_arena_free(&a);
+    }
+    return st;
+}
+
+static MDB_stat db_stat(struct kv_store *s, enum kv_db db)
+{
+    MDB_txn *txn;
+    MDB_stat ms;
+    ck_assert_int_eq(mdb_txn_begin(kv_env(s), NULL, MDB_RDONLY, &txn), 0);
+    ck_assert_int_eq(mdb_stat(txn, kv_dbi(s, db), &ms), 0);
+    mdb_txn_abort(txn);
+    return ms;
+}
+
+/* kv_warm_keys / kv_warm_scenes on a store dropped from the page cache:
+ * nothing while the store is not in random-access mode or for fewer than
+ * KV_WARM_MIN items; otherwise the leaf pages holding the keys are cached
+ * when the call returns (the threads have looked them up), the records'
+ * and id-map leaves likewise, and the overflow pages of the big values,
+ * which a lookup does not read, arrive by read-ahead (polled, bounded:
+ * 30 s). */
+START_TEST(warm_reads_batch_pages)
+{
+    const char *dir = tu_tmpdir();
+    struct kv_store *s = open_at(dir, 256 * CM_MiB, 0);
+    struct kv_keyref *k = calloc(WARM_SMALL + WARM_BIG, sizeof *k);
+    char(*ks)[16] = calloc(WARM_SMALL + WARM_BIG, sizeof *ks);
+    uint64_t *ids = calloc(WARM_SCENES, sizeof *ids);
+    size_t base, after;
+    MDB_stat post, scn, idm;
+    struct kv_txn *t;
+    int fd;
+
+    ck_assert(k && ks && ids);
+    ck_assert_int_eq(kv_write_run(s, put_warm, NULL), CM_OK);
+    kv_close(s); /* a new map: only the pages the open reads are mapped */
+    s = open_at(dir, 256 * CM_MiB, 0);
+    post = db_stat(s, KV_DB_POSTINGS);
+    scn = db_stat(s, KV_DB_SCENES);
+    idm = db_stat(s, KV_DB_IDMAP);
+    fd = open(path_in(dir, "data.mdb"), O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(fdatasync(fd), 0);
+    ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    close(fd);
+    ck_assert_uint_ge(post.ms_leaf_pages, 100);
+    ck_assert_uint_ge(scn.ms_leaf_pages, 100);
+    ck_assert_uint_ge(post.ms_overflow_pages, WARM_BIG * 16);
+    for (int i = 0; i < WARM_SMALL + WARM_BIG; i++) {
+        warm_key(ks[i], i);
+        k[i] =
+            (struct kv_keyref){ks[i], (uint16_t)strlen(ks[i]), KV_DB_POSTINGS};
+    }
+    for (int i = 0; i < WARM_SCENES; i++)
+        ids[i] = (uint64_t)(i + 1) * 10;
+    base = file_cached(dir);
+    ck_assert_msg(base < 50,
+                  "%zu pages still cached after POSIX_FADV_DONTNEED: "
+                  "TMPDIR must be on a disk filesystem (not tmpfs)",
+                  base);
+
+    ck_assert(!kv_warming(s));
+    kv_warm_keys(s, k, WARM_SMALL + WARM_BIG); /* not in random-access mode */
+    kv_warm_scenes(s, ids, WARM_SCENES);
+    ck_assert_uint_eq(file_cached(dir), base);
+    kv_random_access(s, true);
+    ck_assert(kv_warming(s));
+    kv_warm_keys(s, k, KV_WARM_MIN - 1); /* too few */
+    kv_warm_scenes(s, ids, KV_WARM_MIN - 1);
+    ck_assert_uint_eq(file_cached(dir), base);
+
+    kv_warm_keys(s, k, WARM_SMALL + WARM_BIG);
+    after = file_cached(dir);
+    /* (not exactly all: a few of them may be among the pages the open
+     * mapped, which stayed cached) */
+    ck_assert_uint_ge(after - base, post.ms_leaf_pages * 9 / 10);
+    /* the big values: kv_get reads their leaf, not their overflow pages */
+    ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
+    for (int i = WARM_SMALL; i < WARM_SMALL + WARM_BIG; i++) {
+        const void *p;
+        size_t n, np = 0, in = 0;
+        ck_assert_int_eq(
+            kv_get(t, KV_DB_POSTINGS, ks[i], strlen(ks[i]), &p, &n), CM_OK);
+        for (int w = 0; w < 30000 && (in = resident_pages(p, n, &np)) < np; w++)
+            usleep(1000); /* read-ahead in flight: wait for it, bounded */
+        ck_assert_uint_eq(in, np);
+    }
+    kv_read_end(t);
+    after = file_cached(dir);
+    kv_warm_scenes(s, ids, WARM_SCENES);
+    ck_assert_uint_ge(file_cached(dir) - after,
+                      (scn.ms_leaf_pages + idm.ms_leaf_pages) * 9 / 10);
+
+    ck_assert_int_eq(kv_read_begin(s, &t), CM_OK); /* and all reads back */
+    for (int i = 0; i < WARM_SMALL + WARM_BIG; i++) {
+        const unsigned char *v;
+        const void *p;
+        size_t n;
+        ck_assert_int_eq(
+            kv_get(t, KV_DB_POSTINGS, ks[i], strlen(ks[i]), &p, &n), CM_OK);
+        v = p;
+        ck_assert_uint_eq(n, i < WARM_SMALL ? 500 : 64 * 1024);
+        ck_assert_uint_eq(v[0], (unsigned)(i & 0xff));
+        ck_assert_uint_eq(v[n - 1], (unsigned)(i & 0xff));
+    }
+    kv_read_end(t);
+    kv_random_access(s, false);
+    free(k);
+    free(ks);
+    free(ids);
+    kv_close(s);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("kv_store");
@@ -1421,6 +1592,7 @@ static Suite *suite(void)
     tcase_add_test(tc, map_growth);
     tcase_add_test(tc, random_access_advice);
     tcase_add_test(tc, prefetch_reads_value_pages);
+    tcase_add_test(tc, warm_reads_batch_pages);
     tcase_add_test(tc, write_run_error_aborts);
     tcase_add_test(tc, nested_read_in_write);
     tcase_add_test(tc, stale_reader_cleared);
