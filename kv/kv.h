@@ -158,8 +158,10 @@ void kv_prefetch(const void *val, size_t n);
  * with kv_prefetch.  Only a warm-up: nothing is returned, a failure only
  * leaves the pages to the batch, and fewer than KV_WARM_MIN items or a
  * store not in random-access mode do nothing (a cached store would pay
- * for each lookup twice).  The caller's own transaction is untouched: the
- * threads are new and read the last committed state. */
+ * for each lookup twice).  Call it with a transaction of s open in the
+ * calling thread (a write transaction: the batch's own), which keeps the
+ * map in place for the threads; without one it does nothing.  That
+ * transaction is untouched: the threads read the last committed state. */
 #define KV_WARM_THREADS 16
 #define KV_WARM_MIN     64
 struct kv_keyref {

@@ -59,6 +59,10 @@ struct kv_txn {
     int next_dirty;
 };
 
+/* Whether the calling thread holds s's grow_lock (a transaction of s is
+ * open in it): the map cannot be replaced until it lets go. */
+int kv_held_by_me(struct kv_store *s);
+
 struct kv_store {
     MDB_env *env;
     MDB_dbi dbi[KV_DB_COUNT];

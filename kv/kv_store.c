@@ -193,7 +193,7 @@ static _Thread_local struct {
     unsigned n;
 } tl_holds[HOLD_SLOTS];
 
-static int held_by_me(struct kv_store *s)
+int kv_held_by_me(struct kv_store *s)
 {
     for (int i = 0; i < HOLD_SLOTS; i++)
         if (tl_holds[i].s == s && tl_holds[i].n)
@@ -319,7 +319,7 @@ void kv_prefetch(const void *val, size_t n)
 static enum cm_status adopt_map_size(struct kv_store *s)
 {
     int rc;
-    if (held_by_me(s))
+    if (kv_held_by_me(s))
         return CM_BUSY; /* a txn of this thread is still open */
     pthread_rwlock_wrlock(&s->grow_lock);
     rc = mdb_env_set_mapsize(s->env, 0);
@@ -340,7 +340,7 @@ static enum cm_status grow_from(struct kv_store *s, size_t seen)
 
     if (s->read_only)
         return CM_TOOBIG;
-    if (held_by_me(s)) {
+    if (kv_held_by_me(s)) {
         cm_error("kv", "kv_grow called with a transaction open in this "
                        "thread");
         return CM_BUSY;
@@ -1170,7 +1170,7 @@ enum cm_status kv_backup(struct kv_store *s, const char *dest_dir, char *err,
         set_err(err, errlen, "no backup directory given");
         return CM_INVALID;
     }
-    if (held_by_me(s)) {
+    if (kv_held_by_me(s)) {
         set_err(err, errlen, "kv_backup with a transaction open");
         return CM_BUSY;
     }

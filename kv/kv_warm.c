@@ -18,6 +18,7 @@
  * random-access mode (kv_random_access): a scan, or a store the pass finds
  * in the page cache, would pay for every lookup twice for nothing.
  */
+#include <lmdb.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -31,15 +32,23 @@ struct warm_job {
     void *ctx;
 };
 
+/* A thread of the warm-up: a read transaction of its own, taken straight
+ * from LMDB.  Not kv_read_begin: that takes grow_lock shared, and with a
+ * grow waiting for it exclusively (writer-preferring lock) a new shared
+ * hold waits too, while the caller, who holds it, waits for this thread.
+ * The caller's hold keeps the map in place instead (kv_warm_run). */
 static void *warm_thread(void *arg)
 {
     struct warm_job *j = arg;
-    struct kv_txn *t;
+    struct kv_txn t;
 
-    if (kv_read_begin(j->s, &t) != CM_OK)
-        return NULL;
-    j->fn(t, j->lo, j->hi, j->ctx);
-    kv_read_end(t);
+    memset(&t, 0, sizeof t);
+    t.s = j->s;
+    if (mdb_txn_begin(j->s->env, NULL, MDB_RDONLY, &t.txn) != 0)
+        return NULL; /* no reader slot, say: the caller reads its own */
+    t.active = 1;
+    j->fn(&t, j->lo, j->hi, j->ctx);
+    mdb_txn_abort(t.txn);
     return NULL;
 }
 
@@ -57,6 +66,10 @@ void kv_warm_run(struct kv_store *s, size_t n, kv_warm_fn *fn, void *ctx)
 
     if (!kv_warming(s) || n < KV_WARM_MIN || !fn)
         return;
+    if (!kv_held_by_me(s)) { /* nothing would keep the map in place */
+        cm_warn("kv", "kv_warm_run outside a transaction: nothing read ahead");
+        return;
+    }
     per = (n + KV_WARM_THREADS - 1) / KV_WARM_THREADS;
     for (int i = 0; i < KV_WARM_THREADS; i++) {
         size_t lo = (size_t)i * per, hi = lo + per < n ? lo + per : n;

@@ -1476,12 +1476,12 @@ static MDB_stat db_stat(struct kv_store *s, enum kv_db db)
 }
 
 /* kv_warm_keys / kv_warm_scenes on a store dropped from the page cache:
- * nothing while the store is not in random-access mode or for fewer than
- * KV_WARM_MIN items; otherwise the leaf pages holding the keys are cached
- * when the call returns (the threads have looked them up), the records'
- * and id-map leaves likewise, and the overflow pages of the big values,
- * which a lookup does not read, arrive by read-ahead (polled, bounded:
- * 30 s). */
+ * nothing without a transaction held by the caller, while the store is not
+ * in random-access mode, or for fewer than KV_WARM_MIN items; otherwise the
+ * leaf pages holding the keys are cached when the call returns (the threads
+ * have looked them up), the records' and id-map leaves likewise, and the
+ * overflow pages of the big values, which a lookup does not read, arrive by
+ * read-ahead (polled, bounded: 30 s). */
 START_TEST(warm_reads_batch_pages)
 {
     const char *dir = tu_tmpdir();
@@ -1523,11 +1523,17 @@ START_TEST(warm_reads_batch_pages)
                   base);
 
     ck_assert(!kv_warming(s));
+    kv_random_access(s, true);
+    ck_assert(kv_warming(s));
+    kv_warm_keys(s, k, WARM_SMALL + WARM_BIG); /* no transaction held */
+    kv_warm_scenes(s, ids, WARM_SCENES);
+    ck_assert_uint_eq(file_cached(dir), base);
+    ck_assert_int_eq(kv_read_begin(s, &t), CM_OK); /* held from here on */
+    kv_random_access(s, false);
     kv_warm_keys(s, k, WARM_SMALL + WARM_BIG); /* not in random-access mode */
     kv_warm_scenes(s, ids, WARM_SCENES);
     ck_assert_uint_eq(file_cached(dir), base);
     kv_random_access(s, true);
-    ck_assert(kv_warming(s));
     kv_warm_keys(s, k, KV_WARM_MIN - 1); /* too few */
     kv_warm_scenes(s, ids, KV_WARM_MIN - 1);
     ck_assert_uint_eq(file_cached(dir), base);
@@ -1538,7 +1544,6 @@ START_TEST(warm_reads_batch_pages)
      * mapped, which stayed cached) */
     ck_assert_uint_ge(after - base, post.ms_leaf_pages * 9 / 10);
     /* the big values: kv_get reads their leaf, not their overflow pages */
-    ck_assert_int_eq(kv_read_begin(s, &t), CM_OK);
     for (int i = WARM_SMALL; i < WARM_SMALL + WARM_BIG; i++) {
         const void *p;
         size_t n, np = 0, in = 0;
@@ -1548,13 +1553,12 @@ START_TEST(warm_reads_batch_pages)
             usleep(1000); /* read-ahead in flight: wait for it, bounded */
         ck_assert_uint_eq(in, np);
     }
-    kv_read_end(t);
     after = file_cached(dir);
     kv_warm_scenes(s, ids, WARM_SCENES);
     ck_assert_uint_ge(file_cached(dir) - after,
                       (scn.ms_leaf_pages + idm.ms_leaf_pages) * 9 / 10);
 
-    ck_assert_int_eq(kv_read_begin(s, &t), CM_OK); /* and all reads back */
+    /* and all reads back */
     for (int i = 0; i < WARM_SMALL + WARM_BIG; i++) {
         const unsigned char *v;
         const void *p;
